@@ -1,0 +1,144 @@
+"""The `bench` command line (a contract: see DESIGN.md "Command line and outputs").
+
+Exit codes: 0 all done; 1 the grid finished but some runs FAILED; 2 bad input or usage.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from bench.errors import BenchError
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Benchmark conditioning methods for diffusion models on medical images.")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _load_plugins(plugins: list[str]) -> None:
+    from bench.methods import load_entry_points, load_plugin
+    load_entry_points()
+    for spec in plugins:
+        load_plugin(spec)
+
+
+@app.command()
+def run(
+    config: Path = typer.Option(Path("bench.toml"), help="suite config (TOML)"),
+    methods: Optional[str] = typer.Option(None, help="comma-separated method variants, e.g. baseline,drift:delta=-0.05"),
+    seeds: Optional[int] = typer.Option(None, help="generation seeds 0..N-1 per trained model"),
+    train_seeds: Optional[int] = typer.Option(None, help="independently trained models per variant"),
+    dataset: Optional[str] = typer.Option(None, help="data set name, folder:PATH or npz:PATH"),
+    preset: Optional[str] = typer.Option(None, help="named overrides: tiny | paper"),
+    executor: Optional[str] = typer.Option(None, help="ray | local"),
+    address: Optional[str] = typer.Option(None, help="join a Ray cluster: auto | ray://host:port"),
+    results: Path = typer.Option(Path("results"), help="results store"),
+    plugin: list[str] = typer.Option([], help="a .py file or module defining ConditioningMethod subclasses"),
+):
+    """Train and evaluate every method variant of the suite; re-running resumes."""
+    from bench.config import load_config
+    from bench.plan import build_plan
+    from bench.runner import run_suite
+
+    _load_plugins(plugin)
+    overrides: dict = {}
+    if methods is not None:
+        # A variant's parameters are comma-separated too: split only before a new method name.
+        overrides.setdefault("suite", {})["methods"] = _split_methods(methods)
+    if seeds is not None:
+        overrides.setdefault("suite", {})["seeds"] = seeds
+    if train_seeds is not None:
+        overrides.setdefault("suite", {})["train_seeds"] = train_seeds
+    if dataset is not None:
+        overrides.setdefault("data", {})["name"] = dataset
+    if executor is not None:
+        overrides.setdefault("execution", {})["executor"] = executor
+    if address is not None:
+        overrides.setdefault("execution", {})["address"] = address
+    cfg = load_config(config, preset, overrides)
+    build_plan(cfg)  # every variant validated before anything is written
+    summary = run_suite(cfg, results.resolve(), err_console)
+    console.print(f"[bold]{summary.root}[/]: {summary.trained} trained, {summary.evaluated} evaluated"
+                  + (", nothing to do (all finished)" if summary.skipped else ""))
+    if summary.failed:
+        console.print(f"[red]{len(summary.failed)} failed:[/]")
+        for line in summary.failed:
+            console.print(f"  {line}", markup=False)
+        raise typer.Exit(1)
+
+
+def _split_methods(text: str) -> list[str]:
+    """`baseline,drift:delta=0.1,target=shifted,ssl` -> three variants: a piece holding '=' but no
+    ':' continues the previous variant's parameters."""
+    out: list[str] = []
+    for piece in filter(None, (p.strip() for p in text.split(","))):
+        if "=" in piece and ":" not in piece and out:
+            out[-1] += "," + piece
+        else:
+            out.append(piece)
+    return out
+
+
+@app.command()
+def report(
+    results: Path = typer.Option(Path("results"), help="results store"),
+    suite: Optional[str] = typer.Option(None, help="suite name (default: every suite in the store)"),
+    format: Optional[str] = typer.Option(None, help="md | csv | html (default: all three)"),
+):
+    """Rebuild the leaderboards, tables and figures from the store."""
+    from bench.report import build_report, print_leaderboard
+
+    formats = ("md", "csv", "html") if format is None else (format,)
+    if any(f not in ("md", "csv", "html") for f in formats):
+        raise BenchError(f"unknown --format {format!r}; use md, csv or html")
+    roots = [results / suite] if suite else sorted(p.parent for p in results.glob("*/plan.json"))
+    if not roots or not all((r / "plan.json").exists() for r in roots):
+        raise BenchError(f"no suite results under {results}; run `bench run` first or pass --results DIR")
+    for root in roots:
+        rep = build_report(root, formats)
+        print_leaderboard(rep, console)
+        console.print(f"report written to {root / 'report'}")
+
+
+@app.command(name="methods")
+def methods_cmd(plugin: list[str] = typer.Option([], help="also load these plug-ins")):
+    """List every registered method with its parameters, defaults and paper."""
+    from rich.table import Table
+    from bench.methods import method_table
+
+    _load_plugins(plugin)
+    table = Table("method", "parameters (defaults)", "paper")
+    for row in method_table():
+        params = "\n".join(f"{k} = {v!r}" for k, v in row["params"]) or "-"
+        table.add_row(row["name"], params, row["paper"])
+    console.print(table)
+
+
+def _register_optional_commands() -> None:
+    from bench.data_cli import data_app
+    from bench.eval_cli import eval_command
+    app.add_typer(data_app, name="data", help="list, verify and fetch data sets")
+    app.command(name="eval")(eval_command)
+
+
+def main() -> None:
+    try:
+        _register_optional_commands()
+        app(standalone_mode=True)
+    except BenchError as err:
+        err_console.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted: finished work is kept; run the same command again to resume")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,241 @@
+"""Suite configuration: bench.toml -> frozen dataclasses, CLI flags on top.
+
+Every section of bench.toml is one dataclass below; every key has a commented default.
+Unknown keys, wrong types and out-of-range values raise BenchError naming the key and file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from bench.datasets.base import DataConfig
+from bench.errors import BenchError
+from bench.models.expert import ExpertConfig
+
+
+@dataclass(frozen=True)
+class SuiteSection:
+    name: str = "default"               # names the folder results/<name>/
+    methods: tuple[str, ...] = ("baseline",)  # method variants, e.g. "drift:delta=-0.05"
+    seeds: int = 3                      # generation seeds 0..seeds-1 per trained model
+    train_seeds: int = 1                # independently trained models per method variant
+    baseline: str = "baseline"          # the variant every other one is tested against
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    size: Literal["tiny", "small", "paper"] = "small"  # U-Net size (bench/models/unet.py)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 600                    # optimizer steps per trained model
+    batch_size: int = 32
+    lr: float = 1e-3                    # AdamW peak learning rate
+    weight_decay: float = 0.0
+    warmup_steps: int = 50              # linear warm-up, then constant
+    ema_decay: float = 0.995            # EMA of weights; 0 disables; sampling uses the EMA
+    min_snr_gamma: float = 5.0          # min-SNR loss weighting (Hang et al. 2023); 0 disables
+    grad_clip: float = 1.0              # max grad norm; 0 disables
+    num_train_timesteps: int = 1000     # DDPM training schedule
+    beta_schedule: Literal["linear", "squaredcos_cap_v2"] = "linear"
+    checkpoint_every: int = 100         # steps between resumable checkpoints
+    log_every: int = 10                 # steps between train_log.jsonl lines
+    augment: bool = True                # random flips / 90-degree rotations (histology has no up)
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    sampler: Literal["ddim", "ddpm"] = "ddim"  # ddpm = ancestral sampling over all 1000 steps
+    steps: int = 50                     # DDIM steps (ignored by ddpm)
+    eta: float = 0.0                    # DDIM stochasticity; 0 = deterministic
+    samples_per_class: int = 10         # images per scored class per generation seed
+    batch_size: int = 128               # images per denoiser call
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    names: tuple[str, ...] = ("expert_acc", "ssim", "fid[expert]", "kid[expert]")
+    kid_subset_size: int = 1000         # capped at N for small sample sets
+
+
+@dataclass(frozen=True)
+class ExecutionConfig:
+    executor: Literal["ray", "local"] = "ray"
+    address: str = ""                   # "" = start a local Ray; "auto" or "ray://host:port" to join
+    device: str = "auto"                # auto | cpu | cuda | cuda:N
+    bf16: bool = True                   # bf16 autocast on CUDA (ignored on CPU)
+    channels_last: bool = True          # channels_last memory format on CUDA
+    num_cpus: float = 1                 # Ray CPUs per task
+    num_gpus: float = 0                 # Ray GPUs per train/eval task (1 on GPU nodes)
+    threads: int = 1                    # torch intra-op threads per task
+    max_retries: int = 3                # retries of a task whose worker or node was lost
+
+
+@dataclass(frozen=True)
+class Config:
+    suite: SuiteSection = field(default_factory=SuiteSection)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    expert: ExpertConfig = field(default_factory=ExpertConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# Range rules: (section, key) -> (predicate, what a valid value is)
+_RANGES = {
+    ("suite", "seeds"): (lambda v: v >= 1, "an integer >= 1"),
+    ("suite", "train_seeds"): (lambda v: v >= 1, "an integer >= 1"),
+    ("suite", "methods"): (lambda v: len(v) >= 1, "a non-empty list"),
+    ("data", "image_size"): (lambda v: 8 <= v <= 1024, "between 8 and 1024"),
+    ("data", "train_per_class"): (lambda v: v >= 1, "an integer >= 1"),
+    ("data", "val_per_class"): (lambda v: v >= 1, "an integer >= 1"),
+    ("data", "test_per_class"): (lambda v: v >= 1, "an integer >= 1"),
+    ("data", "split"): (lambda v: len(v) == 3 and all(f > 0 for f in v) and abs(sum(v) - 1) < 1e-6,
+                        "three positive fractions summing to 1"),
+    ("train", "steps"): (lambda v: v >= 1, "an integer >= 1"),
+    ("train", "batch_size"): (lambda v: v >= 1, "an integer >= 1"),
+    ("train", "lr"): (lambda v: v > 0, "a positive number"),
+    ("train", "ema_decay"): (lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("train", "checkpoint_every"): (lambda v: v >= 1, "an integer >= 1"),
+    ("train", "log_every"): (lambda v: v >= 1, "an integer >= 1"),
+    ("train", "num_train_timesteps"): (lambda v: v >= 2, "an integer >= 2"),
+    ("sample", "steps"): (lambda v: v >= 1, "an integer >= 1"),
+    ("sample", "eta"): (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("sample", "samples_per_class"): (lambda v: v >= 2, "an integer >= 2 (SSIM needs pairs)"),
+    ("sample", "batch_size"): (lambda v: v >= 1, "an integer >= 1"),
+    ("metrics", "kid_subset_size"): (lambda v: v >= 2, "an integer >= 2"),
+    ("execution", "threads"): (lambda v: v >= 1, "an integer >= 1"),
+    ("execution", "max_retries"): (lambda v: v >= 0, "an integer >= 0"),
+}
+
+# Named overrides applied on top of the file, before CLI flags.
+PRESETS: dict[str, dict] = {
+    # A seconds-long suite for tests and smoke runs.
+    "tiny": {
+        "data": {"image_size": 16, "train_per_class": 16, "val_per_class": 8, "test_per_class": 8},
+        "model": {"size": "tiny"},
+        "train": {"steps": 4, "batch_size": 8, "warmup_steps": 1, "checkpoint_every": 2, "log_every": 1},
+        "sample": {"steps": 3, "samples_per_class": 2},
+        "expert": {"backbone": "tiny", "epochs": 1},
+        "metrics": {"kid_subset_size": 8},
+    },
+    # The feature-alignment paper's protocol (Nair 2024): Kather 2016, grayscale, 64 px, no "empty".
+    "paper": {
+        "suite": {"seeds": 15},
+        "data": {"name": "kather2016", "image_size": 64, "grayscale": True, "exclude_classes": ["empty"]},
+        "model": {"size": "paper"},
+        "sample": {"samples_per_class": 10},
+        "expert": {"backbone": "resnet50"},
+    },
+}
+
+
+def _coerce(value, hint, where: str):
+    """Check `value` against a type hint from a config dataclass; return it in that type."""
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        if value not in typing.get_args(hint):
+            raise BenchError(f"{where} must be one of {', '.join(map(repr, typing.get_args(hint)))}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for arm in typing.get_args(hint):
+            try:
+                return _coerce(value, arm, where)
+            except BenchError:
+                continue
+        raise BenchError(f"{where} has the wrong type: {value!r}")
+    if origin is tuple:
+        item = typing.get_args(hint)[0]
+        if not isinstance(value, (list, tuple)):
+            raise BenchError(f"{where} must be a list, got {value!r}")
+        return tuple(_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise BenchError(f"{where} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise BenchError(f"{where} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise BenchError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise BenchError(f"{where} must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {hint}")
+
+
+def _build_section(cls, table: dict, section: str, source: str):
+    if not isinstance(table, dict):
+        raise BenchError(f"[{section}] in {source} must be a table")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in table.items():
+        where = f"{section}.{key} in {source}"
+        if key not in names:
+            raise BenchError(f"unknown key {section}.{key} in {source}; valid keys: {', '.join(sorted(names))}")
+        kwargs[key] = _coerce(value, hints[key], where)
+        rule = _RANGES.get((section, key))
+        if rule and not rule[0](kwargs[key]):
+            raise BenchError(f"{where} must be {rule[1]}, got {value!r}")
+    return cls(**kwargs)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for section, table in over.items():
+        if isinstance(table, dict) and isinstance(out.get(section), dict):
+            out[section] = {**out[section], **table}
+        else:
+            out[section] = table
+    return out
+
+
+def read_toml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise BenchError(f"config file {path} not found; pass --config PATH or run where bench.toml is")
+    try:
+        return tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise BenchError(f"{path} is not valid TOML: {err}") from None
+
+
+def build_config(tables: dict, source: str) -> Config:
+    sections = {f.name: f for f in dataclasses.fields(Config)}
+    unknown = sorted(set(tables) - set(sections))
+    if unknown:
+        raise BenchError(f"unknown section [{unknown[0]}] in {source}; valid sections: {', '.join(sections)}")
+    hints = typing.get_type_hints(Config)
+    return Config(**{name: _build_section(hints[name], tables.get(name, {}), name, source)
+                     for name in sections})
+
+
+def load_config(path: str | Path | None, preset: str | None = None, overrides: dict | None = None) -> Config:
+    """bench.toml (or the defaults when path is None) + preset + CLI overrides, validated."""
+    tables = read_toml(path) if path is not None else {}
+    source = str(path) if path is not None else "the defaults"
+    if preset:
+        if preset not in PRESETS:
+            raise BenchError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+        tables = _merge(tables, PRESETS[preset])
+        source += f" + preset {preset}"
+    if overrides:
+        tables = _merge(tables, overrides)
+        source += " + command-line flags"
+    return build_config(tables, source)

@@ -1,0 +1,51 @@
+"""The shared denoiser backbone: a class-conditional diffusers UNet2DConditionModel.
+
+The condition enters as cross-attention tokens (B, L, cross_attention_dim); methods decide
+what the tokens are (a class embedding, an SSL embedding, a null token).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from diffusers import UNet2DConditionModel
+
+
+@dataclass(frozen=True)
+class UNetSize:
+    block_out_channels: tuple[int, ...]
+    down_block_types: tuple[str, ...]
+    up_block_types: tuple[str, ...]
+    layers_per_block: int
+    cross_attention_dim: int
+    attention_head_dim: int
+    norm_num_groups: int
+
+
+# Cross-attention only at the coarsest resolutions: that is where a global class token matters and
+# where attention is cheap.
+SIZES = {
+    "tiny": UNetSize((16, 32), ("DownBlock2D", "CrossAttnDownBlock2D"),
+                     ("CrossAttnUpBlock2D", "UpBlock2D"), 1, 32, 8, 8),
+    "small": UNetSize((32, 64, 64), ("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
+                      ("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"), 1, 64, 16, 16),
+    "paper": UNetSize((64, 128, 256, 256),
+                      ("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                      ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"), 2, 256, 32, 32),
+}
+
+
+def build_unet(size: str, channels: int, image_size: int) -> UNet2DConditionModel:
+    spec = SIZES[size]
+    return UNet2DConditionModel(
+        sample_size=image_size,
+        in_channels=channels,
+        out_channels=channels,
+        block_out_channels=spec.block_out_channels,
+        down_block_types=spec.down_block_types,
+        up_block_types=spec.up_block_types,
+        mid_block_type="UNetMidBlock2DCrossAttn",
+        layers_per_block=spec.layers_per_block,
+        cross_attention_dim=spec.cross_attention_dim,
+        attention_head_dim=spec.attention_head_dim,
+        norm_num_groups=spec.norm_num_groups,
+    )

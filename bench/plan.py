@@ -1,0 +1,50 @@
+"""The grid: data set x method variant x train seed -> RunSpec, each with a content-hashed run_id."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+
+from bench.config import Config
+from bench.errors import BenchError
+from bench.methods import canonical_variant, parse_variant
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    dataset: str
+    variant: str              # canonical method variant string: names the folder and the row
+    train_seed: int
+    run_id: str               # short hash of everything that determines this run's results
+    gen_seeds: tuple[int, ...]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def run_id(cfg: Config, variant: str, train_seed: int) -> str:
+    """Hash of the resolved config that shapes this run's numbers (not the seed count, not where
+    or how it is executed): the same run in another suite or on another machine shares the id."""
+    cls, params = parse_variant(variant)
+    key = {k: v for k, v in cfg.to_dict().items() if k not in ("suite", "execution")}
+    key.update(method=cls.name, params=dataclasses.asdict(params), train_seed=train_seed)
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def build_plan(cfg: Config) -> list[RunSpec]:
+    variants = []
+    for text in cfg.suite.methods:
+        cls, params = parse_variant(text)
+        variant = canonical_variant(cls.name, params)
+        if variant in variants:
+            raise BenchError(f"method variant {variant!r} is listed twice; list each variant once")
+        variants.append(variant)
+    cls, params = parse_variant(cfg.suite.baseline)
+    baseline = canonical_variant(cls.name, params)
+    if baseline in variants:  # baseline first: the reference row and the left side of every test
+        variants.remove(baseline)
+        variants.insert(0, baseline)
+    gen_seeds = tuple(range(cfg.suite.seeds))
+    return [RunSpec(cfg.data.name, v, k, run_id(cfg, v, k), gen_seeds)
+            for v in variants for k in range(cfg.suite.train_seeds)]

@@ -1,0 +1,75 @@
+"""Sampling a trained model with the suite's sampler and a method's sampling hooks.
+
+Paired seeds: for generation seed s, every method draws its initial and per-step noise from the
+same seeded stream, in chunks of `sample.batch_size` images, so methods differ only in how they
+condition. Condition draws (e.g. an SSL embedding bank) use a separate stream so they never shift
+the noise.
+"""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import torch
+from PIL import Image
+
+from bench.config import Config
+from bench.diffusion import Sampler
+from bench.store import atomic_write_bytes
+from bench.train import Built, autocast
+
+
+def generation_labels(scored_classes, samples_per_class: int) -> np.ndarray:
+    """Class-major targets: the same rows per class for every method and seed."""
+    return np.repeat(np.asarray(scored_classes, dtype=np.int64), samples_per_class)
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """Model space (B, C, H, W) in [-1, 1] -> uint8 (B, H, W, C)."""
+    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+@torch.no_grad()
+def sample_images(built: Built, cfg: Config, labels: np.ndarray, gen_seed: int,
+                  device: torch.device, on_step=None) -> np.ndarray:
+    method, model = built.method, built.model
+    sampler = Sampler.from_config(built.schedule, cfg.sample.sampler, cfg.sample.steps, cfg.sample.eta)
+    ctx = method.ctx
+    shape1 = (ctx.channels, ctx.image_size, ctx.image_size)
+    out = []
+    chunk = cfg.sample.batch_size
+    for c, start in enumerate(range(0, len(labels), chunk)):
+        y = torch.as_tensor(labels[start:start + chunk], device=device)
+        shape = (len(y), *shape1)
+        noise_gen = torch.Generator().manual_seed(gen_seed * 100_003 + c)
+        cond_gen = torch.Generator(device).manual_seed(gen_seed * 100_003 + c + 50_000)
+        x = method.initial_noise(shape, noise_gen, "cpu").to(device)
+        cond = method.sample_condition(model, y, cond_gen)
+        for i, t in enumerate(sampler.timesteps):
+            tt = t.expand(len(y)).to(device)
+            with autocast(cfg, device):
+                eps_hat = method.sampling_denoise(model, x, tt, cond, y).float()
+            noise = torch.randn(shape, generator=noise_gen).to(device)
+            x = method.step(sampler, x, eps_hat, i, noise)
+            if on_step:
+                on_step(i + 1, len(sampler))
+        out.append(to_uint8(x))
+    return np.concatenate(out)
+
+
+def save_grid(images: np.ndarray, labels: np.ndarray, path, scale: int = 2) -> None:
+    """One row per class in label order, images side by side, 2-px gaps."""
+    classes = sorted(set(labels.tolist()))
+    rows = [images[labels == c] for c in classes]
+    cols = max(len(r) for r in rows)
+    h, w, ch = images.shape[1:]
+    gap = 2
+    canvas = np.full((len(rows) * (h + gap) - gap, cols * (w + gap) - gap, ch), 255, np.uint8)
+    for r, row in enumerate(rows):
+        for c, img in enumerate(row):
+            canvas[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = img
+    pil = Image.fromarray(canvas[..., 0] if ch == 1 else canvas)
+    pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
+    buf = io.BytesIO()
+    pil.save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())

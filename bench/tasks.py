@@ -1,0 +1,149 @@
+"""Task bodies: plain functions of paths and configs that any executor runs.
+
+Each task first looks for its finished output and returns it; each writes through temp files and
+os.replace; each holds a file lock while it computes, so two `bench run` processes on one store
+never compute (or half-write) the same thing twice. A deterministic failure is written as FAILED
+and reported, not raised: the rest of the grid goes on.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import traceback
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench import __version__
+from bench.config import Config
+from bench.datasets.base import PreparedData
+from bench.errors import BenchError, RunFailed
+from bench.plan import RunSpec
+from bench.store import DONE, FAILED, FileLock, SuiteStore, atomic_write_bytes, atomic_write_json
+
+METRICS_FILE = "metrics.json"
+SAMPLES_FILE = "samples.npz"
+
+
+def _hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def prepare_data(cfg: Config, cache: Path) -> Path:
+    """The prepared arrays of the suite's data set, computed once per data config."""
+    from bench.datasets import load_prepared
+    path = Path(cache) / f"data-{cfg.data.name.replace('/', '_').replace(':', '_')}-{_hash(dataclasses.asdict(cfg.data))}.npz"
+    if path.exists():
+        return path
+    data = load_prepared(cfg.data)  # bad input raises here, before anything is written
+    with FileLock(path.with_suffix(".lock")):
+        if not path.exists():
+            data.save(path)
+    return path
+
+
+def expert_loader(cfg: Config, data: PreparedData, cache: Path, device):
+    def load():
+        from bench.models.expert import get_expert
+        return get_expert(data, cfg.expert, Path(cache), device=device)
+    return load
+
+
+def prepare_expert(cfg: Config, data_path: Path, cache: Path) -> dict:
+    """Train (or load) the expert once, before the tasks that need it start."""
+    from bench.train import resolve_device
+    expert = expert_loader(cfg, PreparedData.load(data_path), cache, resolve_device(cfg.execution.device))()
+    return {"test_accuracy": float(expert.test_accuracy)}
+
+
+def _set_threads(cfg: Config) -> None:
+    torch.set_num_threads(cfg.execution.threads)
+
+
+def _failure_reason(err: BaseException) -> str:
+    if isinstance(err, (RunFailed, BenchError)):
+        return str(err)
+    frame = traceback.extract_tb(err.__traceback__)[-1] if err.__traceback__ else None
+    where = f" at {Path(frame.filename).name}:{frame.lineno}" if frame else ""
+    return f"{type(err).__name__}: {err}{where}"
+
+
+def train_task(cfg: Config, spec: RunSpec, results: Path, data_path: Path) -> dict:
+    from bench.train import resolve_device, train_model
+    store = SuiteStore(results, cfg.suite.name)
+    run_dir = store.run_dir(spec.dataset, spec.variant, spec.train_seed, spec.run_id)
+    if (run_dir / DONE).exists() or (run_dir / FAILED).exists():
+        return _status(run_dir)
+    with FileLock(run_dir / ".lock"):
+        if (run_dir / DONE).exists() or (run_dir / FAILED).exists():
+            return _status(run_dir)
+        _set_threads(cfg)
+        cls_name = spec.variant.partition(":")[0]
+        atomic_write_json(run_dir / "config.json", {
+            "run_id": spec.run_id, "dataset": spec.dataset, "method": spec.variant, "method_name": cls_name,
+            "method_params": spec.variant.partition(":")[2], "train_seed": spec.train_seed,
+            "code_version": __version__, "config": cfg.to_dict()})
+        data = PreparedData.load(data_path)
+        device = resolve_device(cfg.execution.device)
+        try:
+            train_model(cfg, spec.variant, spec.train_seed, data, run_dir,
+                        expert_loader(cfg, data, store.cache, device), store.cache)
+        except Exception as err:  # recorded, not retried: the same input fails the same way
+            atomic_write_bytes(run_dir / FAILED, (_failure_reason(err) + "\n").encode())
+            return _status(run_dir)
+        atomic_write_bytes(run_dir / DONE, b"")
+    return _status(run_dir)
+
+
+def _status(folder: Path) -> dict:
+    """The recorded outcome of a train (run folder) or evaluation (eval folder) task."""
+    if (folder / FAILED).exists():
+        return {"status": "failed", "path": str(folder), "reason": (folder / FAILED).read_text().strip()}
+    return {"status": "done", "path": str(folder)}
+
+
+def eval_task(cfg: Config, spec: RunSpec, gen_seed: int, results: Path, data_path: Path) -> dict:
+    from bench.metrics import evaluate_samples
+    from bench.sample import generation_labels, sample_images, save_grid
+    from bench.train import load_model, resolve_device
+    store = SuiteStore(results, cfg.suite.name)
+    run_dir = store.run_dir(spec.dataset, spec.variant, spec.train_seed, spec.run_id)
+    out = SuiteStore.eval_dir(run_dir, gen_seed)
+    with FileLock(out / ".lock"):
+        if (out / METRICS_FILE).exists() or (out / FAILED).exists():
+            return _status(out)
+        _set_threads(cfg)
+        data = PreparedData.load(data_path)
+        device = resolve_device(cfg.execution.device)
+        load_expert = expert_loader(cfg, data, store.cache, device)
+        try:
+            built = load_model(cfg, spec.variant, data, run_dir, device, load_expert, store.cache)
+            labels = generation_labels(data.scored_classes, cfg.sample.samples_per_class)
+            images = sample_images(built, cfg, labels, gen_seed, device)
+            _save_npz(out / SAMPLES_FILE, images=images, labels=labels)
+            save_grid(images, labels, out / "grid.png")
+            real_x, real_y = data.split("test")
+            scored = np.isin(real_y, data.scored_classes)
+            result = evaluate_samples(
+                images, labels, real_x[scored], real_y[scored], class_names=data.class_names,
+                scored_classes=data.scored_classes, expert=load_expert(), metrics=list(cfg.metrics.names),
+                cache_dir=store.cache, reference_key=f"{data.fingerprint()}-test",
+                kid_subset_size=cfg.metrics.kid_subset_size, device=device)
+        except Exception as err:
+            atomic_write_bytes(out / FAILED, (_failure_reason(err) + "\n").encode())
+            return _status(out)
+        atomic_write_json(out / METRICS_FILE, {
+            "schema": 1, "dataset": spec.dataset, "method": spec.variant, "run_id": spec.run_id,
+            "train_seed": spec.train_seed, "gen_seed": gen_seed, "code_version": __version__,
+            "class_names": list(data.class_names), "scored_classes": list(data.scored_classes),
+            "sample_config": dataclasses.asdict(cfg.sample), **result})
+    return _status(out)
+
+
+def _save_npz(path: Path, **arrays) -> None:
+    import io
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())

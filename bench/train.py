@@ -1,0 +1,213 @@
+"""Training one model: seeded data order and noise, EMA, warm-up, resumable checkpoints.
+
+A run folder gets `train_state.pt` every `checkpoint_every` steps (model, EMA, optimizer and RNG
+state: a retried task continues bitwise where it stopped) and, at the end,
+`checkpoint.safetensors` (the EMA weights used for sampling) and `train_log.jsonl`.
+"""
+from __future__ import annotations
+
+import io
+import json
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from bench.config import Config
+from bench.datasets.base import PreparedData
+from bench.diffusion import Schedule
+from bench.errors import RunFailed
+from bench.methods import ConditioningMethod, Denoiser, MethodContext, parse_variant
+from bench.models.unet import SIZES, build_unet
+from bench.store import atomic_write_bytes
+
+STATE_FILE = "train_state.pt"
+CHECKPOINT_FILE = "checkpoint.safetensors"
+LOG_FILE = "train_log.jsonl"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RunFailed(f"device {name!r} requested but CUDA is not available; set execution.device = \"cpu\"")
+    return torch.device(name)
+
+
+def autocast(cfg: Config, device: torch.device):
+    if device.type == "cuda" and cfg.execution.bf16:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+@dataclass
+class Built:
+    method: ConditioningMethod
+    model: Denoiser
+    schedule: Schedule
+
+
+def build(cfg: Config, variant: str, data: PreparedData, device: torch.device,
+          expert_loader: Callable | None = None, cache_dir: Path | None = None) -> Built:
+    """The method, the U-Net with the method's modules, and the schedule, on `device`."""
+    cls, params = parse_variant(variant)
+    ctx = MethodContext(num_classes=data.num_classes, channels=data.channels, image_size=data.image_size,
+                        token_dim=SIZES[cfg.model.size].cross_attention_dim, device=device, data=data,
+                        expert_loader=expert_loader, cache_dir=cache_dir)
+    method = cls(params, ctx)
+    unet = build_unet(cfg.model.size, data.channels, data.image_size)
+    model = Denoiser(unet, method.build_modules(unet)).to(device)
+    if device.type == "cuda" and cfg.execution.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    method.prepare(model)
+    schedule = Schedule(cfg.train.num_train_timesteps, cfg.train.beta_schedule, cfg.train.min_snr_gamma)
+    return Built(method, model, schedule)
+
+
+class EMA:
+    """Exponential moving average of the trainable weights, with the usual warm-up of the decay
+    ((1 + n) / (10 + n)) so a few-hundred-step CPU run is not dominated by its random init."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for k, v in model.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.shadow[k].lerp_(v.detach(), 1 - d)
+            else:
+                self.shadow[k].copy_(v)
+
+
+class BatchStream:
+    """Batch `step` of a run is a pure function of (seed, step): seeded epoch permutations, drop-last.
+    A resumed run therefore sees exactly the batches an uninterrupted one would."""
+
+    def __init__(self, data: PreparedData, batch_size: int, seed: int, device):
+        self.x = torch.from_numpy(data.train_x).permute(0, 3, 1, 2).contiguous()
+        self.y = torch.from_numpy(data.train_y).long()
+        self.batch_size = min(batch_size, len(self.y))
+        self.per_epoch = len(self.y) // self.batch_size
+        self.seed, self.device = seed, device
+        self._epoch, self._order = -1, None
+
+    def __call__(self, step: int):
+        epoch, k = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(step_seed(self.seed, epoch, salt=1))
+            self._epoch, self._order = epoch, torch.randperm(len(self.y), generator=g)
+        idx = self._order[k * self.batch_size:(k + 1) * self.batch_size]
+        return (self.x[idx].float() / 127.5 - 1).to(self.device), self.y[idx].to(self.device)
+
+
+def step_seed(seed: int, step: int, salt: int = 0) -> int:
+    return (seed * 1_000_003 + step * 7919 + salt * 104_729) % (2**63)
+
+
+def augment(x, generator):
+    """A random element of the dihedral group per batch: histology tiles have no up or left."""
+    k = int(torch.randint(0, 4, (1,), generator=generator, device=generator.device))
+    x = torch.rot90(x, k, (2, 3))
+    return x.flip(3) if bool(torch.randint(0, 2, (1,), generator=generator, device=generator.device)) else x
+
+
+def _lr_at(cfg: Config, step: int) -> float:
+    return cfg.train.lr * min(1.0, (step + 1) / max(1, cfg.train.warmup_steps))
+
+
+def train_model(cfg: Config, variant: str, train_seed: int, data: PreparedData, run_dir: Path,
+                expert_loader: Callable | None = None, cache_dir: Path | None = None,
+                on_step: Callable[[int, int], None] | None = None) -> None:
+    """Train (or resume) one model into `run_dir`; raise RunFailed on a deterministic failure."""
+    device = resolve_device(cfg.execution.device)
+    torch.manual_seed(train_seed)  # module initialisation
+    built = build(cfg, variant, data, device, expert_loader, cache_dir)
+    model, method, schedule = built.model, built.method, built.schedule
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    ema = EMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
+    batches = BatchStream(data, cfg.train.batch_size, train_seed, device)
+    state_path, log_path = run_dir / STATE_FILE, run_dir / LOG_FILE
+    start = 0
+    if state_path.exists():
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if ema is not None:
+            ema.shadow, ema.updates = state["ema"], state["ema_updates"]
+        start = state["step"]
+    log_lines = _read_log(log_path, upto=start)
+    model.train()
+    t_start = time.time()
+    for step in range(start, cfg.train.steps):
+        generator = torch.Generator(device).manual_seed(step_seed(train_seed, step))
+        x0, labels = batches(step)
+        if cfg.train.augment:
+            x0 = augment(x0, generator)
+        for group in optimizer.param_groups:
+            group["lr"] = _lr_at(cfg, step)
+        with autocast(cfg, device):
+            terms = method.loss(model, schedule, x0, labels, generator)
+        loss = terms["loss"]
+        if not torch.isfinite(loss):
+            raise RunFailed(f"loss became {loss.item()} at step {step} ({variant}, train seed {train_seed})")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
+        optimizer.step()
+        if ema is not None:
+            ema.update(model)
+        done = step + 1
+        if done % cfg.train.log_every == 0 or done == cfg.train.steps:
+            log_lines.append(json.dumps({"step": done, "lr": _lr_at(cfg, step),
+                                         "time_s": round(time.time() - t_start, 3),
+                                         **{k: float(v.detach()) for k, v in terms.items()}}))
+        if done % cfg.train.checkpoint_every == 0 and done < cfg.train.steps:
+            _save_state(state_path, model, optimizer, ema, done)
+            atomic_write_bytes(log_path, ("\n".join(log_lines) + "\n").encode())
+        if on_step:
+            on_step(done, cfg.train.steps)
+    weights = ema.shadow if ema is not None else model.state_dict()
+    _save_weights(run_dir / CHECKPOINT_FILE, weights, variant)
+    atomic_write_bytes(log_path, ("\n".join(log_lines) + "\n").encode())
+    state_path.unlink(missing_ok=True)
+
+
+def _read_log(path: Path, upto: int) -> list[str]:
+    if not path.exists() or upto == 0:
+        return []
+    return [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= upto]
+
+
+def _save_state(path, model, optimizer, ema, step) -> None:
+    buf = io.BytesIO()
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}
+    if ema is not None:
+        state["ema"], state["ema_updates"] = ema.shadow, ema.updates
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _save_weights(path: Path, weights: dict, variant: str) -> None:
+    tensors = {k: v.detach().contiguous().cpu() for k, v in weights.items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"variant": variant})
+    tmp.replace(path)
+
+
+def load_model(cfg: Config, variant: str, data: PreparedData, run_dir: Path, device: torch.device,
+               expert_loader: Callable | None = None, cache_dir: Path | None = None) -> Built:
+    built = build(cfg, variant, data, device, expert_loader, cache_dir)
+    built.model.load_state_dict(load_file(str(run_dir / CHECKPOINT_FILE), device=str(device)))
+    built.model.eval()
+    return built

@@ -1,0 +1,94 @@
+"""Prepared data: the arrays every task of a suite shares, whatever the source.
+
+A source (synth-tissue, kather2016, pathmnist, folder:PATH, npz:PATH) turns a `DataConfig`
+into one `PreparedData`; the suite caches it by the hash of that config and never loads the
+raw source again.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "synth-tissue"          # a registered source, or folder:PATH / npz:PATH
+    image_size: int = 32                # square side in pixels after resizing
+    grayscale: bool = False             # the feature-alignment paper trains on grayscale
+    train_per_class: int = 256          # procedural sources: images per class and split
+    val_per_class: int = 32
+    test_per_class: int = 64
+    exclude_classes: tuple[str, ...] = ("empty",)  # kept for training, left out of scoring
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)  # sources without their own split
+    split_seed: int = 0                 # seeds the split and any procedural generation
+    root: str = ""                      # where downloaded/extracted files live ("" = default)
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """uint8 images (N, H, W, C), int64 labels (N,), per split; class names in label order."""
+
+    name: str
+    class_names: tuple[str, ...]
+    scored_classes: tuple[int, ...]
+    train_x: np.ndarray
+    train_y: np.ndarray
+    val_x: np.ndarray
+    val_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def channels(self) -> int:
+        return int(self.train_x.shape[-1])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.train_x.shape[1])
+
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        return getattr(self, f"{name}_x"), getattr(self, f"{name}_y")
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        h.update(json.dumps([self.name, list(self.class_names), list(self.scored_classes)]).encode())
+        for s in SPLITS:
+            x, y = self.split(s)
+            h.update(np.ascontiguousarray(x).tobytes())
+            h.update(np.ascontiguousarray(y).tobytes())
+        return h.hexdigest()[:16]
+
+    def save(self, path: str | Path) -> None:
+        """Atomic write of one .npz holding every split and the metadata."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = {"name": self.name, "class_names": list(self.class_names),
+                  "scored_classes": list(self.scored_classes), "meta": self.meta}
+        arrays = {f"{s}_{k}": getattr(self, f"{s}_{k}") for s in SPLITS for k in ("x", "y")}
+        buf = io.BytesIO()
+        np.savez(buf, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        tmp.write_bytes(buf.getvalue())
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "PreparedData":
+        with np.load(path, allow_pickle=False) as z:
+            header = json.loads(bytes(z["header"]).decode())
+            arrays = {k: z[k] for k in z.files if k != "header"}
+        return cls(name=header["name"], class_names=tuple(header["class_names"]),
+                   scored_classes=tuple(header["scored_classes"]), meta=header.get("meta", {}),
+                   **arrays)

@@ -1,0 +1,133 @@
+"""The conditioning-method interface: one class, a few hooks, one vocabulary.
+
+Notation shared by every hook (DDPM, Ho et al. 2020):
+  x0      clean images, model space (B, C, H, W) in [-1, 1]
+  xt      noised images  x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps
+  t       integer timesteps (B,)
+  eps     the Gaussian noise; eps_hat the denoiser's estimate of it
+  labels  class indices (B,)
+  cond    the cross-attention tokens handed to the U-Net (B, L, D)
+
+The plain class-conditional baseline is this class itself; a method subclass sets `name`,
+`paper`, a frozen `Params` dataclass, and overrides only the hooks where it differs.
+Defining a subclass registers it.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:  # imported for type hints only: keeps `bench methods` light
+    from bench.diffusion import Sampler, Schedule
+    from bench.methods.context import MethodContext
+
+REGISTRY: dict[str, type["ConditioningMethod"]] = {}
+
+
+@dataclass(frozen=True)
+class NoParams:
+    pass
+
+
+class ConditioningMethod:
+    name: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    Params: ClassVar[type] = NoParams
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("name"):
+            REGISTRY[cls.name] = cls
+
+    def __init__(self, params, ctx: "MethodContext"):
+        self.params = params
+        self.ctx = ctx
+
+    # ---- modules -----------------------------------------------------------------------
+    def build_modules(self, unet: nn.Module) -> dict[str, nn.Module]:
+        """Trainable modules besides `unet`, checkpointed with it. Default: a class-embedding
+        table, one token per class, the last row the null (unconditional) token."""
+        return {"class_embedding": nn.Embedding(self.ctx.num_classes + 1, self.ctx.token_dim)}
+
+    def prepare(self, model: "Denoiser") -> None:
+        """One-off set-up after the modules exist (hooks, frozen helpers). Default: nothing."""
+
+    # ---- training ----------------------------------------------------------------------
+    def train_condition(self, model: "Denoiser", x0, labels, generator) -> torch.Tensor:
+        """Cross-attention tokens for a training batch."""
+        return model.modules_["class_embedding"](labels)[:, None, :]
+
+    def add_noise(self, schedule: "Schedule", x0, eps, t) -> torch.Tensor:
+        return schedule.add_noise(x0, eps, t)
+
+    def target(self, schedule: "Schedule", x0, eps, t) -> torch.Tensor:
+        """What eps_hat regresses onto."""
+        return eps
+
+    def loss(self, model: "Denoiser", schedule: "Schedule", x0, labels, generator) -> dict[str, torch.Tensor]:
+        """Epsilon-MSE with the suite's timestep weighting; must hold `loss`."""
+        t = schedule.sample_timesteps(x0.shape[0], generator, x0.device)
+        eps = torch.randn(x0.shape, generator=generator, device=x0.device)
+        xt = self.add_noise(schedule, x0, eps, t)
+        cond = self.train_condition(model, x0, labels, generator)
+        eps_hat = self.denoise(model, xt, t, cond)
+        return {"loss": schedule.weighted_mse(eps_hat, self.target(schedule, x0, eps, t), t)}
+
+    # ---- sampling ----------------------------------------------------------------------
+    def sample_condition(self, model: "Denoiser", labels, generator) -> torch.Tensor:
+        """Cross-attention tokens for target labels at sampling time."""
+        return model.modules_["class_embedding"](labels)[:, None, :]
+
+    def initial_noise(self, shape, generator, device) -> torch.Tensor:
+        return torch.randn(shape, generator=generator, device=device)
+
+    def denoise(self, model: "Denoiser", xt, t, cond) -> torch.Tensor:
+        """eps_hat = eps_theta(x_t, t, cond); guidance or feature projection go here."""
+        return model.unet(xt, t, encoder_hidden_states=cond).sample
+
+    def sampling_denoise(self, model: "Denoiser", xt, t, cond, labels) -> torch.Tensor:
+        """The denoiser call at sampling time (labels are the targets); default: `denoise`."""
+        return self.denoise(model, xt, t, cond)
+
+    def step(self, sampler: "Sampler", xt, eps_hat, i: int, noise) -> torch.Tensor:
+        """x_{t-1} from x_t: the sampler's mean, then its added noise."""
+        mean, sigma = sampler.posterior(xt, eps_hat, i)
+        return mean + sigma * noise
+
+    # ---- names ---------------------------------------------------------------------------
+    @property
+    def variant(self) -> str:
+        return canonical_variant(self.name, self.params)
+
+
+def canonical_variant(name: str, params) -> str:
+    """`name` when every parameter is at its default, else `name:k=v,...` of the changed ones."""
+    default = type(params)()
+    changed = [(f.name, getattr(params, f.name)) for f in dataclasses.fields(params)
+               if getattr(params, f.name) != getattr(default, f.name)]
+    if not changed:
+        return name
+    return name + ":" + ",".join(f"{k}={format_value(v)}" for k, v in sorted(changed))
+
+
+def format_value(v) -> str:
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, tuple):
+        return "/".join(format_value(x) for x in v)
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+class Denoiser(nn.Module):
+    """The U-Net plus a method's trainable modules: what is trained, EMA-averaged and saved."""
+
+    def __init__(self, unet: nn.Module, modules: dict[str, nn.Module]):
+        super().__init__()
+        self.unet = unet
+        self.modules_ = nn.ModuleDict(modules)

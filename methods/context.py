@@ -1,0 +1,35 @@
+"""What a method may use besides the U-Net: data, the expert, the cache, the device."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from bench.datasets.base import PreparedData
+
+
+@dataclass
+class MethodContext:
+    num_classes: int
+    channels: int
+    image_size: int
+    token_dim: int                       # the U-Net's cross_attention_dim
+    device: torch.device
+    data: PreparedData                   # train split: SSL embedding banks, same-class conditioners
+    expert_loader: Callable[[], torch.nn.Module] | None = None  # lazy: only methods that need it pay
+    cache_dir: Path | None = None
+    _expert: torch.nn.Module | None = None
+
+    def expert(self) -> torch.nn.Module:
+        if self._expert is None:
+            if self.expert_loader is None:
+                raise RuntimeError("this method needs the expert classifier, but none was provided")
+            self._expert = self.expert_loader().to(self.device)
+        return self._expert
+
+    def train_images(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The train split in model space: float (N, C, H, W) in [-1, 1], int64 labels."""
+        x = torch.from_numpy(self.data.train_x).permute(0, 3, 1, 2).float() / 127.5 - 1
+        return x.to(self.device), torch.from_numpy(self.data.train_y).long().to(self.device)

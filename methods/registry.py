@@ -1,0 +1,116 @@
+"""Method lookup: variant strings, plug-in files and modules, the `bench.methods` entry points."""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.metadata
+import importlib.util
+import sys
+import typing
+from pathlib import Path
+
+from bench.errors import BenchError
+from bench.methods.base import REGISTRY, ConditioningMethod, canonical_variant
+
+ENTRY_POINT_GROUP = "bench.methods"
+
+
+def load_entry_points() -> None:
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            ep.load()
+        except Exception as err:  # a broken third-party plug-in must not hide the built-ins
+            raise BenchError(f"entry point {ep.name!r} of group {ENTRY_POINT_GROUP} failed to load: {err}") from None
+
+
+def load_plugin(spec: str) -> None:
+    """Import a file (`path/to/file.py`) or a module name; its subclasses register themselves."""
+    if spec.endswith(".py") or Path(spec).is_file():
+        path = Path(spec)
+        if not path.is_file():
+            raise BenchError(f"plugin file {spec} not found; pass an existing .py file or a module name")
+        module_name = f"bench_plugin_{path.stem}"
+        loader_spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(loader_spec)
+        sys.modules[module_name] = module
+        try:
+            loader_spec.loader.exec_module(module)
+        except Exception as err:
+            raise BenchError(f"plugin {spec} failed to import: {type(err).__name__}: {err}") from None
+        return
+    try:
+        importlib.import_module(spec)
+    except ImportError as err:
+        raise BenchError(f"plugin module {spec!r} cannot be imported ({err}); pass a .py path or an installed module") from None
+
+
+def _parse_value(text: str, hint, key: str, name: str):
+    origin = typing.get_origin(hint)
+    try:
+        if origin is typing.Literal:
+            choices = typing.get_args(hint)
+            if text not in choices:
+                raise ValueError(f"one of {', '.join(choices)}")
+            return text
+        if origin is tuple:
+            return tuple(_parse_value(p, typing.get_args(hint)[0], key, name) for p in text.split("/"))
+        if hint is bool:
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError("true or false")
+            return text.lower() in ("true", "1")
+        if hint is int:
+            return int(text)
+        if hint is float:
+            return float(text)
+        if origin in (typing.Union, __import__("types").UnionType):
+            for arm in typing.get_args(hint):
+                try:
+                    return _parse_value(text, arm, key, name)
+                except BenchError:
+                    continue
+            raise ValueError(" or ".join(getattr(a, "__name__", str(a)) for a in typing.get_args(hint)))
+        return text
+    except ValueError as err:
+        expect = str(err) if str(err) and "invalid literal" not in str(err) and "could not convert" not in str(err) \
+            else getattr(hint, "__name__", str(hint))
+        raise BenchError(f"bad value {text!r} for {name}:{key}; expected {expect}") from None
+
+
+def parse_variant(text: str) -> tuple[type[ConditioningMethod], object]:
+    """`drift:delta=-0.05,target=shifted` -> (the class, its validated Params)."""
+    name, _, rest = text.strip().partition(":")
+    if name not in REGISTRY:
+        raise BenchError(f"unknown method {name!r}; registered methods: {', '.join(sorted(REGISTRY))} "
+                         "(see `bench methods`; add your own with --plugin)")
+    cls = REGISTRY[name]
+    fields = {f.name: f for f in dataclasses.fields(cls.Params)}
+    hints = typing.get_type_hints(cls.Params)
+    values = {}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or key not in fields:
+            valid = ", ".join(f"{k} (default {f.default!r})" for k, f in fields.items()) or "none"
+            raise BenchError(f"unknown parameter {key!r} for method {name}; valid parameters: {valid}")
+        values[key] = _parse_value(value.strip(), hints[key], key, name)
+    try:
+        params = cls.Params(**values)
+    except (ValueError, TypeError) as err:
+        raise BenchError(f"bad parameters for method {name}: {err}") from None
+    return cls, params
+
+
+def canonical(text: str) -> str:
+    cls, params = parse_variant(text)
+    return canonical_variant(cls.name, params)
+
+
+def method_table() -> list[dict]:
+    """Every registered method with its parameters, defaults and paper (for `bench methods`)."""
+    rows = []
+    for name in sorted(REGISTRY):
+        cls = REGISTRY[name]
+        params = [(f.name, f.default) for f in dataclasses.fields(cls.Params)]
+        rows.append({"name": name, "paper": cls.paper, "params": params,
+                     "doc": (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""})
+    return rows

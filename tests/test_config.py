@@ -1,0 +1,71 @@
+import pytest
+
+from bench.config import load_config
+from bench.errors import BenchError
+from bench.plan import build_plan, run_id
+
+
+def write(tmp_path, text):
+    p = tmp_path / "bench.toml"
+    p.write_text(text)
+    return p
+
+
+def test_repo_default_config_loads():
+    from pathlib import Path
+    cfg = load_config(Path(__file__).parents[1] / "bench.toml")
+    assert cfg.data.name == "synth-tissue" and cfg.suite.seeds >= 1
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("[suite]\nseedz = 3\n", "unknown key suite.seedz"),
+    ("[sute]\n", "unknown section [sute]"),
+    ("[suite]\nseeds = 'three'\n", "suite.seeds"),
+    ("[suite]\nseeds = 0\n", "suite.seeds"),
+    ("[train]\nlr = -1.0\n", "train.lr"),
+    ("[sample]\nsampler = 'euler'\n", "must be one of 'ddim', 'ddpm'"),
+    ("[data]\nsplit = [0.5, 0.5, 0.5]\n", "data.split"),
+    ("[data]\ngrayscale = 1\n", "must be true or false"),
+    ("[suite\n", "is not valid TOML"),
+])
+def test_bad_config_names_the_key_and_the_file(tmp_path, text, fragment):
+    path = write(tmp_path, text)
+    with pytest.raises(BenchError) as err:
+        load_config(path)
+    assert fragment in str(err.value)
+    assert str(path) in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(BenchError, match="not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_overrides_and_presets_apply_in_order(tmp_path):
+    cfg = load_config(write(tmp_path, "[suite]\nseeds = 5\n"), "tiny", {"suite": {"seeds": 2}})
+    assert cfg.suite.seeds == 2 and cfg.model.size == "tiny"
+    with pytest.raises(BenchError, match="unknown preset"):
+        load_config(None, "huge")
+
+
+def test_unknown_method_and_bad_parameter_are_clear():
+    with pytest.raises(BenchError, match="unknown method 'nope'"):
+        build_plan(load_config(None, overrides={"suite": {"methods": ["nope"]}}))
+    with pytest.raises(BenchError, match="unknown parameter 'x' for method baseline"):
+        build_plan(load_config(None, overrides={"suite": {"methods": ["baseline:x=1"]}}))
+
+
+def test_run_id_ignores_seed_count_and_executor_but_not_training():
+    a = load_config(None, "tiny")
+    b = load_config(None, "tiny", {"suite": {"seeds": 9}, "execution": {"executor": "local"}})
+    c = load_config(None, "tiny", {"train": {"steps": 7}})
+    assert run_id(a, "baseline", 0) == run_id(b, "baseline", 0) != run_id(c, "baseline", 0)
+    assert run_id(a, "baseline", 0) != run_id(a, "baseline", 1)
+
+
+def test_plan_puts_the_baseline_first_and_refuses_duplicates():
+    plan = build_plan(load_config(None, "tiny", {"suite": {"methods": ["baseline"], "train_seeds": 2}}))
+    assert [(s.variant, s.train_seed) for s in plan] == [("baseline", 0), ("baseline", 1)]
+    with pytest.raises(BenchError, match="listed twice"):
+        build_plan(load_config(None, "tiny", {"suite": {"methods": ["baseline", "baseline"]}}))

@@ -1,0 +1,13 @@
+from bench.methods import REGISTRY
+from method_conformance import MethodConformance
+
+
+class TestBaseline(MethodConformance):
+    variant = "baseline"
+
+
+def test_every_built_in_method_has_a_conformance_test():
+    # pytest has imported every test module by now, so every conformance subclass exists.
+    built_in = {name for name, cls in REGISTRY.items() if cls.__module__.startswith("bench.methods.")}
+    covered = {cls.variant.partition(":")[0] for cls in MethodConformance.__subclasses__()}
+    assert built_in and built_in <= covered, built_in - covered

@@ -1,0 +1,72 @@
+"""The training/sampling loop on a tiny model: learning, resume, determinism, failure."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from bench.diffusion import Sampler, Schedule
+from bench.errors import RunFailed
+from bench.train import CHECKPOINT_FILE, LOG_FILE, STATE_FILE, train_model
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resumed_training_is_bitwise_identical(toy_data, tiny_config, tmp_path):
+    cfg = dataclasses.replace(tiny_config, train=dataclasses.replace(tiny_config.train, steps=6, checkpoint_every=2))
+    straight, resumed = tmp_path / "a", tmp_path / "b"
+    straight.mkdir(), resumed.mkdir()
+    train_model(cfg, "baseline", 0, toy_data, straight)
+
+    def crash_after_5(step, total):
+        if step == 5:
+            raise Interrupt
+    with pytest.raises(Interrupt):
+        train_model(cfg, "baseline", 0, toy_data, resumed, on_step=crash_after_5)
+    assert (resumed / STATE_FILE).exists() and not (resumed / CHECKPOINT_FILE).exists()
+    train_model(cfg, "baseline", 0, toy_data, resumed)
+    a, b = load_file(straight / CHECKPOINT_FILE), load_file(resumed / CHECKPOINT_FILE)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (straight / LOG_FILE).read_text() .count("\n") == (resumed / LOG_FILE).read_text().count("\n") == 6
+    assert not (resumed / STATE_FILE).exists()
+
+
+def test_different_train_seeds_give_different_models(toy_data, tiny_config, tmp_path):
+    for seed in (0, 1):
+        (tmp_path / str(seed)).mkdir()
+        train_model(tiny_config, "baseline", seed, toy_data, tmp_path / str(seed))
+    a, b = load_file(tmp_path / "0" / CHECKPOINT_FILE), load_file(tmp_path / "1" / CHECKPOINT_FILE)
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_nan_loss_is_a_run_failure(toy_data, tiny_config, tmp_path):
+    cfg = dataclasses.replace(tiny_config, train=dataclasses.replace(tiny_config.train, lr=1e30, grad_clip=0.0, steps=30))
+    with pytest.raises(RunFailed, match="loss became"):
+        train_model(cfg, "baseline", 0, toy_data, tmp_path)
+
+
+def test_ddim_with_eta_one_over_all_steps_is_ddpm_ancestral():
+    """sigma^2 of DDIM(eta=1) with consecutive steps equals the DDPM posterior variance beta_tilde."""
+    schedule = Schedule(100)
+    sampler = Sampler.from_config(schedule, "ddpm", steps=0, eta=0.0)
+    abar = schedule.alphas_cumprod
+    i = 10
+    t = int(sampler.timesteps[i])
+    beta_t = 1 - abar[t] / abar[t - 1]
+    beta_tilde = (1 - abar[t - 1]) / (1 - abar[t]) * beta_t
+    x = torch.zeros(1, 1, 2, 2)
+    _, sigma = sampler.posterior(x, x, i)
+    assert torch.allclose(sigma**2, beta_tilde, rtol=1e-5)
+
+
+def test_min_snr_weights_follow_the_formula():
+    schedule = Schedule(1000, min_snr_gamma=5.0)
+    t = torch.tensor([10, 500, 990])
+    eps_hat, target = torch.ones(3, 1, 2, 2), torch.zeros(3, 1, 2, 2)
+    abar = schedule.alphas_cumprod[t]
+    snr = abar / (1 - abar)
+    expected = (torch.clamp(snr, max=5.0) / snr).mean()
+    assert torch.allclose(schedule.weighted_mse(eps_hat, target, t), expected)
