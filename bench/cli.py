@@ -121,16 +121,18 @@ def methods_cmd(plugin: list[str] = typer.Option([], help="also load these plug-
     console.print(table)
 
 
-def _register_optional_commands() -> None:
+def _register_subcommands() -> None:
     from bench.data_cli import data_app
     from bench.eval_cli import eval_command
     app.add_typer(data_app, name="data", help="list, verify and fetch data sets")
     app.command(name="eval")(eval_command)
 
 
+_register_subcommands()
+
+
 def main() -> None:
     try:
-        _register_optional_commands()
         app(standalone_mode=True)
     except BenchError as err:
         err_console.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)

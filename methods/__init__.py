@@ -2,6 +2,7 @@
 from bench.methods.base import REGISTRY, ConditioningMethod, Denoiser, canonical_variant
 from bench.methods.context import MethodContext
 from bench.methods import aligned, baseline, drift  # noqa: F401  (defining a subclass registers it)
+from bench.methods import fgscore, ssl  # noqa: F401  (registers)
 from bench.methods.registry import (canonical, load_entry_points, load_plugin, method_table,
                                     parse_variant)
 

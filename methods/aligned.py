@@ -71,18 +71,14 @@ class Aligned(ConditioningMethod):
         self._captured = output[0] if isinstance(output, tuple) else output
 
     def loss(self, model, schedule, x0, labels, generator):
-        t = schedule.sample_timesteps(x0.shape[0], generator, x0.device)
-        eps = torch.randn(x0.shape, generator=generator, device=x0.device)
-        xt = self.add_noise(schedule, x0, eps, t)
-        eps_hat = self.denoise(model, xt, t, self.train_condition(model, x0, labels, generator))
-        loss_noise = schedule.weighted_mse(eps_hat, eps, t)
+        denoised = self.denoising_pass(model, schedule, x0, labels, generator)
         f_d = F.adaptive_avg_pool2d(self._captured, 1).flatten(1)
         expert = self.ctx.expert()
         with torch.no_grad():
-            f_e = expert.features(x0 if self.expert_sees_clean else xt)
+            f_e = expert.features(x0 if self.expert_sees_clean else denoised.xt)
         loss_align = (1 - F.cosine_similarity(model.modules_["projection"](f_e.float()), f_d.float(), dim=1)).mean()
-        return {"loss": self.params.w1 * loss_noise + self.params.w2 * loss_align,
-                "loss_noise": loss_noise.detach(), "loss_align": loss_align.detach()}
+        return {"loss": self.params.w1 * denoised.loss + self.params.w2 * loss_align,
+                "loss_noise": denoised.loss.detach(), "loss_align": loss_align.detach()}
 
 
 class AlignedClean(Aligned):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 import torch
 from torch import nn
@@ -28,6 +28,13 @@ if TYPE_CHECKING:  # imported for type hints only: keeps `bench methods` light
 REGISTRY: dict[str, type["ConditioningMethod"]] = {}
 
 
+class DenoisingPass(NamedTuple):
+    loss: torch.Tensor      # weighted epsilon-MSE
+    xt: torch.Tensor
+    t: torch.Tensor
+    eps: torch.Tensor
+
+
 @dataclass(frozen=True)
 class NoParams:
     pass
@@ -37,6 +44,7 @@ class ConditioningMethod:
     name: ClassVar[str] = ""
     paper: ClassVar[str] = ""
     Params: ClassVar[type] = NoParams
+    schedule: "Schedule | None" = None  # the suite's training schedule, set by bench.train.build before prepare()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -68,14 +76,21 @@ class ConditioningMethod:
         """What eps_hat regresses onto."""
         return eps
 
-    def loss(self, model: "Denoiser", schedule: "Schedule", x0, labels, generator) -> dict[str, torch.Tensor]:
-        """Epsilon-MSE with the suite's timestep weighting; must hold `loss`."""
+    def train_noise(self, x0, generator) -> torch.Tensor:
+        """eps of the forward process."""
+        return torch.randn(x0.shape, generator=generator, device=x0.device)
+
+    def denoising_pass(self, model: "Denoiser", schedule: "Schedule", x0, labels, generator) -> "DenoisingPass":
+        """One noising + denoising of a batch, and its weighted epsilon-MSE."""
         t = schedule.sample_timesteps(x0.shape[0], generator, x0.device)
-        eps = torch.randn(x0.shape, generator=generator, device=x0.device)
+        eps = self.train_noise(x0, generator)
         xt = self.add_noise(schedule, x0, eps, t)
-        cond = self.train_condition(model, x0, labels, generator)
-        eps_hat = self.denoise(model, xt, t, cond)
-        return {"loss": schedule.weighted_mse(eps_hat, self.target(schedule, x0, eps, t), t)}
+        eps_hat = self.denoise(model, xt, t, self.train_condition(model, x0, labels, generator))
+        return DenoisingPass(schedule.weighted_mse(eps_hat, self.target(schedule, x0, eps, t), t), xt, t, eps)
+
+    def loss(self, model: "Denoiser", schedule: "Schedule", x0, labels, generator) -> dict[str, torch.Tensor]:
+        """The training objective; must hold `loss` (other terms are logged)."""
+        return {"loss": self.denoising_pass(model, schedule, x0, labels, generator).loss}
 
     # ---- sampling ----------------------------------------------------------------------
     def sample_condition(self, model: "Denoiser", labels, generator) -> torch.Tensor:

@@ -1,0 +1,211 @@
+"""Feature-guided score diffusion (Kadkhodaie, Mallat & Simoncelli 2024): one network gives the
+score and the features that condition it.
+
+phi(x_t)   the spatial means mean_hw(a_l) of the channel activations a_l (B, C_l, H_l, W_l) at the
+           selected layers l of the same U-Net (default: the mid block and every decoder block)
+Matching   "additive mean matching" at every selected layer, via forward hooks replacing outputs:
+               a_l <- a_l - mean_hw(a_l) + phi_l^target
+           (`match_std`: a_l <- (a_l - mean_hw(a_l)) / std_hw(a_l) * std_l^target + phi_l^target)
+Training   the conditioner of image x0 is another random train image x0' of the same class, noised
+           at the same level (same t, its own noise); pass 1 computes phi(x_t') with a plain forward,
+           pass 2 denoises x_t with matching to it; L = the suite's (min-SNR weighted) epsilon MSE.
+           Gradients flow through both passes: features and score are learned together.
+Sampling   phi^target for class c = the centroid of phi over `n_refs` fixed class-c train images,
+           noised (fixed generator) to the current step's t; the matching is applied at every step.
+The paper's network has no class input, so the cross-attention token is a fixed zero (null) token.
+The authors' coarse-to-fine stochastic sampler is not used: every method uses the suite's sampler.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+
+from bench.methods.aligned import resolve_module
+from bench.methods.base import ConditioningMethod
+
+STD_EPS = 1e-5
+
+
+@dataclass(frozen=True)
+class FGScoreParams:
+    layers: tuple[str, ...] = ("mid_block", "up_blocks")  # U-Net modules whose outputs are matched;
+    #                                  a ModuleList ("up_blocks") means each of its blocks
+    match_std: bool = False         # also match channel std (authors' training default: off)
+    n_refs: int = 16                # fixed reference train images per class for the sampling centroids
+    ref_seed: int = 0               # picks the references and seeds their noise at each t
+
+    def __post_init__(self):
+        if not self.layers:
+            raise ValueError("layers needs at least one U-Net module path")
+        if self.n_refs < 1:
+            raise ValueError(f"n_refs must be >= 1, got {self.n_refs}")
+
+
+def channel_stats(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean_hw, std_hw) of activations (B, C, H, W), each (B, C), in float32."""
+    a = a.float().flatten(2)
+    return a.mean(2), a.std(2, unbiased=False)
+
+
+def match(a: torch.Tensor, mean: torch.Tensor, std: torch.Tensor | None) -> torch.Tensor:
+    """Replace the channel means (and stds, if `std` is given) of `a` by the targets (B, C)."""
+    a_mean, a_std = channel_stats(a)
+    centred = a.float() - a_mean[..., None, None]
+    if std is not None:
+        centred = centred / (a_std[..., None, None] + STD_EPS) * std[..., None, None]
+    return (centred + mean[..., None, None]).to(a.dtype)
+
+
+def image_keys(x: torch.Tensor) -> torch.Tensor:
+    """An int64 key per image, equal for an image and its rotations/flips (the training
+    augmentation): a fixed random projection of its per-channel uint8 histograms."""
+    b, c = x.shape[:2]
+    u = ((x.float() + 1) * 127.5).round().long().clamp(0, 255).flatten(2)          # (B, C, HW)
+    offsets = (torch.arange(b * c, device=x.device) * 256).view(b, c, 1)
+    hist = torch.bincount((u + offsets).flatten(), minlength=b * c * 256).view(b, c * 256)
+    weights = torch.randint(0, 2**31, (c * 256,), generator=torch.Generator().manual_seed(0)).to(x.device)
+    return (hist * weights).sum(1)
+
+
+class FGScore(ConditioningMethod):
+    """Condition by projecting the U-Net's own channel means onto those of same-class images."""
+
+    name = "fgscore"
+    paper = ("Kadkhodaie, Mallat & Simoncelli 2024, Feature-guided score diffusion for sampling "
+             "conditional densities, arXiv 2410.11646")
+    Params = FGScoreParams
+
+    def __init__(self, params, ctx):
+        super().__init__(params, ctx)
+        self._captured: list | None = None     # set while phi() runs: the stats of each layer
+        self._targets: list | None = None      # set while matched(): (mean, std) per layer
+        self._train_set = None                 # (x, y, keys) of the train split
+        self._refs = None                      # (x, y) of the fixed sampling references
+
+    def build_modules(self, unet):
+        return {}  # no class embedding: the network has no class input
+
+    def layer_paths(self, unet) -> list[str]:
+        paths = []
+        for path in self.params.layers:
+            module = resolve_module(unet, path)
+            paths += [f"{path}.{i}" for i in range(len(module))] if isinstance(module, torch.nn.ModuleList) else [path]
+        return paths
+
+    def prepare(self, model):
+        for index, path in enumerate(self.layer_paths(model.unet)):
+            resolve_module(model.unet, path).register_forward_hook(partial(self._hook, index))
+
+    def _hook(self, index, module, inputs, output):
+        if self._targets is not None:
+            mean, std = self._targets[index]
+            return match(output, mean, std if self.params.match_std else None)
+        if self._captured is not None:
+            self._captured.append(channel_stats(output))
+        return None
+
+    def null_condition(self, x: torch.Tensor) -> torch.Tensor:
+        return x.new_zeros(x.shape[0], 1, self.ctx.token_dim)
+
+    def train_condition(self, model, x0, labels, generator):
+        return self.null_condition(x0)
+
+    def sample_condition(self, model, labels, generator):
+        return torch.zeros(len(labels), 1, self.ctx.token_dim, device=labels.device)
+
+    # ---- the two passes ------------------------------------------------------------------------
+    def phi(self, model, xt, t) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(mean_hw, std_hw) at each selected layer from a plain forward pass (gradients kept)."""
+        self._captured = []
+        try:
+            model.unet(xt, t, encoder_hidden_states=self.null_condition(xt))
+            return self._captured
+        finally:
+            self._captured = None
+
+    @contextmanager
+    def _matching(self, targets):
+        self._targets = targets
+        try:
+            yield
+        finally:
+            self._targets = None
+
+    def matched_denoise(self, model, xt, t, targets) -> torch.Tensor:
+        """eps_hat with every selected layer's channel statistics replaced by `targets`."""
+        with self._matching(targets):
+            return self.denoise(model, xt, t, self.null_condition(xt))
+
+    # ---- training ------------------------------------------------------------------------------
+    def train_set(self):
+        if self._train_set is None:
+            x, y = self.ctx.train_images()
+            self._train_set = x, y, image_keys(x)
+        return self._train_set
+
+    def conditioners(self, x0, labels, generator) -> torch.Tensor:
+        """For each image, another train image of its class, uniformly (itself only if it is alone)."""
+        x, y, keys = self.train_set()
+        same = labels.to(y.device)[:, None] == y[None, :]
+        other = same & (image_keys(x0).to(y.device)[:, None] != keys[None, :])
+        weights = torch.where(other.any(1, keepdim=True), other, same).float()
+        return x[torch.multinomial(weights, 1, generator=generator).squeeze(1)].to(x0.device)
+
+    def loss(self, model, schedule, x0, labels, generator):
+        t = schedule.sample_timesteps(x0.shape[0], generator, x0.device)
+        eps = torch.randn(x0.shape, generator=generator, device=x0.device)
+        xt = self.add_noise(schedule, x0, eps, t)
+        x0_cond = self.conditioners(x0, labels, generator)
+        eps_cond = torch.randn(x0.shape, generator=generator, device=x0.device)
+        targets = self.phi(model, self.add_noise(schedule, x0_cond, eps_cond, t), t)   # pass 1
+        eps_hat = self.matched_denoise(model, xt, t, targets)                          # pass 2
+        return {"loss": schedule.weighted_mse(eps_hat, self.target(schedule, x0, eps, t), t)}
+
+    # ---- sampling ------------------------------------------------------------------------------
+    def references(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """`n_refs` train images per class (all of a smaller class), fixed by `ref_seed`."""
+        if self._refs is None:
+            x, y = self.ctx.train_images()
+            g = torch.Generator().manual_seed(self.params.ref_seed)
+            picks = []
+            for c in range(self.ctx.num_classes):
+                members = (y == c).nonzero().squeeze(1)
+                picks.append(members[torch.randperm(len(members), generator=g)[:self.params.n_refs].to(y.device)])
+            pick = torch.cat(picks)
+            self._refs = x[pick], y[pick]
+        return self._refs
+
+    def centroids(self, model, labels, t) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per target row, the mean (and std) centroid of phi over its class's noisy references."""
+        if not bool((t == t[0]).all()):
+            raise ValueError("fgscore centroids need one noise level per batch")
+        x, y = self.references()
+        # noise every reference (whatever classes this batch holds), so a class's centroid at t is fixed
+        g = torch.Generator().manual_seed(self.params.ref_seed * 100_003 + int(t[0]))
+        eps = torch.randn(x.shape, generator=g).to(x.device)
+        wanted = torch.isin(y, labels.to(y.device))
+        x, y, eps = x[wanted], y[wanted], eps[wanted]
+        stats = self.phi(model, self.add_noise(self.schedule, x, eps, t[:1].expand(len(x))), t[:1].expand(len(x)))
+        weights = (labels.to(y.device)[:, None] == y[None, :]).float()
+        weights = weights / weights.sum(1, keepdim=True)
+        return [(weights @ mean, weights @ std) for mean, std in stats]
+
+    def sampling_denoise(self, model, xt, t, cond, labels):
+        return self.matched_denoise(model, xt, t, self.centroids(model, labels, t))
+
+    def features(self, model, x0, t: int, generator: torch.Generator | None = None,
+                 batch_size: int = 256) -> torch.Tensor:
+        """phi (N, D) of images x0 noised to level t: the concatenated channel means of the selected
+        layers (and stds with `match_std`), for the report's PCA figure of features by class."""
+        generator = generator or torch.Generator().manual_seed(self.params.ref_seed)
+        out = []
+        with torch.no_grad():
+            for chunk in x0.split(batch_size):
+                eps = torch.randn(chunk.shape, generator=generator, device=generator.device).to(chunk.device)
+                tt = torch.full((len(chunk),), int(t), device=chunk.device, dtype=torch.long)
+                stats = self.phi(model, self.add_noise(self.schedule, chunk, eps, tt), tt)
+                out.append(torch.cat([s for pair in stats for s in (pair if self.params.match_std else pair[:1])], 1))
+        return torch.cat(out)

@@ -1,0 +1,114 @@
+"""Learned representation-guided diffusion (Graikos et al., CVPR 2024): condition on a frozen
+encoder's embedding z of the image itself instead of its label.
+
+Training   cond = W z / ||z||  (one cross-attention token; W = `projection`, trainable)
+           with probability p_uncond, z := 0, so cond = W 0 = the learned null token
+           (the authors' code zeroes z before the Linear; 0.1 in their configs)
+Sampling   z ~ p(z | c): an embedding of a real train image of class c drawn uniformly (`bank =
+           "images"`, the default), or a draw from N(mu_c, Sigma_c) fitted to the class's
+           L2-normalised embeddings (`bank = "gaussian"`); classifier-free guidance (Ho & Salimans 2022)
+           eps_hat = eps_u + g (eps_c - eps_u),  eps_c = eps_theta(x_t, t, W z),  eps_u = eps_theta(x_t, t, W 0)
+The encoder (bench/models/encoders.py) is a parameter; it is never trained nor checkpointed, and is
+rebuilt identically on load. The paper's large-image patch-grid sampling is not part of this method.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.methods.base import ConditioningMethod
+from bench.models.encoders import EncoderSpec, load_encoder
+
+
+@dataclass(frozen=True)
+class SSLParams:
+    encoder: str = "expert"         # expert | effnet | simclr | timm:<model> | open_clip:<model>
+    weights: str = ""               # local weights file for timm:/open_clip: encoders
+    input_size: int = 64            # side the ImageNet encoders (effnet, timm) see; tiles are upsampled
+    bank: Literal["images", "gaussian"] = "images"  # p(z | c): class-c train embeddings, or a Gaussian fit
+    guidance: float = 2.0           # classifier-free guidance scale g; 1 = purely conditional
+    p_uncond: float = 0.1           # rate of the null condition in training (authors' configs: 0.1)
+    simclr_steps: int = 300         # optimizer steps of the in-project SimCLR encoder
+
+    def __post_init__(self):
+        if not 0 <= self.p_uncond < 1:
+            raise ValueError(f"p_uncond must be in [0, 1), got {self.p_uncond}")
+        if self.input_size < 8:
+            raise ValueError(f"input_size must be >= 8, got {self.input_size}")
+
+
+class SSL(ConditioningMethod):
+    """Condition on a frozen encoder's embedding; sample with embeddings of the target class + CFG."""
+
+    name = "ssl"
+    paper = "Graikos et al. 2024, Learned representation-guided diffusion models for large-image generation, CVPR"
+    Params = SSLParams
+
+    def __init__(self, params, ctx):
+        super().__init__(params, ctx)
+        self._encoder: nn.Module | None = None
+        self._bank: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def encoder(self) -> nn.Module:
+        """The frozen encoder, built on first use (not a submodule: never trained, never saved)."""
+        if self._encoder is None:
+            p = self.params
+            self._encoder = load_encoder(EncoderSpec(p.encoder, p.weights, p.input_size, p.simclr_steps),
+                                         self.ctx.data, self.ctx.device, self.ctx.cache_dir, self.ctx.expert)
+        return self._encoder
+
+    def build_modules(self, unet):
+        return {"projection": nn.Linear(self.encoder.dim, self.ctx.token_dim)}  # W
+
+    def tokens(self, model, z: torch.Tensor) -> torch.Tensor:
+        """z -> z / ||z|| -> W -> one token (B, 1, D); z = 0 stays 0 and gives the null token."""
+        return model.modules_["projection"](F.normalize(z.float(), dim=-1))[:, None, :]
+
+    def train_condition(self, model, x0, labels, generator):
+        z = self.encoder(x0)
+        drop = torch.rand(len(z), generator=generator, device=z.device) < self.params.p_uncond
+        return self.tokens(model, torch.where(drop[:, None], torch.zeros_like(z), z))
+
+    # ---- sampling ------------------------------------------------------------------------------
+    def bank(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings (N, E) and labels (N,) of the train split, computed once per method object."""
+        if self._bank is None:
+            x, y = self.ctx.train_images()
+            self._bank = torch.cat([self.encoder(chunk) for chunk in x.split(256)]), y
+        return self._bank
+
+    def draw_embeddings(self, labels: torch.Tensor, generator) -> torch.Tensor:
+        """z ~ p(z | c) for every target label, from the condition stream `generator`."""
+        z, y = self.bank()
+        labels = labels.to(y.device)
+        same_class = (labels[:, None] == y[None, :]).float()
+        if self.params.bank == "images":
+            return z[torch.multinomial(same_class, 1, generator=generator).squeeze(1)]
+        # Gaussian with the class's empirical mean and covariance, sampled without factorising it:
+        # mu + (Z_c - mu)^T w / sqrt(n - 1), w ~ N(0, I_n), has covariance (Z_c - mu)^T (Z_c - mu) / (n - 1).
+        out = torch.empty(len(labels), z.shape[1], device=z.device)
+        for c in labels.unique().tolist():
+            rows = labels == c
+            members = F.normalize(z[y == c], dim=-1)
+            mu = members.mean(0)
+            w = torch.randn(int(rows.sum()), len(members), generator=generator, device=z.device)
+            out[rows] = mu + w @ (members - mu) / max(len(members) - 1, 1) ** 0.5
+        return out
+
+    def sample_condition(self, model, labels, generator):
+        return self.tokens(model, self.draw_embeddings(labels, generator))
+
+    def sampling_denoise(self, model, xt, t, cond, labels):
+        """eps_u + g (eps_c - eps_u), conditional and null rows stacked into one U-Net call."""
+        g = self.params.guidance
+        if g == 1:
+            return self.denoise(model, xt, t, cond)
+        null = self.tokens(model, cond.new_zeros(1, self.encoder.dim)).expand_as(cond)
+        eps_c, eps_u = self.denoise(model, torch.cat([xt, xt]), torch.cat([t, t]),
+                                    torch.cat([cond, null.to(cond.dtype)])).chunk(2)
+        return eps_u + g * (eps_c - eps_u)

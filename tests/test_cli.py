@@ -1,0 +1,61 @@
+"""The command line as a user meets it: bad input, a whole tiny suite, resume, report."""
+import json
+import sys
+
+import pytest
+
+from bench import cli
+from bench.store import DONE
+
+
+def run_cli(monkeypatch, capsys, *args):
+    monkeypatch.setattr(sys, "argv", ["bench", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    out = capsys.readouterr()
+    return exit_info.value.code, out.out, out.err
+
+
+@pytest.mark.parametrize("extra, toml, fragment", [
+    (["--config", "missing.toml"], None, "not found"),
+    ([], "[suite\n", "is not valid TOML"),
+    (["--methods", "baseline,nope"], "", "unknown method 'nope'"),
+    (["--dataset", "no-such-set"], "", "unknown data set 'no-such-set'"),
+    (["--seeds", "0"], "", "suite.seeds"),
+    (["--methods", "drift:delta=x"], "", "bad value 'x' for drift:delta"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(monkeypatch, capsys, tmp_path, extra, toml, fragment):
+    monkeypatch.chdir(tmp_path)
+    if toml is not None:
+        (tmp_path / "bench.toml").write_text(toml)
+    code, out, err = run_cli(monkeypatch, capsys, "run", "--preset", "tiny", "--executor", "local",
+                             "--results", "results", *extra)
+    assert code == 2
+    assert fragment in err and err.strip().count("\n") == 0 and "Traceback" not in err
+    assert not (tmp_path / "results").exists()
+
+
+def test_tiny_suite_runs_resumes_and_reports(monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bench.toml").write_text('[suite]\nname = "t"\nmethods = ["baseline", "drift:delta=0.1"]\nseeds = 2\n')
+    args = ["run", "--preset", "tiny", "--executor", "local", "--results", "results"]
+    code, out, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 0, err
+    root = tmp_path / "results" / "t"
+    metrics = sorted(root.glob("runs/*/*/train-seed=0/*/eval/seed=*/metrics.json"))
+    assert len(metrics) == 4
+    m = json.loads(metrics[0].read_text())
+    assert {"expert_acc", "ssim", "fid[expert]", "kid[expert]"} <= set(m["metrics"])
+    assert m["provenance"]["fid[expert]"]["n_gen"] == len(m["scored_classes"]) * 2  # tiny: 2 per class
+    done = sorted(root.glob("runs/*/*/train-seed=0/*/" + DONE))
+    stamps = [p.stat().st_mtime_ns for p in metrics + done]
+
+    code, out, err = run_cli(monkeypatch, capsys, *args)  # the same command again: nothing to do
+    assert code == 0 and "nothing to do" in out
+    assert stamps == [p.stat().st_mtime_ns for p in metrics + done]
+
+    code, out, err = run_cli(monkeypatch, capsys, "report", "--results", "results")
+    assert code in (0, None), err
+    csv = (root / "report" / "leaderboard.csv").read_text().splitlines()
+    assert csv[0].startswith("dataset,method,n,") and len(csv) == 3
+    assert "drift:delta=0.1" in (root / "report" / "leaderboard.md").read_text()
