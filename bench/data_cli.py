@@ -1,0 +1,88 @@
+"""`bench data list | verify NAME_OR_PATH | fetch NAME` (mounted by bench.cli as `data`).
+
+Errors are BenchError; the main CLI prints them on one line and exits with code 2.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bench.datasets import DataConfig, PreparedData, load_prepared
+from bench.datasets.manifest import KNOWN, data_dir
+from bench.errors import BenchError
+
+data_app = typer.Typer(help="List, check and download data sets.", no_args_is_help=True)
+console = Console()
+
+ROOT_HELP = "data dir (default: $BENCH_DATA or ~/.cache/bench/data)"
+
+
+@data_app.command("list")
+def list_sets(root: str = typer.Option("", help=ROOT_HELP)) -> None:
+    """Known data sets, their licence and whether a copy is in the data dir."""
+    table = Table(title=f"data sets (data dir: {data_dir(root)})")
+    for col in ("name", "size", "classes", "images", "licence", "local copy"):
+        table.add_column(col)
+    table.add_row("synth-tissue", "any", "8", "unlimited", "generated", "embedded")
+    for name, ks in KNOWN.items():
+        path = data_dir(root) / ks.file.filename
+        table.add_row(name, f"{ks.image_size}px", str(len(ks.class_names)),
+                      str(sum(ks.counts.values())), ks.licence,
+                      "present" if path.is_file() else "missing")
+    table.add_row("folder:PATH", "any", "sub-folders", "", "yours", "")
+    table.add_row("npz:PATH", "any", "labels", "", "yours", "")
+    console.print(table)
+
+
+def _config_for(target: str, root: str) -> DataConfig:
+    """A DataConfig that loads `target` at its native size with nothing excluded."""
+    path = Path(target).expanduser()
+    if target in KNOWN:
+        return DataConfig(name=target, image_size=KNOWN[target].image_size, exclude_classes=(),
+                          root=root)
+    if target == "synth-tissue":
+        return DataConfig(name=target, train_per_class=2, val_per_class=1, test_per_class=1,
+                          exclude_classes=())
+    if not path.exists():
+        raise BenchError(f"{target}: neither a known data set ({', '.join(KNOWN)}) nor an "
+                         "existing path")
+    if path.suffix == ".zip":           # only the Kather layout comes as a zip
+        return DataConfig(name="kather2016", image_size=150, exclude_classes=(), root=str(path))
+    if path.suffix == ".npz":
+        return DataConfig(name=f"npz:{path}", image_size=_npz_side(path), exclude_classes=())
+    return DataConfig(name=f"folder:{path}", image_size=64, exclude_classes=())
+
+
+def _npz_side(path: Path) -> int:
+    from bench.datasets.npz import read_npz
+    pairs, _, _ = read_npz(path)
+    return int(next(iter(pairs.values()))[0].shape[1])
+
+
+@data_app.command("verify")
+def verify(target: str = typer.Argument(..., help="a known name, or a .zip/.npz/folder path"),
+           root: str = typer.Option("", help=ROOT_HELP)) -> None:
+    """Load a data set fully (checksums, layout, every image) and summarise it."""
+    data: PreparedData = load_prepared(_config_for(target, root))
+    counts = ", ".join(f"{s} {len(data.split(s)[1])}" for s in ("train", "val", "test"))
+    console.print(f"OK {data.name}: {data.num_classes} classes, {counts}, "
+                  f"{data.image_size}px x{data.channels}")
+    for key in ("converted", "center_cropped", "resized", "checksum"):
+        if key in data.meta:
+            console.print(f"  {key}: {data.meta[key]}")
+
+
+@data_app.command("fetch")
+def fetch_cmd(name: str = typer.Argument(..., help="a known data set name (see `bench data list`)"),
+              root: str = typer.Option("", help=ROOT_HELP),
+              quiet: bool = typer.Option(False, help="no progress bar")) -> None:
+    """Download a known data set (resumable, checksum-verified); BENCH_DATA_URL overrides the URL."""
+    from bench.datasets.fetch import fetch
+    if name == "synth-tissue":
+        console.print("synth-tissue is generated on the fly; nothing to fetch")
+        return
+    path = fetch(name, root, show_progress=not quiet)
+    console.print(f"OK {name}: {path}")

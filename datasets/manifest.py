@@ -1,0 +1,116 @@
+"""Known downloadable data sets: files, sizes, checksums, licences, where they come from.
+
+`bench data fetch NAME` downloads exactly these files; loaders check them before use. A file's
+URL is `<base>/<filename>`; the environment variable BENCH_DATA_URL replaces every base (a
+mirror, or a local test server).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.errors import BenchError
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    filename: str
+    base_url: str
+    size: int | None = None             # bytes; None = not recorded
+    sha256: str | None = None
+    md5: str | None = None              # MedMNIST publishes md5 only
+
+    @property
+    def url(self) -> str:
+        return f"{os.environ.get('BENCH_DATA_URL', self.base_url).rstrip('/')}/{self.filename}"
+
+
+@dataclass(frozen=True)
+class KnownSet:
+    name: str
+    file: RemoteFile
+    kind: str                           # "kather-zip" | "medmnist-npz"
+    class_names: tuple[str, ...]
+    image_size: int                     # native side in pixels
+    channels: int
+    counts: dict                        # images per split ({"all": n} when there is no split)
+    licence: str
+    citation: str
+
+
+KATHER_BASE = "https://zenodo.org/records/53169/files"
+MEDMNIST_BASE = "https://zenodo.org/records/10519652/files"
+KATHER_CLASSES = ("tumor", "stroma", "complex", "lympho", "debris", "mucosa", "adipose", "empty")
+KATHER_FOLDERS = ("01_TUMOR", "02_STROMA", "03_COMPLEX", "04_LYMPHO", "05_DEBRIS", "06_MUCOSA",
+                  "07_ADIPOSE", "08_EMPTY")
+KATHER_TOP = "Kather_texture_2016_image_tiles_5000"
+MEDMNIST_SIZES = (28, 64, 128, 224)
+MEDMNIST_CITATION = ("Yang et al., MedMNIST v2, Scientific Data 10:41 (2023); "
+                     "doi:10.5281/zenodo.10519652")
+
+KATHER = KnownSet(
+    name="kather2016",
+    file=RemoteFile(f"{KATHER_TOP}.zip", KATHER_BASE, size=258_098_431,
+                    sha256="936d0b95ae0f04f1f7b18a2b7e8c55776c3e887d102f645bcee752d1a6626a32"),
+    kind="kather-zip", class_names=KATHER_CLASSES, image_size=150, channels=3,
+    counts={"all": 5000}, licence="CC BY 4.0",
+    citation="Kather et al., Multi-class texture analysis in colorectal cancer histology, "
+             "Scientific Reports 6:27988 (2016); doi:10.5281/zenodo.53169")
+
+# 2-D single-label MedMNIST sets: (class names, channels, train/val/test counts); labels and
+# counts from MedMNIST's medmnist/info.py. md5 recorded for PathMNIST only; the others are
+# checked by keys, counts, shapes and label ranges.
+_MEDMNIST = {
+    "pathmnist": (("adipose", "background", "debris", "lymphocytes", "mucus", "smooth muscle",
+                   "normal colon mucosa", "cancer-associated stroma",
+                   "colorectal adenocarcinoma epithelium"), 3, (89996, 10004, 7180)),
+    "dermamnist": (("actinic keratoses and intraepithelial carcinoma", "basal cell carcinoma",
+                    "benign keratosis-like lesions", "dermatofibroma", "melanoma",
+                    "melanocytic nevi", "vascular lesions"), 3, (7007, 1003, 2005)),
+    "bloodmnist": (("basophil", "eosinophil", "erythroblast", "immature granulocytes",
+                    "lymphocyte", "monocyte", "neutrophil", "platelet"), 3, (11959, 1712, 3421)),
+    "octmnist": (("choroidal neovascularization", "diabetic macular edema", "drusen", "normal"),
+                 1, (97477, 10832, 1000)),
+    "pneumoniamnist": (("normal", "pneumonia"), 1, (4708, 524, 624)),
+    "breastmnist": (("malignant", "normal, benign"), 1, (546, 78, 156)),
+    "organamnist": (("bladder", "femur-left", "femur-right", "heart", "kidney-left",
+                     "kidney-right", "liver", "lung-left", "lung-right", "pancreas", "spleen"),
+                    1, (34581, 6491, 17778)),
+}
+_PATHMNIST_MD5 = {28: "a8b06965200029087d5bd730944a56c1", 64: "55aa9c1e0525abe5a6b9d8343a507616",
+                  128: "ac42d08fb904d92c244187169d1fd1d9", 224: "2c51a510bcdc9cf8ddb2af93af1eadec"}
+
+
+def medmnist_name(base: str, size: int) -> str:
+    """pathmnist, pathmnist_64, ...: the MedMNIST file naming (28 px has no suffix)."""
+    return base if size == 28 else f"{base}_{size}"
+
+
+def _medmnist_sets() -> dict[str, KnownSet]:
+    sets = {}
+    for base, (classes, channels, (n_train, n_val, n_test)) in _MEDMNIST.items():
+        for size in MEDMNIST_SIZES:
+            name = medmnist_name(base, size)
+            md5 = _PATHMNIST_MD5[size] if base == "pathmnist" else None
+            sets[name] = KnownSet(
+                name=name, file=RemoteFile(f"{name}.npz", MEDMNIST_BASE, md5=md5),
+                kind="medmnist-npz", class_names=classes, image_size=size, channels=channels,
+                counts={"train": n_train, "val": n_val, "test": n_test}, licence="CC BY 4.0",
+                citation=MEDMNIST_CITATION)
+    return sets
+
+
+KNOWN: dict[str, KnownSet] = {"kather2016": KATHER, **_medmnist_sets()}
+MEDMNIST_BASES = tuple(_MEDMNIST)
+
+
+def known(name: str) -> KnownSet:
+    if name not in KNOWN:
+        raise BenchError(f"unknown data set {name!r}; known: {', '.join(KNOWN)}")
+    return KNOWN[name]
+
+
+def data_dir(root: str = "") -> Path:
+    """Where downloads live: cfg.root, else $BENCH_DATA, else ~/.cache/bench/data."""
+    return Path(root or os.environ.get("BENCH_DATA", "") or Path.home() / ".cache/bench/data")
