@@ -1,0 +1,230 @@
+"""Read one suite's store into what the report needs; refuse to mix incomparable runs.
+
+plan.json is the grid: every planned run is accounted for (done, partial, failed or missing),
+and only the planned generation seeds are read. Run folders the plan does not name (a grid of
+an earlier configuration) are listed, never scored.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from bench.errors import BenchError
+from bench.store import DONE, FAILED, SuiteStore, read_json
+
+METRICS_SCHEMA = 1
+
+# Provenance fields that legitimately differ between evaluations of one comparison (which seed,
+# which machine, how long it took). Everything else -- extractor, weights hash, layer, resizer,
+# n_gen, n_ref, reference split, library versions -- must be equal to share a leaderboard.
+VOLATILE_PROVENANCE_KEYS = frozenset({
+    "gen_seed", "train_seed", "run_id", "seed", "device", "host", "hostname",
+    "timestamp", "created", "elapsed_s", "seconds", "time_s", "wall_s",
+    "path", "samples_path", "eval_dir",
+})
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    dataset: str
+    method: str
+    train_seed: int
+    run_id: str
+    status: str            # "done" | "partial" | "failed" | "missing"
+    reason: str            # the FAILED text, or what is missing
+    run_dir: Path
+    code_version: str = ""
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One metrics.json: one trained model at one generation seed."""
+
+    dataset: str
+    method: str
+    train_seed: int
+    gen_seed: int
+    run_id: str
+    eval_dir: Path
+    record: dict           # the metrics.json content
+    train_code_version: str = ""   # config.json's: the code that trained the model
+
+
+@dataclass(frozen=True)
+class SuiteData:
+    root: Path
+    suite: str
+    plan: dict
+    baseline: str
+    methods: dict[str, tuple[str, ...]]    # dataset -> variants in plan order, baseline first
+    runs: tuple[RunStatus, ...]
+    evaluations: tuple[Evaluation, ...]
+    unplanned: tuple[Path, ...] = ()       # run folders on disk that plan.json does not name
+    observations: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def evals_of(self, dataset: str, method: str | None = None) -> list[Evaluation]:
+        return [e for e in self.evaluations
+                if e.dataset == dataset and (method is None or e.method == method)]
+
+    def runs_of(self, dataset: str, method: str) -> list[RunStatus]:
+        return [r for r in self.runs if r.dataset == dataset and r.method == method]
+
+
+def _reason_line(text: str, limit: int = 300) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    reason = lines[-1] if lines else "no reason recorded"   # a traceback's last line says what
+    return reason if len(reason) <= limit else reason[:limit - 1] + "…"
+
+
+def _read_metrics(path: Path) -> dict:
+    try:
+        record = read_json(path)
+    except (OSError, json.JSONDecodeError) as e:
+        raise BenchError(f"unreadable {path}: {e}; delete it and re-run `bench run` to redo "
+                         "that evaluation") from e
+    if record.get("schema") != METRICS_SCHEMA:
+        raise BenchError(f"{path} has metrics schema {record.get('schema')!r}, this bench reads "
+                         f"schema {METRICS_SCHEMA}; re-run that evaluation with this version")
+    return record
+
+
+def _variant(spec: dict) -> str:
+    """A plan row's method variant (bench.plan.RunSpec writes it as "variant")."""
+    return spec["variant"] if "variant" in spec else spec["method"]
+
+
+def _collect_run(store: SuiteStore, spec: dict) -> tuple[RunStatus, list[Evaluation]]:
+    dataset, method = spec["dataset"], _variant(spec)
+    train_seed, run_id = int(spec["train_seed"]), spec["run_id"]
+    run_dir = store.run_dir(dataset, method, train_seed, run_id)
+    config = run_dir / "config.json"
+    code_version = str(read_json(config).get("code_version", "")) if config.is_file() else ""
+    evals, missing, eval_failures = [], [], []
+    for gen_seed in spec.get("gen_seeds", []):
+        eval_dir = store.eval_dir(run_dir, int(gen_seed))
+        if (eval_dir / "metrics.json").is_file():
+            evals.append(Evaluation(dataset, method, train_seed, int(gen_seed), run_id, eval_dir,
+                                    _read_metrics(eval_dir / "metrics.json"), code_version))
+        elif (eval_dir / FAILED).is_file():
+            eval_failures.append(f"seed {gen_seed}: "
+                                 + _reason_line((eval_dir / FAILED).read_text(errors="replace")))
+        else:
+            missing.append(str(gen_seed))
+    trained = (run_dir / DONE).is_file()
+    if (run_dir / FAILED).is_file():
+        status, reason = "failed", _reason_line((run_dir / FAILED).read_text(errors="replace"))
+    elif trained and not missing and not eval_failures:
+        status, reason = "done", ""
+    elif not evals and not eval_failures:
+        status = "missing"
+        reason = ("trained, not evaluated yet" if trained
+                  else "not run yet (no DONE, FAILED or metrics)")
+    else:
+        status = "partial" if evals else "failed"
+        parts = eval_failures + ([f"no metrics for generation seed(s) {', '.join(missing)}"]
+                                 if missing else [])
+        if not trained:
+            parts.append("no DONE marker (still running or interrupted)")
+        reason = "; ".join(parts)
+    return RunStatus(dataset, method, train_seed, run_id, status, reason, run_dir,
+                     code_version), evals
+
+
+def observations_frame(evaluations: list[Evaluation]) -> pd.DataFrame:
+    """Long table: dataset, method, train_seed, gen_seed, run_id, metric, value (NaN = not computed)."""
+    rows = [(e.dataset, e.method, e.train_seed, e.gen_seed, e.run_id, name,
+             float("nan") if value is None else float(value))
+            for e in evaluations for name, value in e.record.get("metrics", {}).items()]
+    return pd.DataFrame(rows, columns=["dataset", "method", "train_seed", "gen_seed", "run_id",
+                                       "metric", "value"])
+
+
+def _describe(evals: list[Evaluation], limit: int = 4) -> str:
+    runs = sorted({(e.method, e.train_seed, e.run_id) for e in evals})
+    names = [f"{m} (train seed {k}, run {r})" for m, k, r in runs]
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def _stable(provenance) -> dict:
+    if not isinstance(provenance, dict):       # a shared scalar entry, e.g. a library version
+        return {"value": provenance}
+    return {k: v for k, v in provenance.items() if k not in VOLATILE_PROVENANCE_KEYS}
+
+
+def _refuse(dataset: str, what: str, groups: dict[str, list[Evaluation]]) -> None:
+    listed = "; ".join(f"{value} in {_describe(evals)}" for value, evals in groups.items())
+    raise BenchError(f"cannot compare runs of {dataset}: {what} differs -- {listed}. Re-run the "
+                     "stale runs with one version and one metric setting (delete their run "
+                     "folders), or report them in separate suites")
+
+
+def check_comparable(evaluations: list[Evaluation]) -> None:
+    """One data set's leaderboard holds one code version and one setting per metric.
+
+    Methods are compared against each other (and the baseline) column by column, so the rule
+    holds across the whole data set, not only inside a cell. n_gen is part of the setting:
+    FID/KID depend on the sample size.
+    """
+    by_dataset: dict[str, list[Evaluation]] = {}
+    for e in evaluations:
+        by_dataset.setdefault(e.dataset, []).append(e)
+    for dataset, evals in by_dataset.items():
+        for what, version_of in (("code_version of the evaluation (metrics.json)",
+                                  lambda e: e.record.get("code_version")),
+                                 ("code_version of the training (config.json)",
+                                  lambda e: e.train_code_version)):
+            versions: dict[str, list[Evaluation]] = {}
+            for e in evals:
+                versions.setdefault(f"code_version {version_of(e)!r}", []).append(e)
+            if len(versions) > 1:
+                _refuse(dataset, what, versions)
+        entries = sorted({name for e in evals for name in e.record.get("provenance", {})})
+        for entry in entries:                 # every metric's entry, and any shared one
+            having = [e for e in evals if entry in e.record.get("provenance", {})]
+            settings = [_stable(e.record["provenance"][entry]) for e in having]
+            keys = sorted({k for s in settings for k in s})
+            for key in keys:
+                values: dict[str, list[Evaluation]] = {}
+                for e, s in zip(having, settings):
+                    shown = json.dumps(s.get(key, "<absent>"), sort_keys=True, default=str)
+                    values.setdefault(f"{key}={shown}", []).append(e)
+                if len(values) > 1:
+                    _refuse(dataset, f"the provenance of {entry} field {key!r}", values)
+
+
+def _method_order(runs: list[dict], baseline: str) -> dict[str, tuple[str, ...]]:
+    order: dict[str, list[str]] = {}
+    for spec in runs:
+        seen = order.setdefault(spec["dataset"], [])
+        if _variant(spec) not in seen:
+            seen.append(_variant(spec))
+    return {d: tuple(sorted(ms, key=lambda m: m != baseline)) for d, ms in order.items()}
+
+
+def collect(suite_root: str | Path) -> SuiteData:
+    """Everything the report shows, read from the store; nothing is written."""
+    root = Path(suite_root)
+    store = SuiteStore(root.parent, root.name)
+    if not store.plan_path.is_file():
+        raise BenchError(f"no plan.json in {root}: point --results at the folder holding the "
+                         "suite (results/ by default) or run `bench run` first")
+    plan = read_json(store.plan_path)
+    baseline = plan.get("baseline", "baseline")
+    runs, evaluations = [], []
+    for spec in plan.get("runs", []):
+        status, evals = _collect_run(store, spec)
+        runs.append(status)
+        evaluations.extend(evals)
+    # seed order, not plan or file order: the same store always gives bit-identical sums
+    evaluations.sort(key=lambda e: (e.dataset, e.method, e.train_seed, e.gen_seed))
+    check_comparable(evaluations)
+    planned = {r.run_dir for r in runs}
+    unplanned = tuple(d for d in store.run_dirs() if d not in planned)
+    return SuiteData(root=root, suite=plan.get("suite", root.name), plan=plan, baseline=baseline,
+                     methods=_method_order(plan.get("runs", []), baseline), runs=tuple(runs),
+                     evaluations=tuple(evaluations), unplanned=unplanned,
+                     observations=observations_frame(evaluations))
