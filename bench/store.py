@@ -29,6 +29,8 @@ import tempfile
 from pathlib import Path
 
 DONE = "DONE"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 FAILED = "FAILED"
 
 
@@ -40,6 +42,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.methods.base import ConditioningMethod
+from bench.models.unet import unet_forward
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class Aligned(ConditioningMethod):
             lambda m, i, o: captured.append(o[0] if isinstance(o, tuple) else o))
         x = torch.zeros(1, self.ctx.channels, self.ctx.image_size, self.ctx.image_size)
         with torch.no_grad():
-            unet(x, torch.zeros(1, dtype=torch.long), encoder_hidden_states=torch.zeros(1, 1, self.ctx.token_dim))
+            unet_forward(unet, x, torch.zeros(1, dtype=torch.long), torch.zeros(1, 1, self.ctx.token_dim))
         handle.remove()
         return captured[0].shape[1]
 

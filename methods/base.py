@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, ClassVar, NamedTuple
 import torch
 from torch import nn
 
-if TYPE_CHECKING:  # imported for type hints only: keeps `bench methods` light
+from bench.models.unet import unet_forward
+
+if TYPE_CHECKING:
     from bench.diffusion import Sampler, Schedule
     from bench.methods.context import MethodContext
 
@@ -102,7 +104,7 @@ class ConditioningMethod:
 
     def denoise(self, model: "Denoiser", xt, t, cond) -> torch.Tensor:
         """eps_hat = eps_theta(x_t, t, cond); guidance or feature projection go here."""
-        return model.unet(xt, t, encoder_hidden_states=cond).sample
+        return model(xt, t, cond)
 
     def sampling_denoise(self, model: "Denoiser", xt, t, cond, labels) -> torch.Tensor:
         """The denoiser call at sampling time (labels are the targets); default: `denoise`."""
@@ -146,3 +148,6 @@ class Denoiser(nn.Module):
         super().__init__()
         self.unet = unet
         self.modules_ = nn.ModuleDict(modules)
+
+    def forward(self, xt, t, cond):
+        return unet_forward(self.unet, xt, t, cond)
