@@ -55,16 +55,16 @@ def build(cfg: Config, variant: str, data: PreparedData, device: torch.device,
           expert_loader: Callable | None = None, cache_dir: Path | None = None) -> Built:
     """The method, the U-Net with the method's modules, and the schedule, on `device`."""
     cls, params = parse_variant(variant)
+    schedule = Schedule(cfg.train.num_train_timesteps, cfg.train.beta_schedule, cfg.train.min_snr_gamma)
     ctx = MethodContext(num_classes=data.num_classes, channels=data.channels, image_size=data.image_size,
                         token_dim=SIZES[cfg.model.size].cross_attention_dim, device=device, data=data,
-                        expert_loader=expert_loader, cache_dir=cache_dir)
+                        schedule=schedule, expert_loader=expert_loader, cache_dir=cache_dir)
     method = cls(params, ctx)
     unet = build_unet(cfg.model.size, data.channels, data.image_size)
     model = Denoiser(unet, method.build_modules(unet)).to(device)
     if device.type == "cuda" and cfg.execution.channels_last:
         model = model.to(memory_format=torch.channels_last)
     method.prepare(model)
-    schedule = Schedule(cfg.train.num_train_timesteps, cfg.train.beta_schedule, cfg.train.min_snr_gamma)
     return Built(method, model, schedule)
 
 

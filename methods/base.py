@@ -46,7 +46,6 @@ class ConditioningMethod:
     name: ClassVar[str] = ""
     paper: ClassVar[str] = ""
     Params: ClassVar[type] = NoParams
-    schedule: "Schedule | None" = None  # the suite's training schedule, set by bench.train.build before prepare()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

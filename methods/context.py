@@ -8,6 +8,7 @@ from typing import Callable
 import torch
 
 from bench.datasets.base import PreparedData
+from bench.diffusion import Schedule
 
 
 @dataclass
@@ -18,6 +19,7 @@ class MethodContext:
     token_dim: int                       # the U-Net's cross_attention_dim
     device: torch.device
     data: PreparedData                   # train split: SSL embedding banks, same-class conditioners
+    schedule: Schedule                   # the suite's forward process (sampling hooks noise references with it)
     expert_loader: Callable[[], torch.nn.Module] | None = None  # lazy: only methods that need it pay
     cache_dir: Path | None = None
     _expert: torch.nn.Module | None = None

@@ -121,7 +121,7 @@ class FGScore(ConditioningMethod):
         """(mean_hw, std_hw) at each selected layer from a plain forward pass (gradients kept)."""
         self._captured = []
         try:
-            model.unet(xt, t, encoder_hidden_states=self.null_condition(xt))
+            self.denoise(model, xt, t, self.null_condition(xt))
             return self._captured
         finally:
             self._captured = None
@@ -188,7 +188,7 @@ class FGScore(ConditioningMethod):
         eps = torch.randn(x.shape, generator=g).to(x.device)
         wanted = torch.isin(y, labels.to(y.device))
         x, y, eps = x[wanted], y[wanted], eps[wanted]
-        stats = self.phi(model, self.add_noise(self.schedule, x, eps, t[:1].expand(len(x))), t[:1].expand(len(x)))
+        stats = self.phi(model, self.add_noise(self.ctx.schedule, x, eps, t[:1].expand(len(x))), t[:1].expand(len(x)))
         weights = (labels.to(y.device)[:, None] == y[None, :]).float()
         weights = weights / weights.sum(1, keepdim=True)
         return [(weights @ mean, weights @ std) for mean, std in stats]
@@ -206,6 +206,6 @@ class FGScore(ConditioningMethod):
             for chunk in x0.split(batch_size):
                 eps = torch.randn(chunk.shape, generator=generator, device=generator.device).to(chunk.device)
                 tt = torch.full((len(chunk),), int(t), device=chunk.device, dtype=torch.long)
-                stats = self.phi(model, self.add_noise(self.schedule, chunk, eps, tt), tt)
+                stats = self.phi(model, self.add_noise(self.ctx.schedule, chunk, eps, tt), tt)
                 out.append(torch.cat([s for pair in stats for s in (pair if self.params.match_std else pair[:1])], 1))
         return torch.cat(out)

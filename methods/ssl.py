@@ -86,8 +86,8 @@ class SSL(ConditioningMethod):
         """z ~ p(z | c) for every target label, from the condition stream `generator`."""
         z, y = self.bank()
         labels = labels.to(y.device)
-        same_class = (labels[:, None] == y[None, :]).float()
-        if self.params.bank == "images":
+        if self.params.bank == "images":  # uniform over the class's train images
+            same_class = (labels[:, None] == y[None, :]).float()
             return z[torch.multinomial(same_class, 1, generator=generator).squeeze(1)]
         # Gaussian with the class's empirical mean and covariance, sampled without factorising it:
         # mu + (Z_c - mu)^T w / sqrt(n - 1), w ~ N(0, I_n), has covariance (Z_c - mu)^T (Z_c - mu) / (n - 1).
@@ -108,7 +108,7 @@ class SSL(ConditioningMethod):
         g = self.params.guidance
         if g == 1:
             return self.denoise(model, xt, t, cond)
-        null = self.tokens(model, cond.new_zeros(1, self.encoder.dim)).expand_as(cond)
+        null = self.tokens(model, cond.new_zeros(1, model.modules_["projection"].in_features)).expand_as(cond)
         eps_c, eps_u = self.denoise(model, torch.cat([xt, xt]), torch.cat([t, t]),
                                     torch.cat([cond, null.to(cond.dtype)])).chunk(2)
         return eps_u + g * (eps_c - eps_u)

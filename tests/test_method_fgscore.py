@@ -1,0 +1,145 @@
+"""fgscore: mean matching, both passes' gradients, same-class conditioners, class centroids."""
+import torch
+
+from bench.methods.aligned import resolve_module
+from bench.methods.fgscore import FGScore, image_keys
+from bench.train import augment, build
+from method_conformance import MethodConformance
+
+
+class TestFGScore(MethodConformance):
+    variant = "fgscore"
+
+
+def _built(toy_data, tiny_config, variant="fgscore"):
+    torch.manual_seed(0)
+    return build(tiny_config, variant, toy_data, torch.device("cpu"))
+
+
+def _train_batch(data, n=6):
+    """n train images spread over every class (the split is sorted by class)."""
+    index = torch.linspace(0, len(data.train_y) - 1, n).long().numpy()
+    x0 = torch.from_numpy(data.train_x[index]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return x0, torch.from_numpy(data.train_y[index]), index
+
+
+def _layer_outputs(method, model):
+    """Records each selected layer's output after the method's own hook has replaced it."""
+    seen = []
+    for path in method.layer_paths(model.unet):
+        resolve_module(model.unet, path).register_forward_hook(lambda m, i, o: seen.append(o.detach()))
+    return seen
+
+
+def test_default_layers_are_the_mid_block_and_every_decoder_block(toy_data, tiny_config):
+    built = _built(toy_data, tiny_config)
+    n_up = len(built.model.unet.up_blocks)
+    assert built.method.layer_paths(built.model.unet) == ["mid_block"] + [f"up_blocks.{i}" for i in range(n_up)]
+    assert isinstance(built.method, FGScore) and len(built.model.modules_) == 0  # no class input
+
+
+def test_matching_sets_each_layers_channel_means_to_the_target(toy_data, tiny_config):
+    for variant in ("fgscore", "fgscore:match_std=true"):
+        built = _built(toy_data, tiny_config, variant)
+        method, model = built.method, built.model
+        x0, labels, _ = _train_batch(toy_data)
+        t = torch.full((len(x0),), 500)
+        xt = built.schedule.add_noise(x0, torch.randn_like(x0), t)
+        with torch.no_grad():
+            plain = method.phi(model, xt, t)
+            targets = [(torch.randn_like(m), torch.rand_like(s) + 0.5) for m, s in plain]
+            seen = _layer_outputs(method, model)
+            method.matched_denoise(model, xt, t, targets)
+        assert len(seen) == len(targets)
+        for out, (mean, std) in zip(seen, targets):
+            assert torch.allclose(out.mean((2, 3)), mean, atol=1e-5)
+            if "match_std" in variant:
+                assert torch.allclose(out.std((2, 3), unbiased=False), std, atol=1e-3)
+
+
+def test_matching_changes_the_prediction_and_plain_phi_leaves_it_alone(toy_data, tiny_config):
+    built = _built(toy_data, tiny_config)
+    method, model = built.method, built.model
+    x0, _, _ = _train_batch(toy_data)
+    t = torch.full((len(x0),), 300)
+    xt = built.schedule.add_noise(x0, torch.randn_like(x0), t)
+    with torch.no_grad():
+        plain = method.denoise(model, xt, t, method.null_condition(xt))
+        own = method.matched_denoise(model, xt, t, method.phi(model, xt, t))
+        other = method.matched_denoise(model, xt, t, method.phi(model, xt.flip(0), t))
+    assert torch.allclose(plain, own, atol=1e-4)  # matching x_t to its own statistics is the identity
+    assert not torch.allclose(plain, other, atol=1e-3)
+
+
+def test_gradients_flow_through_both_passes(toy_data, tiny_config, monkeypatch):
+    built = _built(toy_data, tiny_config)
+    method, model = built.method, built.model
+    recorded = []
+    original = FGScore.phi
+
+    def recording_phi(self, *args):
+        stats = original(self, *args)
+        recorded.extend(m for m, _ in stats)
+        return stats
+
+    monkeypatch.setattr(FGScore, "phi", recording_phi)
+    x0, labels, _ = _train_batch(toy_data)
+    loss = method.loss(model, built.schedule, x0, labels, torch.Generator().manual_seed(0))["loss"]
+    assert recorded and all(m.requires_grad for m in recorded)  # pass 1 kept its graph
+    # pass 2 depends on pass 1's features, so the loss's gradient reaches pass 1
+    grads = torch.autograd.grad(loss, recorded, retain_graph=True)
+    assert all(g.abs().sum() > 0 for g in grads)
+    loss.backward()
+    for path in ("mid_block", "up_blocks.0"):
+        params = list(resolve_module(model.unet, path).parameters())
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in params), path
+
+
+def test_conditioner_is_another_image_of_the_same_class(toy_data, tiny_config):
+    built = _built(toy_data, tiny_config)
+    method = built.method
+    x_all, _, _ = method.train_set()
+    x0, labels, own = _train_batch(toy_data, 12)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(30):
+        x0_aug = augment(x0, g)  # rotated/flipped copies must still count as the same image
+        cond = method.conditioners(x0_aug, labels, g)
+        index = [(x_all == c).flatten(1).all(1).nonzero().item() for c in cond]
+        assert torch.equal(torch.from_numpy(toy_data.train_y[index]), labels)
+        assert all(i != j for i, j in zip(index, own))
+
+
+def test_image_keys_are_dihedral_invariant_and_tell_images_apart(toy_data):
+    x0, _, _ = _train_batch(toy_data, 8)
+    keys = image_keys(x0)
+    assert len(set(keys.tolist())) == len(x0)
+    for k in range(4):
+        assert torch.equal(image_keys(torch.rot90(x0, k, (2, 3)).flip(3)), keys)
+
+
+def test_centroids_differ_per_class_and_are_fixed_per_noise_level(toy_data, tiny_config):
+    built = _built(toy_data, tiny_config)
+    method, model = built.method, built.model
+    labels = torch.tensor([0, 1, 2, 0])
+    t = torch.full((4,), 200)
+    with torch.no_grad():
+        cents = method.centroids(model, labels, t)
+        again = method.centroids(model, torch.tensor([0]), t[:1])
+        later = method.centroids(model, labels, torch.full((4,), 900))
+    mean = cents[0][0]
+    assert torch.equal(mean[0], mean[3])
+    assert not torch.allclose(mean[0], mean[1]) and not torch.allclose(mean[1], mean[2])
+    assert torch.allclose(again[0][0][0], mean[0], atol=1e-5)  # batch composition does not move it
+    assert not torch.allclose(later[0][0][0], mean[0])
+    x, y = method.references()
+    assert len(x) == min(16, 8) * 3 and set(y.tolist()) == {0, 1, 2}
+
+
+def test_features_have_one_row_per_image_and_the_documented_width(toy_data, tiny_config):
+    built = _built(toy_data, tiny_config)
+    method, model = built.method, built.model
+    x0, _, _ = _train_batch(toy_data, 5)
+    phi = method.features(model, x0, 100)
+    width = sum(m.shape[1] for m, _ in method.phi(model, x0, torch.zeros(5, dtype=torch.long)))
+    assert phi.shape == (5, width) and torch.isfinite(phi).all()
+    assert torch.equal(phi, method.features(model, x0, 100))
