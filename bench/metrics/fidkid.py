@@ -1,0 +1,69 @@
+"""FID, KID and precision/recall of two feature sets, through torch-fidelity's own functions.
+
+FID: Heusel et al. 2017, ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)).
+KID: Binkowski et al. 2018, unbiased MMD^2 with the cubic polynomial kernel, averaged over random
+subsets of `subset_size` images of each set; the subset size is capped at the smaller set (a KID
+of N samples uses subsets of at most N). Both estimators can dip slightly below zero when the
+sets come from one distribution: that is sampling noise and is stored as is, never clipped.
+Precision/recall: Kynkaanniemi et al. 2019, k-NN manifolds with k = 3.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
+from torch_fidelity.metric_kid import kernel_poly, mmd2
+from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, prc_features_to_metric
+
+from bench.errors import BenchError
+
+KID_SUBSETS = 100        # torch-fidelity's default
+KID_SEED = 2020          # torch-fidelity's default rng_seed: subsets are reproducible
+PRC_NEIGHBORHOOD = 3
+
+
+def _check(fake: np.ndarray, real: np.ndarray, metric: str) -> None:
+    if len(fake) < 2 or len(real) < 2:
+        raise BenchError(f"{metric} needs at least 2 generated and 2 real images, got {len(fake)} and {len(real)}")
+
+
+def fid_statistics(features: np.ndarray) -> dict[str, np.ndarray]:
+    return fid_features_to_statistics(torch.from_numpy(np.asarray(features, dtype=np.float64)))
+
+
+def fid(fake: np.ndarray, real_stats: dict | np.ndarray) -> float:
+    """FID between generated features (N, D) and real features or their {mu, sigma} statistics."""
+    real_stats = real_stats if isinstance(real_stats, dict) else fid_statistics(real_stats)
+    if len(fake) < 2:
+        raise BenchError(f"FID needs at least 2 generated images, got {len(fake)}")
+    return float(fid_statistics_to_metric(fid_statistics(fake), real_stats, verbose=False)[KEY_METRIC_FID])
+
+
+def kid(fake: np.ndarray, real: np.ndarray, subset_size: int = 1000) -> tuple[float, float, int]:
+    """(mean, std over subsets, the subset size used) of KID between two feature sets.
+
+    Exactly torch-fidelity's `kid_features_to_metric` (same kernel, estimator, seed and subset
+    draws), with the kernel matrices computed once on the full sets and each subset's blocks read
+    from them, instead of three kernel products per subset: 100 subsets cost one product.
+    """
+    _check(fake, real, "KID")
+    fake, real = np.asarray(fake, np.float64), np.asarray(real, np.float64)
+    size = min(subset_size, len(fake), len(real))
+    k_ff, k_rr, k_fr = kernel_poly(fake, fake), kernel_poly(real, real), kernel_poly(fake, real)
+    rng = np.random.RandomState(KID_SEED)
+    mmds = np.empty(KID_SUBSETS)
+    for s in range(KID_SUBSETS):
+        f = rng.choice(len(fake), size, replace=False)
+        r = rng.choice(len(real), size, replace=False)
+        mmds[s] = mmd2(k_ff[np.ix_(f, f)], k_fr[np.ix_(f, r)], k_rr[np.ix_(r, r)])
+    return float(mmds.mean()), float(mmds.std()), size
+
+
+def precision_recall(fake: np.ndarray, real: np.ndarray) -> tuple[float, float]:
+    _check(fake, real, "precision/recall")
+    if min(len(fake), len(real)) <= PRC_NEIGHBORHOOD:
+        raise BenchError(f"precision/recall needs more than {PRC_NEIGHBORHOOD} images per set")
+    out = prc_features_to_metric(torch.from_numpy(np.asarray(fake, np.float32)),
+                                 torch.from_numpy(np.asarray(real, np.float32)),
+                                 prc_neighborhood=PRC_NEIGHBORHOOD, save_cpu_ram=False, verbose=False)
+    return float(out[KEY_METRIC_PRECISION]), float(out[KEY_METRIC_RECALL])
