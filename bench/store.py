@@ -16,7 +16,7 @@ metrics.json (one evaluation = one trained model x one generation seed):
   "class_names": [...], "scored_classes": [...],
   "metrics": {"expert_acc": 0.41, "ssim": 0.12, "fid[expert]": 35.2, "kid[expert]": 0.012},
   "per_class": {"expert_recall": {"tumor": 0.5, ...}, "ssim": {"tumor": 0.1, ...}},
-  "confusion": [[...]],               # rows = target class, cols = predicted (scored classes)
+  "confusion": [[...]],               # rows = scored target classes, cols = predicted (all classes)
   "reference": {"expert_acc": 0.97, "ssim": 0.15},   # the same statistic on real test images
   "provenance": {"<metric>": {...}, ...}             # per metric: extractor, n_gen, n_ref, ...
 }

@@ -45,7 +45,7 @@ def bare_diffusers_steps(cfg, data, steps: int) -> list[float]:
         t = torch.randint(0, cfg.train.num_train_timesteps, (x0.shape[0],))
         xt = scheduler.add_noise(x0, noise, t)
         cond = model.modules_["class_embedding"](labels)[:, None, :]
-        loss = F.mse_loss(model.unet(xt, t, encoder_hidden_states=cond).sample, noise)
+        loss = F.mse_loss(model.unet(xt, t, encoder_hidden_states=cond, class_labels=cond.mean(1)).sample, noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
