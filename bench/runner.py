@@ -1,38 +1,53 @@
 """`bench run`: plan the grid, compute shared artefacts once, then train and evaluate.
 
-Evaluations of a model are submitted as soon as its training task returns; the store is the truth,
-so finished work is skipped on every re-run.
+The expert (when a method or metric needs it) is one task; trainings that do not need it start beside
+it, the rest wait for it. Evaluations of a model are submitted as soon as its training returns. The
+store is the truth: finished work is skipped on every re-run, so an interrupted run resumes, and a
+Ray task retried after a lost worker continues from its run's last checkpoint.
 """
 from __future__ import annotations
 
+import sys
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.live import Live
+from rich.markup import escape
 
 from bench.config import Config
+from bench.errors import BenchError
 from bench.executors import make_executor
 from bench.plan import RunSpec, build_plan
+from bench.progress import PROGRESS_FILE, GridView, ProgressWriter
 from bench.store import DONE, FAILED, SuiteStore, atomic_write_json
 from bench.tasks import METRICS_FILE, eval_task, prepare_data, prepare_expert, train_task
 
 # Methods whose training or sampling needs the expert; metrics with "expert" in the name need it too.
 EXPERT_METHODS = ("aligned", "aligned-clean", "ssl")
+POLL_S = 0.5  # how often the driver looks at finished tasks and progress files
 
 
 @dataclass
 class Summary:
     root: Path
-    trained: int = 0
-    evaluated: int = 0
-    skipped: int = 0
+    trained: int = 0      # models trained by this invocation
+    evaluated: int = 0    # evaluations computed by this invocation
+    skipped: int = 0      # runs skipped because the store held all their results ("nothing to do")
     failed: list[str] = field(default_factory=list)
 
 
 def needs_expert(cfg: Config, plan: list[RunSpec]) -> bool:
-    return (any("expert" in m for m in cfg.metrics.names)
-            or any(s.variant.partition(":")[0] in EXPERT_METHODS for s in plan))
+    return _metrics_need_expert(cfg) or any(_method(s) in EXPERT_METHODS for s in plan)
+
+
+def _metrics_need_expert(cfg: Config) -> bool:
+    return any("expert" in m for m in cfg.metrics.names)
+
+
+def _method(spec: RunSpec) -> str:
+    return spec.variant.partition(":")[0]
 
 
 def write_plan(cfg: Config, plan: list[RunSpec], store: SuiteStore) -> None:
@@ -41,69 +56,189 @@ def write_plan(cfg: Config, plan: list[RunSpec], store: SuiteStore) -> None:
                                         "runs": [s.to_dict() for s in plan]})
 
 
+def plugin_sources(plan: list[RunSpec]) -> dict[str, str]:
+    """method name -> what `load_plugin` needs to register it again in a Ray worker, for the plan's
+    methods that came from plug-ins (a worker imports bench, not the driver's --plugin files)."""
+    from bench.methods import REGISTRY
+    sources = {}
+    for name in {_method(s) for s in plan}:
+        module = REGISTRY[name].__module__
+        if module.startswith("bench.") or module == "__main__":
+            continue
+        is_file = module.startswith("bench_plugin_")  # how load_plugin names a module loaded from a file
+        sources[name] = str(Path(sys.modules[module].__file__).resolve()) if is_file else module
+    return sources
+
+
+def run_task(kind: str, fn, args: tuple, progress: str, token: str, plugins: dict[str, str]):
+    """What a worker runs around a task body: plug-ins registered, progress reported."""
+    from bench.methods import REGISTRY, load_plugin
+    for name, source in plugins.items():
+        if name not in REGISTRY:
+            load_plugin(source)
+    writer = ProgressWriter(Path(progress), token)
+    writer.start()
+    try:
+        value = fn(*args, on_step=writer.step) if kind == "train" else fn(*args)
+    except BaseException:
+        writer.finish("stopped")
+        raise
+    writer.finish(value.get("status", "done") if isinstance(value, dict) else "done")
+    return value
+
+
+@dataclass(frozen=True)
+class _Job:
+    kind: str                   # expert | train | eval
+    spec: RunSpec | None = None
+    gen_seed: int | None = None
+
+    @property
+    def label(self) -> str:
+        if self.spec is None:
+            return self.kind
+        seeds = f"train seed {self.spec.train_seed}" + (f", gen seed {self.gen_seed}" if self.kind == "eval" else "")
+        return f"{self.spec.variant} ({seeds})"
+
+
+class _Grid:
+    """One invocation's driver loop: submits jobs, holds back those that need the expert until it
+    exists, settles finished ones into the summary and the live view."""
+
+    def __init__(self, cfg: Config, store: SuiteStore, data_path: Path, executor, summary: Summary,
+                 plan: list[RunSpec], console: Console):
+        self.cfg, self.store, self.data_path, self.executor, self.summary = cfg, store, data_path, executor, summary
+        self.console = console
+        self.token = uuid.uuid4().hex[:12]
+        self.plugins = plugin_sources(plan)
+        self.view = GridView(self.token)
+        self.pending: dict[object, _Job] = {}
+        self.held: list[_Job] = []
+        self.expert_ready = not needs_expert(cfg, plan)
+        self.expert_error: str | None = None  # why the expert task failed: its dependents fail too
+        self.todo_eval = {s.run_id: [g for g in s.gen_seeds if not _evaluated(store, s, g)] for s in plan}
+
+    def run(self, plan: list[RunSpec]) -> None:
+        if not self.expert_ready:
+            self._submit(_Job("expert"))
+        for spec in plan:
+            run_dir = _run_dir(self.store, spec)
+            if (run_dir / DONE).exists():
+                self.view.count("train", done=1)
+                for g in self.todo_eval[spec.run_id]:
+                    self._queue(_Job("eval", spec, g))
+            elif (run_dir / FAILED).exists():
+                self.view.count("train", failed=1)
+                self.summary.failed.append(f"{_Job('train', spec).label}: {_reason(run_dir)}")
+            else:
+                self._queue(_Job("train", spec))
+        while self.pending:
+            for handle in self.executor.wait(list(self.pending), timeout=POLL_S):
+                self._settle(handle)
+
+    def _needs_expert(self, job: _Job) -> bool:
+        return _method(job.spec) in EXPERT_METHODS or (job.kind == "eval" and _metrics_need_expert(self.cfg))
+
+    def _queue(self, job: _Job) -> None:
+        if self.expert_ready or not self._needs_expert(job):
+            self._submit(job)
+        elif self.expert_error is None:
+            self.held.append(job)
+        else:
+            self.view.count(job.kind, failed=1)
+            self.summary.failed.append(f"{job.label}: the expert is unavailable ({self.expert_error})")
+
+    def _submit(self, job: _Job) -> None:
+        cfg, results = self.cfg, self.store.root.parent
+        if job.kind == "expert":
+            fn, args = prepare_expert, (cfg, self.data_path, self.store.cache)
+            progress = self.store.cache / f"expert-{PROGRESS_FILE}"
+        elif job.kind == "train":
+            fn, args = train_task, (cfg, job.spec, results, self.data_path)
+            progress = _run_dir(self.store, job.spec) / PROGRESS_FILE
+        else:
+            fn, args = eval_task, (cfg, job.spec, job.gen_seed, results, self.data_path)
+            progress = SuiteStore.eval_dir(_run_dir(self.store, job.spec), job.gen_seed) / PROGRESS_FILE
+        handle = self.executor.submit(run_task, job.kind, fn, args, str(progress), self.token, self.plugins,
+                                      kind=job.kind)
+        self.pending[handle] = job
+        self.view.submitted(handle, job.kind, job.label, progress)
+
+    def _settle(self, handle) -> None:
+        job = self.pending.pop(handle)
+        try:
+            status = self.executor.result(handle)
+        except BenchError as err:
+            if job.kind == "expert":  # bad input (e.g. missing weights): stop with the one-line error
+                raise
+            status = {"status": "failed", "reason": str(err)}
+        except Exception as err:  # a bug in a task, or a worker lost more often than max_retries allows
+            status = {"status": "failed", "reason": f"{type(err).__name__}: {err}".splitlines()[0]}
+        ok = status.get("status", "done") == "done"  # the expert task returns its accuracy, no status
+        self.view.finished(handle, ok)
+        # One line per finished task: above the live view on a terminal, the whole story in a log file.
+        self.console.print(f"done {job.kind} {escape(job.label)}" if ok else
+                           f"[red]failed[/] {job.kind} {escape(job.label)}: {escape(status['reason'])}",
+                           highlight=False, soft_wrap=True)
+        if not ok:
+            self.summary.failed.append(f"{job.label}: {status['reason']}")
+        if job.kind == "expert":
+            self._expert_settled(ok, status)
+        elif job.kind == "train" and ok:
+            self.summary.trained += not status.get("reused", False)
+            for g in self.todo_eval[job.spec.run_id]:
+                self._queue(_Job("eval", job.spec, g))
+        elif job.kind == "eval" and ok:
+            self.summary.evaluated += not status.get("reused", False)
+
+    def _expert_settled(self, ok: bool, status: dict) -> None:
+        self.expert_ready, self.expert_error = ok, None if ok else status["reason"]
+        held, self.held = self.held, []
+        for job in held:
+            self._queue(job)
+
+
 def run_suite(cfg: Config, results: Path, console: Console | None = None) -> Summary:
     console = console or Console(stderr=True)
+    results = Path(results).resolve()  # Ray workers run with another working directory, or elsewhere
     plan = build_plan(cfg)
     store = SuiteStore(results, cfg.suite.name)
     summary = Summary(store.root)
-    todo_eval = {s.run_id: [g for g in s.gen_seeds if not _evaluated(store, s, g)] for s in plan}
-    todo_train = [s for s in plan if not (_run_dir(store, s) / DONE).exists()
-                  and not (_run_dir(store, s) / FAILED).exists()]
     data_path = prepare_data(cfg, store.cache)  # in the driver: bad data fails before any write
     write_plan(cfg, plan, store)
-    n_eval = sum(len(v) for v in todo_eval.values())
-    if not todo_train and n_eval == 0:
-        summary.failed = [f"{s.variant} (train seed {s.train_seed}): {_reason(_run_dir(store, s))}"
-                          for s in plan if (_run_dir(store, s) / FAILED).exists()]
+    done = [s for s in plan if (_run_dir(store, s) / DONE).exists()]
+    failed = [s for s in plan if (_run_dir(store, s) / FAILED).exists()]
+    if len(done) + len(failed) == len(plan) and all(_evaluated(store, s, g) for s in done for g in s.gen_seeds):
+        summary.failed = [f"{_Job('train', s).label}: {_reason(_run_dir(store, s))}" for s in failed]
         summary.skipped = len(plan)
         return summary
+    try:
+        _execute(cfg, store, data_path, plan, summary, console)
+    except KeyboardInterrupt:
+        console.print(f"interrupted: finished runs and evaluations are kept in {store.root}, and a training "
+                      "continues from its last checkpoint; run the same command again to resume",
+                      highlight=False, soft_wrap=True)
+        raise
+    return summary
+
+
+def _execute(cfg: Config, store: SuiteStore, data_path: Path, plan: list[RunSpec], summary: Summary,
+             console: Console) -> None:
     executor = make_executor(cfg.execution)
     try:
-        with Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console, transient=False) as progress:
-            shared = progress.add_task("expert", total=1)
-            if needs_expert(cfg, plan):
-                executor.result(executor.submit(prepare_expert, cfg, data_path, store.cache, kind="expert"))
-            progress.advance(shared)
-            train_bar = progress.add_task("train", total=len(plan))
-            eval_bar = progress.add_task("evaluate", total=n_eval)
-            progress.advance(train_bar, len(plan) - len(todo_train))
-            pending = {}
-            for spec in plan:
-                if spec in todo_train:
-                    pending[executor.submit(train_task, cfg, spec, results, data_path, kind="train")] = ("train", spec, None)
-                elif (_run_dir(store, spec) / DONE).exists():
-                    for g in todo_eval[spec.run_id]:
-                        pending[executor.submit(eval_task, cfg, spec, g, results, data_path, kind="eval")] = ("eval", spec, g)
-                else:
-                    summary.failed.append(f"{spec.variant} (train seed {spec.train_seed}): {_reason(_run_dir(store, spec))}")
-                    progress.advance(eval_bar, len(todo_eval[spec.run_id]))
-            while pending:
-                for handle in executor.wait(list(pending)):
-                    kind, spec, gen_seed = pending.pop(handle)
-                    try:
-                        status = executor.result(handle)
-                    except Exception as err:  # a worker lost more often than max_retries allows
-                        status = {"status": "failed", "reason": f"{type(err).__name__}: {err}".splitlines()[0]}
-                    label = f"{spec.variant} (train seed {spec.train_seed}" + (f", gen seed {gen_seed})" if kind == "eval" else ")")
-                    if kind == "train":
-                        progress.advance(train_bar)
-                        if status["status"] == "done":
-                            summary.trained += 1
-                            for g in todo_eval[spec.run_id]:
-                                pending[executor.submit(eval_task, cfg, spec, g, results, data_path, kind="eval")] = ("eval", spec, g)
-                        else:
-                            summary.failed.append(f"{label}: {status['reason']}")
-                            progress.advance(eval_bar, len(todo_eval[spec.run_id]))
-                    else:
-                        progress.advance(eval_bar)
-                        if status["status"] == "done":
-                            summary.evaluated += 1
-                        else:
-                            summary.failed.append(f"{label}: {status['reason']}")
+        grid = _Grid(cfg, store, data_path, executor, summary, plan, console)
+        console.print(f"{executor.describe()}\nresults: {store.root}", highlight=False, soft_wrap=True)
+        try:
+            with Live(grid.view, console=console, refresh_per_second=2, transient=False):
+                grid.run(plan)
+        except BaseException:  # Ctrl-C or an abort: stop the tasks still queued or running
+            executor.cancel(list(grid.pending))
+            raise
+        finally:
+            if not console.is_terminal:  # Live ends its last frame with a newline on terminals only
+                console.line()
     finally:
         executor.shutdown()
-    return summary
 
 
 def _run_dir(store: SuiteStore, spec: RunSpec) -> Path:

@@ -70,15 +70,15 @@ def _failure_reason(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}{where}"
 
 
-def train_task(cfg: Config, spec: RunSpec, results: Path, data_path: Path) -> dict:
+def train_task(cfg: Config, spec: RunSpec, results: Path, data_path: Path, on_step=None) -> dict:
     from bench.train import resolve_device, train_model
     store = SuiteStore(results, cfg.suite.name)
     run_dir = store.run_dir(spec.dataset, spec.variant, spec.train_seed, spec.run_id)
     if (run_dir / DONE).exists() or (run_dir / FAILED).exists():
-        return _status(run_dir)
+        return _status(run_dir, reused=True)
     with FileLock(run_dir / ".lock"):
         if (run_dir / DONE).exists() or (run_dir / FAILED).exists():
-            return _status(run_dir)
+            return _status(run_dir, reused=True)
         _set_threads(cfg)
         cls_name = spec.variant.partition(":")[0]
         atomic_write_json(run_dir / "config.json", {
@@ -89,7 +89,7 @@ def train_task(cfg: Config, spec: RunSpec, results: Path, data_path: Path) -> di
         device = resolve_device(cfg.execution.device)
         try:
             train_model(cfg, spec.variant, spec.train_seed, data, run_dir,
-                        expert_loader(cfg, data, store.cache, device), store.cache)
+                        expert_loader(cfg, data, store.cache, device), store.cache, on_step=on_step)
         except Exception as err:  # recorded, not retried: the same input fails the same way
             atomic_write_bytes(run_dir / FAILED, (_failure_reason(err) + "\n").encode())
             return _status(run_dir)
@@ -97,11 +97,13 @@ def train_task(cfg: Config, spec: RunSpec, results: Path, data_path: Path) -> di
     return _status(run_dir)
 
 
-def _status(folder: Path) -> dict:
-    """The recorded outcome of a train (run folder) or evaluation (eval folder) task."""
+def _status(folder: Path, reused: bool = False) -> dict:
+    """The recorded outcome of a train (run folder) or evaluation (eval folder) task; `reused` when
+    it was already in the store (another process, or an earlier attempt, computed it)."""
     if (folder / FAILED).exists():
-        return {"status": "failed", "path": str(folder), "reason": (folder / FAILED).read_text().strip()}
-    return {"status": "done", "path": str(folder)}
+        return {"status": "failed", "path": str(folder), "reason": (folder / FAILED).read_text().strip(),
+                "reused": reused}
+    return {"status": "done", "path": str(folder), "reused": reused}
 
 
 def eval_task(cfg: Config, spec: RunSpec, gen_seed: int, results: Path, data_path: Path) -> dict:
@@ -113,7 +115,7 @@ def eval_task(cfg: Config, spec: RunSpec, gen_seed: int, results: Path, data_pat
     out = SuiteStore.eval_dir(run_dir, gen_seed)
     with FileLock(out / ".lock"):
         if (out / METRICS_FILE).exists() or (out / FAILED).exists():
-            return _status(out)
+            return _status(out, reused=True)
         _set_threads(cfg)
         data = PreparedData.load(data_path)
         device = resolve_device(cfg.execution.device)

@@ -36,11 +36,13 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(monkeypatch, capsys, tm
 
 
 def test_tiny_suite_runs_resumes_and_reports(monkeypatch, capsys, tmp_path):
+    """A grid with one variant that diverges: it is recorded FAILED, the rest finishes, exit 1."""
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "bench.toml").write_text('[suite]\nname = "t"\nmethods = ["baseline", "drift:delta=0.1"]\nseeds = 2\n')
+    (tmp_path / "bench.toml").write_text('[suite]\nname = "t"\nseeds = 2\n'
+                                         'methods = ["baseline", "drift:delta=0.1", "drift:delta=nan"]\n')
     args = ["run", "--preset", "tiny", "--executor", "local", "--results", "results"]
     code, out, err = run_cli(monkeypatch, capsys, *args)
-    assert code == 0, err
+    assert code == 1 and "1 failed" in out and "drift:delta=nan" in out and "loss became nan" in out
     root = tmp_path / "results" / "t"
     metrics = sorted(root.glob("runs/*/*/train-seed=0/*/eval/seed=*/metrics.json"))
     assert len(metrics) == 4
@@ -51,11 +53,12 @@ def test_tiny_suite_runs_resumes_and_reports(monkeypatch, capsys, tmp_path):
     stamps = [p.stat().st_mtime_ns for p in metrics + done]
 
     code, out, err = run_cli(monkeypatch, capsys, *args)  # the same command again: nothing to do
-    assert code == 0 and "nothing to do" in out
+    assert code == 1 and "nothing to do" in out
     assert stamps == [p.stat().st_mtime_ns for p in metrics + done]
 
     code, out, err = run_cli(monkeypatch, capsys, "report", "--results", "results")
     assert code in (0, None), err
     csv = (root / "report" / "leaderboard.csv").read_text().splitlines()
-    assert csv[0].startswith("dataset,method,n,") and len(csv) == 3
-    assert "drift:delta=0.1" in (root / "report" / "leaderboard.md").read_text()
+    assert csv[0].startswith("dataset,method,n,") and len(csv) >= 3
+    board = (root / "report" / "leaderboard.md").read_text()
+    assert "drift:delta=0.1" in board and "loss became nan" in board

@@ -1,0 +1,316 @@
+"""Fault tolerance and distribution of `bench run` under Ray, checked the way a user meets them.
+
+Two grids (each Ray start costs ~10 s here): one on a local Ray instance (a worker SIGKILLed mid-run,
+then Ctrl-C, then the same command again) and one on a two-node loopback cluster (two `bench run`
+processes on one store at once, the second node stopped mid-run). Plus cheap checks of the driver
+loop (a failed expert), the live view and the executor's resource rules.
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from bench.config import PRESETS, ExecutionConfig, load_config
+from bench.errors import BenchError
+from bench.executors import RayExecutor
+from bench.methods import REGISTRY, load_plugin
+from bench.progress import PROGRESS_FILE, GridView, ProgressWriter, read_progress
+from bench.runner import run_suite
+from bench.store import DONE, FAILED
+from test_plugins import readme_plugin_source
+
+ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1",
+       "HF_HUB_OFFLINE": "1"}
+BENCH = [sys.executable, "-m", "bench.cli"]
+
+
+def write_suite(path: Path, **sections) -> Path:
+    """The tiny preset plus `sections`, as a bench.toml (a preset would override the file's keys)."""
+    tables = {k: dict(v) for k, v in PRESETS["tiny"].items()}
+    for name, table in sections.items():
+        tables.setdefault(name, {}).update(table)
+    path.write_text("".join(f"[{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items())
+                            for name, table in tables.items()))
+    return path
+
+
+def progress_records(root: Path):
+    for path in root.glob(f"runs/*/*/train-seed=*/*/{PROGRESS_FILE}"):
+        record = read_progress(path)
+        if record:
+            yield path.parent, record
+
+
+def counts(stdout: str) -> tuple[int, int]:
+    trained, evaluated = re.search(r"(\d+) trained, (\d+) evaluated", " ".join(stdout.split())).groups()
+    return int(trained), int(evaluated)
+
+
+def samples(root: Path) -> dict:
+    return {p.relative_to(root / "runs"): np.load(p)["images"] for p in root.glob("runs/**/samples.npz")}
+
+
+def wait_for(predicate, timeout: float, what: str, proc=None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"bench run exited ({proc.returncode}) before {what}: {proc.stderr.read()[-3000:]}")
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+@pytest.mark.timeout(900)
+def test_killed_worker_and_ctrl_c_resume_to_identical_samples(tmp_path):
+    """A Ray worker SIGKILLed mid-training is retried from its checkpoint; Ctrl-C stops `bench run`
+    cleanly (exit 130); the same command finishes the grid without retraining finished runs; a NaN
+    variant is recorded FAILED (not retried); samples equal those of uninterrupted local runs."""
+    plugin = tmp_path / "offset_noise.py"
+    plugin.write_text(readme_plugin_source())  # a plug-in method: Ray workers must register it too
+    methods = ["baseline", "drift", "offset-noise:strength=0.2", "drift:delta=nan"]
+    config = write_suite(tmp_path / "bench.toml", suite={"name": "grid", "methods": methods, "seeds": 1},
+                         train={"steps": 24, "checkpoint_every": 4}, metrics={"names": ["ssim"]},
+                         execution={"device": "cpu"})
+    command = [*BENCH, "run", "--config", str(config), "--results", str(tmp_path / "results"), "--plugin", str(plugin)]
+    root = tmp_path / "results" / "grid"
+
+    first = subprocess.Popen(command, env=ENV, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, start_new_session=True)
+    try:
+        def running_past_checkpoint():
+            return next(((d, r) for d, r in progress_records(root)
+                         if r["state"] == "running" and r["node"] and r["step"] >= 6), None)
+        killed_dir, record = wait_for(running_past_checkpoint, 300, "a training past its first checkpoint", first)
+        assert record["pid"] != first.pid  # a Ray worker, not the driver
+        os.kill(record["pid"], signal.SIGKILL)
+
+        def one_done_one_training():
+            dirs = {d for d, _ in progress_records(root)}
+            finished = {d for d in dirs if (d / DONE).exists()}
+            return finished and any(not (d / DONE).exists() and not (d / FAILED).exists() for d in dirs)
+        wait_for(one_done_one_training, 300, "one run finished while another trains", first)
+        os.killpg(first.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
+        out, err = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    assert first.returncode == 130, err[-3000:]
+    assert "interrupted" in err and "run the same command again" in " ".join(err.split()) and "Traceback" not in err
+    finished = sorted(p.parent for p in root.glob(f"runs/*/*/train-seed=*/*/{DONE}"))
+    unfinished = sorted(d for d in {p.parent for p in root.glob("runs/*/*/train-seed=*/*/config.json")}
+                        if not (d / DONE).exists() and not (d / FAILED).exists())
+    stamps = {d: (d / DONE).stat().st_mtime_ns for d in finished}
+
+    again = subprocess.run(command, env=ENV, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 1, again.stderr[-3000:]  # the NaN variant failed, everything else finished
+    assert re.search(r"1 failed:\s+drift:delta=nan \(train seed 0\): loss became nan", again.stdout)
+    assert "Traceback" not in again.stderr
+    assert {d: (d / DONE).stat().st_mtime_ns for d in finished} == stamps  # nothing retrained
+    runs = sorted(p.parent for p in root.glob(f"runs/*/*/train-seed=*/*/{DONE}"))
+    assert len(runs) == 3 and len(list(root.glob("runs/**/metrics.json"))) == 3
+    assert counts(again.stdout)[0] == 3 - len(finished)
+    assert (next(root.glob("runs/*/drift@delta=nan/*/*")) / FAILED).read_text().startswith("loss became nan")
+
+    # Reference: the killed and the interrupted runs trained straight through, in this process.
+    load_plugin(str(plugin))
+    try:
+        redo = sorted({killed_dir, *unfinished})
+        variants = [json.loads((d / "config.json").read_text())["method"] for d in redo]
+        cfg = load_config(config, None, {"suite": {"name": "reference", "methods": variants},
+                                         "execution": {"executor": "local"}})
+        summary = run_suite(cfg, tmp_path / "results", Console(file=open(os.devnull, "w")))
+        assert not summary.failed and summary.trained == len(redo)
+    finally:
+        REGISTRY.pop("offset-noise", None)
+    assert read_progress(killed_dir / PROGRESS_FILE)["from_step"] >= 4  # resumed, not restarted
+    reference, resumed = samples(tmp_path / "results" / "reference"), samples(root)
+    assert reference and reference.keys() <= resumed.keys()
+    for key, images in reference.items():
+        assert np.array_equal(images, resumed[key]), key
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _session_pids(sid: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getsid(int(entry.name)) == sid:
+                    pids.append(int(entry.name))
+            except OSError:  # gone meanwhile
+                pass
+    return pids
+
+
+def _kill_session(sid: int) -> None:
+    """Every process of one session we started (a Ray node: its raylet, workers, agents)."""
+    for pid in _session_pids(sid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _start_node(args: list[str]) -> subprocess.Popen:
+    # A killed node is declared dead after 3 missed 1 s health checks (default 5 x 3 s).
+    env = {**ENV, "RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3"}
+    node = subprocess.Popen(["ray", "start", *args, "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
+                             "--block", "--disable-usage-stats"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    for line in node.stdout:  # `--block` prints this once the node has joined
+        if "Ray runtime started" in line:
+            return node
+    raise AssertionError(f"ray start {' '.join(args)} failed (exit {node.wait()})")
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.skipif(shutil.which("ray") is None, reason="the `ray` command line is not installed")
+def test_two_node_cluster_two_drivers_and_a_lost_node(tmp_path):
+    """Two `bench run --address` processes on one store, on a two-node loopback cluster; the second
+    node is killed while it trains. Both finish; every run and evaluation exists once, computed once."""
+    port = _free_port()
+    temp_dir = Path(f"/tmp/rb{os.getpid()}")  # short: Ray's socket paths must fit in 107 bytes
+    config = write_suite(tmp_path / "bench.toml",
+                         suite={"name": "cluster", "methods": ["baseline", "drift"], "seeds": 1},
+                         train={"steps": 20, "checkpoint_every": 5}, metrics={"names": ["expert_acc", "ssim"]},
+                         execution={"device": "cpu"})
+    command = [*BENCH, "run", "--config", str(config), "--results", str(tmp_path / "results"),
+               "--address", f"127.0.0.1:{port}"]
+    root = tmp_path / "results" / "cluster"
+    nodes, drivers = [], []
+    try:
+        nodes.append(_start_node(["--head", "--port", str(port), "--include-dashboard", "false",
+                                  "--temp-dir", str(temp_dir)]))
+        nodes.append(_start_node(["--address", f"127.0.0.1:{port}"]))
+        second = nodes[1].pid  # its session id: every process of that node carries it
+        drivers = [subprocess.Popen(command, env=ENV, cwd=tmp_path, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        seen_sessions = set()
+
+        def training_on_second_node_after_both_ran_tasks():
+            on_second = False
+            for path in root.glob(f"**/*{PROGRESS_FILE}"):  # trainings, evaluations, the expert
+                record = read_progress(path)
+                if record and record["state"] == "running":
+                    try:
+                        session = os.getsid(record["pid"])
+                    except OSError:  # finished meanwhile
+                        continue
+                    seen_sessions.add(session)
+                    on_second |= session == second and record["total"] is not None and record["step"] >= 3
+            return on_second and len(seen_sessions) >= 2
+        wait_for(training_on_second_node_after_both_ran_tasks, 400, "a training on the second node", drivers[0])
+        _kill_session(second)
+        outputs = [d.communicate(timeout=600) for d in drivers]
+    finally:
+        for proc in drivers:
+            if proc.poll() is None:
+                proc.kill()
+        for node in nodes:  # ours, by session: unlike `ray stop`, leaves other Ray instances alone
+            _kill_session(node.pid)
+            node.wait(timeout=60)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    for proc, (out, err) in zip(drivers, outputs):
+        assert proc.returncode == 0, err[-3000:]
+        assert "Traceback" not in err
+    assert second in seen_sessions and len(seen_sessions) >= 2  # tasks ran on both nodes
+    trained, evaluated = zip(*(counts(out) for out, _ in outputs))
+    assert sum(trained) == 2 and sum(evaluated) == 2  # each computed by exactly one of the two
+    runs = sorted(p.parent for p in root.glob(f"runs/*/*/train-seed=*/*/{DONE}"))
+    assert len(runs) == 2 and not list(root.glob(f"runs/**/{FAILED}"))
+    for run in runs:
+        assert len((run / "train_log.jsonl").read_text().splitlines()) == 20  # log_every = 1
+        metrics = json.loads((run / "eval" / "seed=0" / "metrics.json").read_text())
+        assert {"expert_acc", "ssim"} <= set(metrics["metrics"])
+    assert len(list((root / "cache").glob("expert-*/expert.json"))) == 1
+
+
+def test_a_failed_expert_fails_only_what_needs_it(tmp_path, monkeypatch):
+    def broken_expert(*args):
+        raise RuntimeError("no expert today")
+    monkeypatch.setattr("bench.runner.prepare_expert", broken_expert)
+    cfg = load_config(None, "tiny", {"suite": {"methods": ["baseline", "aligned"], "seeds": 1},
+                                     "metrics": {"names": ["expert_acc"]},
+                                     "execution": {"executor": "local", "device": "cpu"}})
+    summary = run_suite(cfg, tmp_path, Console(file=open(os.devnull, "w")))
+    assert summary.trained == 1 and summary.evaluated == 0  # baseline trains without the expert
+    assert summary.failed == ["expert: RuntimeError: no expert today",
+                              "aligned (train seed 0): the expert is unavailable (RuntimeError: no expert today)",
+                              "baseline (train seed 0, gen seed 0): the expert is unavailable "
+                              "(RuntimeError: no expert today)"]
+
+    def missing_weights(*args):
+        raise BenchError("expert weights not found; pass --expert-weights")
+    monkeypatch.setattr("bench.runner.prepare_expert", missing_weights)
+    with pytest.raises(BenchError, match="expert weights not found"):  # bad input stops the run: exit 2
+        run_suite(cfg, tmp_path / "again", Console(file=open(os.devnull, "w")))
+
+
+def test_progress_view_counts_and_shows_only_this_invocation(tmp_path):
+    ours, theirs = tmp_path / "a" / PROGRESS_FILE, tmp_path / "b" / PROGRESS_FILE
+    writer = ProgressWriter(ours, token="mine", every_s=0)
+    writer.start()
+    writer.step(12, 40)
+    ProgressWriter(theirs, token="other").start()  # an earlier or concurrent invocation's file
+    view = GridView(token="mine")
+    view.submitted("h1", "train", "baseline (train seed 0)", ours)
+    view.submitted("h2", "train", "drift (train seed 0)", theirs)
+    view.submitted("h3", "eval", "baseline (train seed 0, gen seed 0)", tmp_path / "c" / PROGRESS_FILE)
+    view.count("train", done=2)
+    console = Console(record=True, width=150, file=open(os.devnull, "w"))
+    console.print(view)
+    text = console.export_text()
+    assert re.search(r"train\s+1\s+1\s+2\s+0", text) and re.search(r"eval\s+1\s+0\s+0\s+0", text)
+    assert "baseline (train seed 0)" in text and "step 12/40" in text and "drift" not in text
+    view.finished("h1", ok=False)
+    writer.finish("failed")
+    console.print(view)
+    assert re.search(r"train\s+1\s+0\s+2\s+1", console.export_text())
+
+
+class _FakeRay:
+    def __init__(self, resources):
+        self.resources = resources
+
+    def cluster_resources(self):
+        return self.resources
+
+    def shutdown(self):
+        pass
+
+
+@pytest.mark.parametrize("execution, resources, fragment", [
+    ({"num_gpus": 1}, {"CPU": 8}, "has 0 GPUs"),
+    ({"num_cpus": 4}, {"CPU": 2}, "has 2 CPUs"),
+    ({"device": "cuda"}, {"CPU": 8, "GPU": 2}, "needs execution.num_gpus > 0"),
+])
+def test_ray_executor_refuses_resources_the_cluster_lacks(execution, resources, fragment):
+    executor = RayExecutor.__new__(RayExecutor)
+    executor.cfg, executor.ray, executor._owns_ray = ExecutionConfig(**execution), _FakeRay(resources), False
+    with pytest.raises(BenchError, match=fragment):
+        executor._check_resources()
+
+
+def test_gpus_go_to_every_task_that_runs_a_network():
+    executor = RayExecutor.__new__(RayExecutor)
+    executor.cfg = ExecutionConfig(num_gpus=1, num_cpus=4, max_retries=2)
+    for kind in ("expert", "train", "eval"):
+        assert executor._options(kind) == {"num_cpus": 4, "num_gpus": 1, "max_retries": 2, "retry_exceptions": False}
+    assert executor._options("noop")["num_gpus"] == 0
