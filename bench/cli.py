@@ -137,9 +137,6 @@ def main() -> None:
     except BenchError as err:
         err_console.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        err_console.print("interrupted: finished work is kept; run the same command again to resume")
-        sys.exit(130)
 
 
 if __name__ == "__main__":

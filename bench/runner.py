@@ -22,7 +22,7 @@ from bench.executors import make_executor
 from bench.plan import RunSpec, build_plan
 from bench.progress import PROGRESS_FILE, GridView, ProgressWriter
 from bench.store import DONE, FAILED, SuiteStore, atomic_write_json
-from bench.tasks import METRICS_FILE, eval_task, prepare_data, prepare_expert, train_task
+from bench.tasks import METRICS_FILE, check_reused_runs, eval_task, prepare_data, prepare_expert, train_task
 
 # Methods whose training or sampling needs the expert; metrics with "expert" in the name need it too.
 EXPERT_METHODS = ("aligned", "aligned-clean", "ssl")
@@ -205,6 +205,7 @@ def run_suite(cfg: Config, results: Path, console: Console | None = None) -> Sum
     store = SuiteStore(results, cfg.suite.name)
     summary = Summary(store.root)
     data_path = prepare_data(cfg, store.cache)  # in the driver: bad data fails before any write
+    check_reused_runs([_run_dir(store, s) for s in plan], data_path)
     write_plan(cfg, plan, store)
     done = [s for s in plan if (_run_dir(store, s) / DONE).exists()]
     failed = [s for s in plan if (_run_dir(store, s) / FAILED).exists()]

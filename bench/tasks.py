@@ -31,10 +31,23 @@ def _hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def _source_stamp(name: str) -> list:
+    """(file, size, mtime) of a folder:/npz: source, so edited files are prepared afresh; named
+    sources are checksum-verified files and need none."""
+    prefix, _, location = name.partition(":")
+    if prefix not in ("folder", "npz") or not Path(location).exists():
+        return []
+    root = Path(location)
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+    return [(str(p.relative_to(root)) if root.is_dir() else p.name, p.stat().st_size, p.stat().st_mtime_ns)
+            for p in files]
+
+
 def prepare_data(cfg: Config, cache: Path) -> Path:
-    """The prepared arrays of the suite's data set, computed once per data config."""
+    """The prepared arrays of the suite's data set, computed once per data config and source state."""
     from bench.datasets import load_prepared
-    path = Path(cache) / f"data-{cfg.data.name.replace('/', '_').replace(':', '_')}-{_hash(dataclasses.asdict(cfg.data))}.npz"
+    key = _hash([dataclasses.asdict(cfg.data), _source_stamp(cfg.data.name)])
+    path = Path(cache) / f"data-{cfg.data.name.replace('/', '_').replace(':', '_')}-{key}.npz"
     if path.exists():
         return path
     data = load_prepared(cfg.data)  # bad input raises here, before anything is written
@@ -42,6 +55,17 @@ def prepare_data(cfg: Config, cache: Path) -> Path:
         if not path.exists():
             data.save(path)
     return path
+
+
+def check_reused_runs(run_dirs: list[Path], data_path: Path) -> None:
+    """Refuse (BenchError) to resume or evaluate a run trained on other classes than the data now has."""
+    classes = list(PreparedData.load(data_path).class_names)
+    for run_dir in run_dirs:
+        config = run_dir / "config.json"
+        trained_on = json.loads(config.read_text()).get("class_names") if config.exists() else None
+        if trained_on is not None and trained_on != classes:
+            raise BenchError(f"the data set's classes {classes} do not match the {trained_on} that {run_dir} was "
+                             "trained on; restore the data or delete that run folder to retrain it")
 
 
 def expert_loader(cfg: Config, data: PreparedData, cache: Path, device):
@@ -80,12 +104,13 @@ def train_task(cfg: Config, spec: RunSpec, results: Path, data_path: Path, on_st
         if (run_dir / DONE).exists() or (run_dir / FAILED).exists():
             return _status(run_dir, reused=True)
         _set_threads(cfg)
+        data = PreparedData.load(data_path)
         cls_name = spec.variant.partition(":")[0]
         atomic_write_json(run_dir / "config.json", {
             "run_id": spec.run_id, "dataset": spec.dataset, "method": spec.variant, "method_name": cls_name,
             "method_params": spec.variant.partition(":")[2], "train_seed": spec.train_seed,
+            "class_names": list(data.class_names),
             "code_version": __version__, "config": cfg.to_dict()})
-        data = PreparedData.load(data_path)
         device = resolve_device(cfg.execution.device)
         try:
             train_model(cfg, spec.variant, spec.train_seed, data, run_dir,

@@ -62,3 +62,22 @@ def test_tiny_suite_runs_resumes_and_reports(monkeypatch, capsys, tmp_path):
     assert csv[0].startswith("dataset,method,n,") and len(csv) >= 3
     board = (root / "report" / "leaderboard.md").read_text()
     assert "drift:delta=0.1" in board and "loss became nan" in board
+
+
+def test_reusing_a_run_on_data_with_other_classes_is_refused(monkeypatch, capsys, tmp_path):
+    from PIL import Image
+    import numpy as np
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        (tmp_path / "tiles" / name).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "tiles" / name / f"{i}.png")
+    (tmp_path / "bench.toml").write_text('[suite]\nseeds = 1\n[data]\nexclude_classes = []\n'
+                                         '[metrics]\nnames = ["ssim"]\n')
+    args = ["run", "--preset", "tiny", "--executor", "local", "--results", "results", "--dataset", "folder:tiles"]
+    code, out, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 0, err
+    (tmp_path / "tiles" / "a").rename(tmp_path / "tiles" / "c")  # same config, other classes
+    code, out, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 2 and "do not match" in err and "delete that run folder" in err
