@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from bench.config import Config
 from bench.datasets.base import PreparedData
@@ -200,9 +200,7 @@ def _save_state(path, model, optimizer, ema, step) -> None:
 
 def _save_weights(path: Path, weights: dict, variant: str) -> None:
     tensors = {k: v.detach().contiguous().cpu() for k, v in weights.items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"variant": variant})
-    tmp.replace(path)
+    atomic_write_bytes(path, save(tensors, metadata={"variant": variant}))
 
 
 def load_model(cfg: Config, variant: str, data: PreparedData, run_dir: Path, device: torch.device,
