@@ -94,11 +94,12 @@ def report(
 ):
     """Rebuild the leaderboards, tables and figures from the store."""
     from bench.report import build_report, print_leaderboard
+    from bench.store import SuiteStore
 
     formats = ("md", "csv", "html") if format is None else (format,)
     if any(f not in ("md", "csv", "html") for f in formats):
         raise BenchError(f"unknown --format {format!r}; use md, csv or html")
-    roots = [results / suite] if suite else sorted(p.parent for p in results.glob("*/plan.json"))
+    roots = [SuiteStore(results, suite).root] if suite else sorted(p.parent for p in results.glob("*/plan.json"))
     if not roots or not all((r / "plan.json").exists() for r in roots):
         raise BenchError(f"no suite results under {results}; run `bench run` first or pass --results DIR")
     for root in roots:

@@ -16,6 +16,7 @@ from typing import Literal
 from bench.datasets.base import DataConfig
 from bench.errors import BenchError
 from bench.models.expert import ExpertConfig
+from bench.store import FOLDER_NAME_RULE, is_folder_name
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class Config:
 
 # Range rules: (section, key) -> (predicate, what a valid value is)
 _RANGES = {
+    ("suite", "name"): (is_folder_name, FOLDER_NAME_RULE),
     ("suite", "seeds"): (lambda v: v >= 1, "an integer >= 1"),
     ("suite", "train_seeds"): (lambda v: v >= 1, "an integer >= 1"),
     ("suite", "methods"): (lambda v: len(v) >= 1, "a non-empty list"),

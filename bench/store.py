@@ -23,15 +23,27 @@ metrics.json (one evaluation = one trained model x one generation seed):
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
 
+import filelock
+
+from bench.errors import BenchError
+
 DONE = "DONE"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 FAILED = "FAILED"
+# How long a process waits for a lock another bench process holds before it gives up. Locks guard
+# work that is computed once and shared; the wait lasts as long as that work.
+SHORT_LOCK_TIMEOUT_S = 2 * 3600   # a cache entry made in minutes: prepared data, reference features, converted weights
+LONG_LOCK_TIMEOUT_S = 48 * 3600   # a training (run, expert, SimCLR encoder) or an evaluation: hours on a CPU
+MAX_NAME_BYTES = 200              # filesystems allow 255; long names keep a prefix and a hash
+FOLDER_NAME_RULE = "a plain folder name: letters, digits, '-' or '_' (no '/', ':' or ',', not empty, '.' or '..')"
+_AWKWARD = str.maketrans({":": "@", ",": "+", "/": "_", "\\": "_", "\0": "_"})
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -57,15 +69,30 @@ def read_json(path: str | Path):
     return json.loads(Path(path).read_text())
 
 
-def variant_dirname(variant: str) -> str:
-    """A method variant string as a folder name (':' and ',' are awkward on some filesystems)."""
-    return variant.replace(":", "@").replace(",", "+").replace("/", "_")
+def folder_name(text: str) -> str:
+    """A user-given name (method variant, data-set spec) as one folder name: '/' and '\\' would
+    nest or leave folders, ':' and ',' are awkward on some filesystems, "", "." and ".." name no
+    folder of their own, and names too long for a filesystem keep a prefix and a hash of the rest."""
+    name = text.translate(_AWKWARD)
+    if not name.strip("."):
+        name = "_" + name
+    if len(name.encode()) > MAX_NAME_BYTES:
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        name = name.encode()[:MAX_NAME_BYTES - 17].decode(errors="ignore") + "-" + digest
+    return name
+
+
+def is_folder_name(text: str) -> bool:
+    """Whether `text` names one folder as it is (suite names must: they are typed, not generated)."""
+    return folder_name(text) == text
 
 
 class SuiteStore:
     """Paths of one suite's store; every writer goes through `atomic_write_*`."""
 
     def __init__(self, results: str | Path, suite: str):
+        if not is_folder_name(suite):
+            raise BenchError(f"suite name {suite!r} must be {FOLDER_NAME_RULE}")
         self.root = Path(results) / suite
 
     @property
@@ -81,8 +108,16 @@ class SuiteStore:
         return self.root / "report"
 
     def run_dir(self, dataset: str, variant: str, train_seed: int, run_id: str) -> Path:
-        return (self.root / "runs" / dataset / variant_dirname(variant)
-                / f"train-seed={train_seed}" / run_id)
+        return self._inside(self.root / "runs" / folder_name(dataset) / folder_name(variant)
+                            / f"train-seed={train_seed}" / folder_name(run_id))
+
+    def _inside(self, path: Path) -> Path:
+        """`path`, refused if it leads out of the suite's folder (names read back from plan.json are
+        not trusted). Lexical: a store whose folders are symlinks elsewhere still works."""
+        if not Path(os.path.normpath(path)).is_relative_to(os.path.normpath(self.root)):
+            raise BenchError(f"{path} lies outside the results store {self.root}; plan.json names a run outside "
+                             "it: restore plan.json, or delete it to plan the suite again")
+        return path
 
     @staticmethod
     def eval_dir(run_dir: Path, gen_seed: int) -> Path:
@@ -94,22 +129,24 @@ class SuiteStore:
 
 
 class FileLock:
-    """An exclusive advisory lock (flock) on `path`: one process at a time computes a shared
-    artefact or trains a run; the others wait, then find the finished output."""
+    """An exclusive lock on `path` (filelock): one process at a time computes a shared artefact or
+    trains a run; the others wait, then find the finished output. Waiting longer than `timeout_s`
+    raises BenchError: a holder that never finishes must not hang every other process."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, timeout_s: float = LONG_LOCK_TIMEOUT_S):
         self.path = Path(path)
-        self._fd = None
+        self._lock = filelock.FileLock(self.path, timeout=timeout_s)
 
     def __enter__(self):
-        import fcntl
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            self._lock.acquire()
+        except filelock.Timeout:
+            waited = f"{self._lock.timeout / 3600:g} h" if self._lock.timeout >= 3600 else f"{self._lock.timeout:g} s"
+            raise BenchError(f"waited {waited} for the lock {self.path}: another bench process "
+                             "holds it while computing the same result; wait for that process to finish, or delete "
+                             f"{self.path} if no bench process is running") from None
         return self
 
     def __exit__(self, *exc):
-        import fcntl
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
-        os.close(self._fd)
-        self._fd = None
+        self._lock.release()

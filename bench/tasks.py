@@ -21,7 +21,8 @@ from bench.config import Config
 from bench.datasets.base import PreparedData
 from bench.errors import BenchError, RunFailed
 from bench.plan import RunSpec
-from bench.store import DONE, FAILED, FileLock, SuiteStore, atomic_write_bytes, atomic_write_json
+from bench.store import (DONE, FAILED, SHORT_LOCK_TIMEOUT_S, FileLock, SuiteStore, atomic_write_bytes,
+                         atomic_write_json, folder_name)
 
 METRICS_FILE = "metrics.json"
 SAMPLES_FILE = "samples.npz"
@@ -47,11 +48,11 @@ def prepare_data(cfg: Config, cache: Path) -> Path:
     """The prepared arrays of the suite's data set, computed once per data config and source state."""
     from bench.datasets import load_prepared
     key = _hash([dataclasses.asdict(cfg.data), _source_stamp(cfg.data.name)])
-    path = Path(cache) / f"data-{cfg.data.name.replace('/', '_').replace(':', '_')}-{key}.npz"
+    path = Path(cache) / f"data-{folder_name(cfg.data.name)}-{key}.npz"
     if path.exists():
         return path
     data = load_prepared(cfg.data)  # bad input raises here, before anything is written
-    with FileLock(path.with_suffix(".lock")):
+    with FileLock(path.with_suffix(".lock"), SHORT_LOCK_TIMEOUT_S):
         if not path.exists():
             data.save(path)
     return path

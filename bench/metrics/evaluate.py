@@ -22,7 +22,7 @@ from bench.errors import BenchError
 from bench.metrics.extractors import EXTRACTORS, RESIZER, FeatureExtractor, build_extractor
 from bench.metrics.fidkid import KID_SEED, KID_SUBSETS, PRC_NEIGHBORHOOD, fid, kid, precision_recall
 from bench.metrics.ssim import K1, K2, SIGMA, TRUNCATE, class_ssim, pairwise_ssim
-from bench.store import FileLock, atomic_write_bytes
+from bench.store import SHORT_LOCK_TIMEOUT_S, FileLock, atomic_write_bytes
 
 FEATURE_KINDS = ("fid", "kid", "precision", "recall")
 METRIC_NAMES = ("expert_acc", "ssim", *(f"{k}[{e}]" for e in EXTRACTORS for k in FEATURE_KINDS))
@@ -58,7 +58,7 @@ def _reference_features(extractor: FeatureExtractor, real: np.ndarray, cache_dir
     key.update(np.ascontiguousarray(real).tobytes())
     path = Path(cache_dir) / "reference" / f"{extractor.name}-{key.hexdigest()[:16]}.npy"
     if not path.exists():
-        with FileLock(path.with_suffix(".lock")):
+        with FileLock(path.with_suffix(".lock"), SHORT_LOCK_TIMEOUT_S):
             if not path.exists():
                 buf = _npy_bytes(extractor.features(real, device))
                 atomic_write_bytes(path, buf)
