@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from bench.config import Config
 from bench.errors import BenchError
 from bench.methods import canonical_variant, parse_variant
+from bench.methods.base import method_class_path
 
 
 @dataclass(frozen=True)
@@ -25,10 +26,12 @@ class RunSpec:
 
 def run_id(cfg: Config, variant: str, train_seed: int) -> str:
     """Hash of the resolved config that shapes this run's numbers (not the seed count, not where
-    or how it is executed): the same run in another suite or on another machine shares the id."""
+    or how it is executed): the same run in another suite or on another machine shares the id.
+    The method's class (module and qualname) is part of it: a plug-in never shares a built-in's id."""
     cls, params = parse_variant(variant)
     key = {k: v for k, v in cfg.to_dict().items() if k not in ("suite", "execution")}
-    key.update(method=cls.name, params=dataclasses.asdict(params), train_seed=train_seed)
+    key.update(method=cls.name, method_class=method_class_path(cls), params=dataclasses.asdict(params),
+               train_seed=train_seed)
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, ClassVar, NamedTuple
 import torch
 from torch import nn
 
+from bench.errors import BenchError
 from bench.models.unet import unet_forward
 
 if TYPE_CHECKING:
@@ -50,6 +51,12 @@ class ConditioningMethod:
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if cls.__dict__.get("name"):
+            taken = REGISTRY.get(cls.name)
+            # The same class imported again (a Ray worker loading a plug-in, a test re-import) replaces
+            # itself; another class under a taken name would silently stand in for that method.
+            if taken is not None and method_class_path(taken) != method_class_path(cls):
+                raise BenchError(f"method name {cls.name!r} of {method_class_path(cls)} is already registered by "
+                                 f"{method_class_path(taken)}; give the plug-in class another `name`")
             REGISTRY[cls.name] = cls
 
     def __init__(self, params, ctx: "MethodContext"):
@@ -118,6 +125,11 @@ class ConditioningMethod:
     @property
     def variant(self) -> str:
         return canonical_variant(self.name, self.params)
+
+
+def method_class_path(cls: type) -> str:
+    """`module.QualName` of a method class: what tells two classes of the same `name` apart."""
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def canonical_variant(name: str, params) -> str:

@@ -19,6 +19,8 @@ def load_entry_points() -> None:
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
             ep.load()
+        except BenchError:
+            raise
         except Exception as err:  # a broken third-party plug-in must not hide the built-ins
             raise BenchError(f"entry point {ep.name!r} of group {ENTRY_POINT_GROUP} failed to load: {err}") from None
 
@@ -35,6 +37,8 @@ def load_plugin(spec: str) -> None:
         sys.modules[module_name] = module
         try:
             loader_spec.loader.exec_module(module)
+        except BenchError as err:  # bench refused the plug-in (e.g. a method name already taken): one line
+            raise BenchError(f"plugin {spec}: {err}") from None
         except Exception as err:
             raise BenchError(f"plugin {spec} failed to import: {type(err).__name__}: {err}") from None
         return
