@@ -15,6 +15,7 @@ from PIL import Image
 
 from bench.config import Config
 from bench.diffusion import Sampler
+from bench.errors import RunFailed
 from bench.store import atomic_write_bytes
 from bench.train import Built, autocast
 
@@ -53,6 +54,9 @@ def sample_images(built: Built, cfg: Config, labels: np.ndarray, gen_seed: int,
             x = method.step(sampler, x, eps_hat, i, noise)
             if on_step:
                 on_step(i + 1, len(sampler))
+        if not torch.isfinite(x).all():  # uint8 conversion would clamp NaN/inf into scoreable 0s and 255s
+            raise RunFailed(f"{method.variant} gave non-finite samples (NaN or inf) at generation seed {gen_seed}; "
+                            "they are not scored: lower its guidance or other scale parameters")
         out.append(to_uint8(x))
     return np.concatenate(out)
 
