@@ -20,6 +20,29 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Benchmark conditioning methods for diffusion models on medical images.")
 console = Console()
 err_console = Console(stderr=True)
+VERSIONED_LIBRARIES = ("torch", "diffusers", "torch-fidelity", "ray")  # what a result's numbers depend on
+
+
+def _print_versions(requested: bool) -> None:
+    """`bench --version`: read from package metadata, so nothing heavy is imported."""
+    if not requested:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+    from bench import __version__
+
+    typer.echo(f"bench {__version__}")
+    for name in VERSIONED_LIBRARIES:
+        try:
+            typer.echo(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            typer.echo(f"{name} not installed")
+    raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_versions,
+                                          help="print the versions of bench and its main libraries")):
+    pass
 
 
 def _load_plugins(plugins: list[str]) -> None:
