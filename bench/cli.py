@@ -144,6 +144,25 @@ def methods_cmd(plugin: list[str] = typer.Option([], help="also load these plug-
     console.print(table)
 
 
+@app.command(name="check-method")
+def check_method(plugin: str = typer.Argument(..., help="a .py file (or module) defining ConditioningMethod subclasses")):
+    """Run the conformance checks (bench.testing) on every method a plug-in defines, at default parameters."""
+    import tempfile
+
+    from bench.methods import canonical
+    from bench.testing import plugin_methods, run_checks
+
+    variants = [canonical(name) for name in plugin_methods(plugin)]  # bad input: BenchError, exit 2
+    results = []
+    for variant in variants:
+        with tempfile.TemporaryDirectory(prefix="bench-check-") as workdir:
+            for check, problem in run_checks(variant, Path(workdir)):
+                typer.echo(f"pass {variant}: {check}" if problem is None else f"FAIL {variant}: {check}: {problem}")
+                results.append(problem is None)
+    typer.echo(f"{sum(results)} of {len(results)} checks passed")
+    raise typer.Exit(0 if all(results) else 1)
+
+
 def _register_subcommands() -> None:
     from bench.data_cli import data_app
     from bench.eval_cli import eval_command
