@@ -20,13 +20,13 @@ from bench.methods import ConditioningMethod
 
 
 class Exploding(ConditioningMethod):
-    """Trains like the baseline; samples with guidance scale inf, as `ssl:guidance=inf` does."""
+    """Trains like the baseline; its sampling denoiser is +-inf, as with `ssl:guidance=inf`. The
+    sampler's x0 clipping keeps the images finite: all 0s and 255s."""
 
     name = "exploding"
 
     def sampling_denoise(self, model, xt, t, cond, labels):
-        eps = super().sampling_denoise(model, xt, t, cond, labels)
-        return eps + float("inf") * (eps - eps)
+        return super().sampling_denoise(model, xt, t, cond, labels) * float("inf")
 '''
 
 
@@ -58,8 +58,8 @@ def test_non_finite_samples_fail_the_evaluation_and_are_not_scored(monkeypatch, 
                              "--methods", "baseline,exploding")
     assert code == 1, (out, err)
     out = " ".join(out.split())  # the console wraps long lines
-    assert "exploding (train seed 0, gen seed 0): exploding gave non-finite samples (NaN or inf) at " \
-           "generation seed 0; they are not scored: lower its guidance" in out
+    assert "exploding (train seed 0, gen seed 0): exploding went non-finite (NaN or inf) while sampling " \
+           "generation seed 0; its samples are not scored: lower its guidance" in out
     root = tmp_path / "results" / "t"
     assert len(list(root.glob("runs/*/baseline/*/*/eval/seed=*/" + METRICS_FILE))) == 2
     exploding = list(root.glob("runs/*/exploding/*/*/eval/seed=*"))
