@@ -20,6 +20,29 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Benchmark conditioning methods for diffusion models on medical images.")
 console = Console()
 err_console = Console(stderr=True)
+VERSIONED_LIBRARIES = ("torch", "diffusers", "torch-fidelity", "ray")  # what a result's numbers depend on
+
+
+def _print_versions(requested: bool) -> None:
+    """`bench --version`: read from package metadata, so nothing heavy is imported."""
+    if not requested:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+    from bench import __version__
+
+    typer.echo(f"bench {__version__}")
+    for name in VERSIONED_LIBRARIES:
+        try:
+            typer.echo(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            typer.echo(f"{name} not installed")
+    raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_versions,
+                                          help="print the versions of bench and its main libraries")):
+    pass
 
 
 def _load_plugins(plugins: list[str]) -> None:
@@ -120,6 +143,25 @@ def methods_cmd(plugin: list[str] = typer.Option([], help="also load these plug-
         params = "\n".join(f"{k} = {v!r}" for k, v in row["params"]) or "-"
         table.add_row(row["name"], params, row["paper"])
     console.print(table)
+
+
+@app.command(name="check-method")
+def check_method(plugin: str = typer.Argument(..., help="a .py file (or module) defining ConditioningMethod subclasses")):
+    """Run the conformance checks (bench.testing) on every method a plug-in defines, at default parameters."""
+    import tempfile
+
+    from bench.methods import canonical
+    from bench.testing import plugin_methods, run_checks
+
+    variants = [canonical(name) for name in plugin_methods(plugin)]  # bad input: BenchError, exit 2
+    results = []
+    for variant in variants:
+        with tempfile.TemporaryDirectory(prefix="bench-check-") as workdir:
+            for check, problem in run_checks(variant, Path(workdir)):
+                typer.echo(f"pass {variant}: {check}" if problem is None else f"FAIL {variant}: {check}: {problem}")
+                results.append(problem is None)
+    typer.echo(f"{sum(results)} of {len(results)} checks passed")
+    raise typer.Exit(0 if all(results) else 1)
 
 
 def _register_subcommands() -> None:

@@ -127,9 +127,8 @@ class _Grid:
                 self.view.count("train", done=1)
                 for g in self.todo_eval[spec.run_id]:
                     self._queue(_Job("eval", spec, g))
-            elif (run_dir / FAILED).exists():
+            elif (run_dir / FAILED).exists():  # listed by run_suite with the other recorded failures
                 self.view.count("train", failed=1)
-                self.summary.failed.append(f"{_Job('train', spec).label}: {_reason(run_dir)}")
             else:
                 self._queue(_Job("train", spec))
         while self.pending:
@@ -207,10 +206,10 @@ def run_suite(cfg: Config, results: Path, console: Console | None = None) -> Sum
     data_path = prepare_data(cfg, store.cache)  # in the driver: bad data fails before any write
     check_reused_runs([_run_dir(store, s) for s in plan], data_path)
     write_plan(cfg, plan, store)
+    summary.failed = _recorded_failures(store, plan)
     done = [s for s in plan if (_run_dir(store, s) / DONE).exists()]
     failed = [s for s in plan if (_run_dir(store, s) / FAILED).exists()]
     if len(done) + len(failed) == len(plan) and all(_evaluated(store, s, g) for s in done for g in s.gen_seeds):
-        summary.failed = [f"{_Job('train', s).label}: {_reason(_run_dir(store, s))}" for s in failed]
         summary.skipped = len(plan)
         return summary
     try:
@@ -247,9 +246,27 @@ def _run_dir(store: SuiteStore, spec: RunSpec) -> Path:
 
 
 def _evaluated(store: SuiteStore, spec: RunSpec, gen_seed: int) -> bool:
+    """Whether the evaluation has an outcome in the store: metrics, or a FAILED marker (listed by
+    `_recorded_failures`, not retried)."""
     out = SuiteStore.eval_dir(_run_dir(store, spec), gen_seed)
     return (out / METRICS_FILE).exists() or (out / FAILED).exists()
 
 
-def _reason(run_dir: Path) -> str:
-    return (run_dir / FAILED).read_text().strip() if (run_dir / FAILED).exists() else "not finished"
+def _recorded_failures(store: SuiteStore, plan: list[RunSpec]) -> list[str]:
+    """The FAILED markers earlier invocations left for this plan (a run, or an evaluation of a
+    finished run). A deterministic failure is not retried, but it is listed on every re-run, with
+    the marker to delete to retry it."""
+    lines = []
+    for spec in plan:
+        run_dir = _run_dir(store, spec)
+        if (run_dir / FAILED).exists():
+            lines.append(_failure_line(_Job("train", spec), run_dir))
+        elif (run_dir / DONE).exists():
+            lines += [_failure_line(_Job("eval", spec, g), SuiteStore.eval_dir(run_dir, g))
+                      for g in spec.gen_seeds if (SuiteStore.eval_dir(run_dir, g) / FAILED).exists()]
+    return lines
+
+
+def _failure_line(job: _Job, folder: Path) -> str:
+    reason = (folder / FAILED).read_text(errors="replace").strip() or "no reason recorded"
+    return f"{job.label}: {reason} (recorded earlier; delete {folder / FAILED} to retry)"

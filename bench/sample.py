@@ -15,6 +15,7 @@ from PIL import Image
 
 from bench.config import Config
 from bench.diffusion import Sampler
+from bench.errors import RunFailed
 from bench.store import atomic_write_bytes
 from bench.train import Built, autocast
 
@@ -45,14 +46,21 @@ def sample_images(built: Built, cfg: Config, labels: np.ndarray, gen_seed: int,
         cond_gen = torch.Generator(device).manual_seed(gen_seed * 100_003 + c + 50_000)
         x = method.initial_noise(shape, noise_gen, "cpu").to(device)
         cond = method.sample_condition(model, y, cond_gen)
+        finite = torch.ones((), dtype=torch.bool, device=device)  # one flag, read once: no sync per step
         for i, t in enumerate(sampler.timesteps):
             tt = t.expand(len(y)).to(device)
             with autocast(cfg, device):
                 eps_hat = method.sampling_denoise(model, x, tt, cond, y).float()
             noise = torch.randn(shape, generator=noise_gen).to(device)
             x = method.step(sampler, x, eps_hat, i, noise)
+            finite &= torch.isfinite(eps_hat).all() & torch.isfinite(x).all()
             if on_step:
                 on_step(i + 1, len(sampler))
+        # x0 clipping turns an inf eps_hat into a finite x, and uint8 conversion NaN/inf into 0s and
+        # 255s: either way the images would look scoreable.
+        if not finite:
+            raise RunFailed(f"{method.variant} went non-finite (NaN or inf) while sampling generation seed "
+                            f"{gen_seed}; its samples are not scored: lower its guidance or other scale parameters")
         out.append(to_uint8(x))
     return np.concatenate(out)
 

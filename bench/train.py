@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -139,12 +140,13 @@ def train_model(cfg: Config, variant: str, train_seed: int, data: PreparedData, 
     state_path, log_path = run_dir / STATE_FILE, run_dir / LOG_FILE
     start = 0
     if state_path.exists():
-        state = torch.load(state_path, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if ema is not None:
-            ema.shadow, ema.updates = state["ema"], state["ema_updates"]
-        start = state["step"]
+        try:
+            start = _restore_state(state_path, device, model, optimizer, ema)
+        except torch.cuda.OutOfMemoryError:  # the state is fine, the device is full
+            raise
+        except Exception as err:  # torn or foreign: this run cannot continue from it, but can restart
+            _set_aside(state_path, err)
+            return train_model(cfg, variant, train_seed, data, run_dir, expert_loader, cache_dir, on_step)
     log_lines = _read_log(log_path, upto=start)
     model.train()
     t_start = time.time()
@@ -187,6 +189,26 @@ def _read_log(path: Path, upto: int) -> list[str]:
     if not path.exists() or upto == 0:
         return []
     return [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= upto]
+
+
+def _restore_state(path: Path, device, model, optimizer, ema) -> int:
+    """Load a `_save_state` file into the modules; return its step."""
+    state = torch.load(path, map_location=device, weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if ema is not None:
+        ema.shadow, ema.updates = state["ema"], state["ema_updates"]
+    return state["step"]
+
+
+def _set_aside(path: Path, err: Exception) -> None:
+    """Rename an unusable train state (kept for inspection, never unpickled further) and say so in one
+    line; the caller retrains from step 0 with fresh modules."""
+    aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+    path.replace(aside)
+    logging.getLogger(__name__).warning(
+        "%s is unreadable (%s); set aside as %s, training restarts from step 0",
+        path, type(err).__name__, aside.name)
 
 
 def _save_state(path, model, optimizer, ema, step) -> None:

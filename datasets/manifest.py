@@ -59,8 +59,7 @@ KATHER = KnownSet(
              "Scientific Reports 6:27988 (2016); doi:10.5281/zenodo.53169")
 
 # 2-D single-label MedMNIST sets: (class names, channels, train/val/test counts); labels and
-# counts from MedMNIST's medmnist/info.py. md5 recorded for PathMNIST only; the others are
-# checked by keys, counts, shapes and label ranges.
+# counts from MedMNIST's medmnist/info.py.
 _MEDMNIST = {
     "pathmnist": (("adipose", "background", "debris", "lymphocytes", "mucus", "smooth muscle",
                    "normal colon mucosa", "cancer-associated stroma",
@@ -78,8 +77,23 @@ _MEDMNIST = {
                      "kidney-right", "liver", "lung-left", "lung-right", "pancreas", "spleen"),
                     1, (34581, 6491, 17778)),
 }
-_PATHMNIST_MD5 = {28: "a8b06965200029087d5bd730944a56c1", 64: "55aa9c1e0525abe5a6b9d8343a507616",
-                  128: "ac42d08fb904d92c244187169d1fd1d9", 224: "2c51a510bcdc9cf8ddb2af93af1eadec"}
+# md5 of every file: INFO[set]["MD5"] (28 px) and ["MD5_<size>"] in medmnist 3.0.2's medmnist/info.py.
+_MEDMNIST_MD5 = {
+    "pathmnist": {28: "a8b06965200029087d5bd730944a56c1", 64: "55aa9c1e0525abe5a6b9d8343a507616",
+                  128: "ac42d08fb904d92c244187169d1fd1d9", 224: "2c51a510bcdc9cf8ddb2af93af1eadec"},
+    "dermamnist": {28: "0744692d530f8e62ec473284d019b0c7", 64: "b70a2f5635c6199aeaa28c31d7202e1f",
+                   128: "2defd784463fa5243564e855ed717de1", 224: "8974907d8e169bef5f5b96bc506ae45d"},
+    "bloodmnist": {28: "7053d0359d879ad8a5505303e11de1dc", 64: "2b94928a2ae4916078ca51e05b6b800b",
+                   128: "adace1e0ed228fccda1f39692059dd4c", 224: "b718ff6835fcbdb22ba9eacccd7b2601"},
+    "octmnist": {28: "c68d92d5b585d8d81f7112f81e2d0842", 64: "e229e9440236b774d9f0dfef9d07bdaf",
+                 128: "0a97e76651ace45c5d943ee3f65b63ae", 224: "abc493b6d529d5de7569faaef2773ba3"},
+    "pneumoniamnist": {28: "28209eda62fecd6e6a2d98b1501bb15f", 64: "8f4eceb4ccffa70c672198ea285246c6",
+                       128: "05b46931834c231683c68f40c47b2971", 224: "d6a3c71de1b945ea11211b03746c1fe1"},
+    "breastmnist": {28: "750601b1f35ba3300ea97c75c52ff8f6", 64: "742edef2a1fd1524b2efff4bd7ba9364",
+                    128: "363e4b3f8d712e9b5de15470a2aaadf1", 224: "b56378a6eefa9fed602bb16d192d4c8b"},
+    "organamnist": {28: "68e3f8846a6bd62f0c9bf841c0d9eacc", 64: "2dcccc29b88e6da5a01161ef20cda288",
+                    128: "eeae80d0a227a8d099027e1b3cfd3b60", 224: "50747347e05c87dd3aaf92c49f9f3170"},
+}
 
 
 def medmnist_name(base: str, size: int) -> str:
@@ -92,9 +106,8 @@ def _medmnist_sets() -> dict[str, KnownSet]:
     for base, (classes, channels, (n_train, n_val, n_test)) in _MEDMNIST.items():
         for size in MEDMNIST_SIZES:
             name = medmnist_name(base, size)
-            md5 = _PATHMNIST_MD5[size] if base == "pathmnist" else None
             sets[name] = KnownSet(
-                name=name, file=RemoteFile(f"{name}.npz", MEDMNIST_BASE, md5=md5),
+                name=name, file=RemoteFile(f"{name}.npz", MEDMNIST_BASE, md5=_MEDMNIST_MD5[base][size]),
                 kind="medmnist-npz", class_names=classes, image_size=size, channels=channels,
                 counts={"train": n_train, "val": n_val, "test": n_test}, licence="CC BY 4.0",
                 citation=MEDMNIST_CITATION)

@@ -3,7 +3,7 @@
 `pathmnist` takes the smallest published size (28, 64, 128, 224) at least cfg.image_size, so
 images are only ever shrunk; `pathmnist_64` etc. name one file. The file is looked for in
 cfg.root (a directory, or the .npz itself), else the data dir, and checked against the
-manifest (md5 where recorded; keys, counts, shapes and label range always).
+manifest (md5, keys, counts, shapes and label range).
 """
 from __future__ import annotations
 
@@ -48,6 +48,5 @@ def load(cfg: DataConfig) -> PreparedData:
     meta = {"source": known_set.name, "file": str(path.resolve()),
             "native_size": known_set.image_size, "licence": known_set.licence,
             "citation": known_set.citation,
-            "checksum": f"md5 {known_set.file.md5}" if known_set.file.md5 else
-            "none recorded; keys, counts, shapes and labels checked"}
+            "checksum": f"md5 {known_set.file.md5}"}
     return assemble(cfg, cfg.name, names, pairs, meta)

@@ -125,3 +125,13 @@ def test_cli_errors_are_bench_errors(server, tmp_path):
     # the published Kather zip is not on the test server
     result = runner.invoke(data_app, ["fetch", "kather2016", "--root", str(tmp_path), "--quiet"])
     assert isinstance(result.exception, BenchError) and "HTTP 404" in str(result.exception)
+
+
+def test_every_medmnist_file_is_checked_against_its_published_md5():
+    files = [manifest.KNOWN[manifest.medmnist_name(base, size)].file
+             for base in manifest.MEDMNIST_BASES for size in manifest.MEDMNIST_SIZES]
+    assert all(len(f.md5 or "") == 32 and set(f.md5) <= set("0123456789abcdef") for f in files)
+    assert len({f.md5 for f in files}) == len(files) == 7 * 4
+    # spot checks against medmnist 3.0.2's medmnist/info.py
+    assert manifest.KNOWN["dermamnist_128"].file.md5 == "2defd784463fa5243564e855ed717de1"
+    assert manifest.KNOWN["organamnist"].file.md5 == "68e3f8846a6bd62f0c9bf841c0d9eacc"

@@ -4,8 +4,8 @@ import dataclasses
 import torch
 
 from bench.tasks import expert_loader
+from bench.testing import MethodConformance
 from bench.train import build, train_model
-from method_conformance import MethodConformance
 
 
 class TestAligned(MethodConformance):

@@ -4,8 +4,8 @@ import torch
 
 from bench.diffusion import Sampler, Schedule
 from bench.sample import generation_labels, sample_images
+from bench.testing import MethodConformance
 from bench.train import build
-from method_conformance import MethodConformance
 
 
 class TestDrift(MethodConformance):

@@ -3,8 +3,8 @@ import torch
 
 from bench.methods.aligned import resolve_module
 from bench.methods.fgscore import FGScore, image_keys
+from bench.testing import MethodConformance
 from bench.train import augment, build
-from method_conformance import MethodConformance
 
 
 class TestFGScore(MethodConformance):

@@ -10,8 +10,8 @@ from bench.errors import BenchError
 from bench.methods import Denoiser
 from bench.models.encoders import EncoderSpec, load_encoder
 from bench.tasks import expert_loader
+from bench.testing import MethodConformance
 from bench.train import build
-from method_conformance import MethodConformance
 
 FAST = "ssl:encoder=simclr,simclr_steps=3"  # a real encoder that trains in well under a second
 

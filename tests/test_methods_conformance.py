@@ -1,5 +1,5 @@
 from bench.methods import REGISTRY
-from method_conformance import MethodConformance
+from bench.testing import MethodConformance
 
 
 class TestBaseline(MethodConformance):

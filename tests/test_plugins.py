@@ -1,12 +1,15 @@
 """Third-party methods: the README's example file, loaded as a plug-in, runs like a built-in."""
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from bench.errors import BenchError
 from bench.methods import REGISTRY, load_plugin, method_table, parse_variant
-from method_conformance import MethodConformance
+from bench.testing import CHECKS, MethodConformance
+from test_cli import run_cli
 
 README = Path(__file__).parents[1] / "README.md"
 
@@ -47,3 +50,47 @@ def test_bad_plugin_paths_are_clear(tmp_path):
         load_plugin(str(broken))
     with pytest.raises(BenchError, match="cannot be imported"):
         load_plugin("no_such_module_anywhere")
+
+
+def test_check_method_passes_the_readme_plugin_without_pytest(tmp_path):
+    plugin = tmp_path / "offset_noise.py"
+    plugin.write_text(readme_plugin_source())
+    script = ("import sys; from bench import cli; sys.argv = ['bench', 'check-method', sys.argv[1]]\n"
+              "try:\n    cli.main()\nexcept SystemExit as e:\n    code = e.code\n"
+              "assert 'pytest' not in sys.modules, 'bench.testing must work without pytest'\nsys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", script, str(plugin)], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines[:-1]] == ["pass offset-noise"] * len(CHECKS)
+    assert lines[-1] == f"{len(CHECKS)} of {len(CHECKS)} checks passed"
+
+
+BROKEN_PLUGIN = '''
+import torch
+
+from bench.methods import ConditioningMethod
+
+
+class GlobalNoise(ConditioningMethod):
+    name = "global-noise"
+
+    def initial_noise(self, shape, generator, device):
+        return torch.randn(shape, device=device)  # the global RNG: not reproducible per seed
+'''
+
+
+def test_check_method_fails_a_broken_plugin_and_refuses_bad_input(monkeypatch, capsys, tmp_path):
+    (tmp_path / "broken.py").write_text(BROKEN_PLUGIN)
+    (tmp_path / "empty.py").write_text("x = 1\n")
+    try:
+        code, out, err = run_cli(monkeypatch, capsys, "check-method", str(tmp_path / "broken.py"))
+    finally:
+        REGISTRY.pop("global-noise", None)
+    assert code == 1, out + err
+    assert "pass global-noise: loss is finite and falls on a fixed batch" in out
+    assert "FAIL global-noise: same seed gives identical samples: generation seed 3 gave different" in out
+    assert out.splitlines()[-1] == f"2 of {len(CHECKS)} checks passed"
+    for bad, message in (("missing.py", "not found"), ("empty.py", "defines no method")):
+        code, out, err = run_cli(monkeypatch, capsys, "check-method", str(tmp_path / bad))
+        assert code == 2 and message in err and err.count("\n") == 1, err

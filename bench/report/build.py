@@ -1,6 +1,7 @@
 """`bench report`: rebuild every table and figure of a suite from its store."""
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,14 @@ from bench.report.render import markdown, problem_runs
 from bench.report.tables import DatasetTables, csv_frame, dataset_tables
 from bench.store import SuiteStore, atomic_write_bytes
 
-FORMATS = ("md", "csv", "html")
+# Every file a format writes under report/ (the one place these names live); md and html also
+# write FIGURES_DIR. A build removes what the formats it does not write left behind, so the folder
+# never mixes generations.
+LEADERBOARD_MD, LEADERBOARD_CSV, OBSERVATIONS_CSV, REPORT_HTML = (
+    "leaderboard.md", "leaderboard.csv", "observations.csv", "report.html")
+FORMAT_FILES = {"md": (LEADERBOARD_MD,), "csv": (LEADERBOARD_CSV, OBSERVATIONS_CSV), "html": (REPORT_HTML,)}
+FIGURES_DIR = "figures"
+FORMATS = tuple(FORMAT_FILES)
 
 
 @dataclass(frozen=True)
@@ -54,7 +62,7 @@ def _write_figures(data: SuiteData, tables: list[DatasetTables],
 
 
 def build_report(suite_root: str | Path, formats: tuple[str, ...] = FORMATS) -> Report:
-    """Read suite_root's store and write report/leaderboard.md, .csv, report.html, figures/.
+    """Read suite_root's store and write report/: FORMAT_FILES of each format, FIGURES_DIR.
 
     Raises BenchError for a missing plan, an unknown format, or runs that cannot share a
     leaderboard (different code versions or metric settings).
@@ -70,13 +78,19 @@ def build_report(suite_root: str | Path, formats: tuple[str, ...] = FORMATS) -> 
     files: list[Path] = []
     figures = {}
     if "md" in formats or "html" in formats:
-        figures = _write_figures(data, tables, out / "figures")
-        files += [out / "figures" / name for items in figures.values() for _, name, _ in items]
-    outputs = {"csv": ("leaderboard.csv", lambda: csv_frame(tables).to_csv(index=False)),
-               "md": ("leaderboard.md", lambda: markdown(data, tables, figures)),
-               "html": ("report.html", lambda: page(data, tables, figures))}
-    for fmt in formats:
-        name, text = outputs[fmt]
-        atomic_write_bytes(out / name, text().encode())
-        files.append(out / name)
+        figures = _write_figures(data, tables, out / FIGURES_DIR)
+        files += [out / FIGURES_DIR / name for items in figures.values() for _, name, _ in items]
+    elif (out / FIGURES_DIR).is_dir():
+        shutil.rmtree(out / FIGURES_DIR)
+    texts = {LEADERBOARD_MD: lambda: markdown(data, tables, figures),
+             LEADERBOARD_CSV: lambda: csv_frame(tables).to_csv(index=False),
+             OBSERVATIONS_CSV: lambda: data.observations.to_csv(index=False),
+             REPORT_HTML: lambda: page(data, tables, figures)}
+    for fmt, names in FORMAT_FILES.items():
+        for name in names:
+            if fmt in formats:
+                atomic_write_bytes(out / name, texts[name]().encode())
+                files.append(out / name)
+            else:
+                (out / name).unlink(missing_ok=True)
     return Report(data.suite, out, data, tuple(tables), tuple(files))

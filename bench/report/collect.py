@@ -133,13 +133,22 @@ def _collect_run(store: SuiteStore, spec: dict) -> tuple[RunStatus, list[Evaluat
                      code_version), evals
 
 
+# observations.csv's columns: an evaluation's keys, the metric and its value, then its provenance.
+OBSERVATION_COLUMNS = ["dataset", "method", "run_id", "train_seed", "gen_seed", "metric", "value",
+                       "code_version", "extractor", "n_gen", "n_ref"]
+
+
 def observations_frame(evaluations: list[Evaluation]) -> pd.DataFrame:
-    """Long table: dataset, method, train_seed, gen_seed, run_id, metric, value (NaN = not computed)."""
-    rows = [(e.dataset, e.method, e.train_seed, e.gen_seed, e.run_id, name,
-             float("nan") if value is None else float(value))
-            for e in evaluations for name, value in e.record.get("metrics", {}).items()]
-    return pd.DataFrame(rows, columns=["dataset", "method", "train_seed", "gen_seed", "run_id",
-                                       "metric", "value"])
+    """Long table, one row per evaluation x metric (value NaN = not computed), OBSERVATION_COLUMNS."""
+    rows = []
+    for e in evaluations:
+        for name, value in e.record.get("metrics", {}).items():
+            prov = e.record.get("provenance", {}).get(name)
+            prov = prov if isinstance(prov, dict) else {}
+            rows.append((e.dataset, e.method, e.run_id, e.train_seed, e.gen_seed, name,
+                         float("nan") if value is None else float(value), e.record.get("code_version"),
+                         prov.get("extractor"), prov.get("n_gen"), prov.get("n_ref")))
+    return pd.DataFrame(rows, columns=OBSERVATION_COLUMNS)
 
 
 def _describe(evals: list[Evaluation], limit: int = 4) -> str:

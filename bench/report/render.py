@@ -1,7 +1,9 @@
 """Text forms of the tables: the cell formatting every output shares, markdown, the terminal."""
 from __future__ import annotations
 
+import html
 import math
+import re
 from dataclasses import dataclass
 
 from bench.report.collect import RunStatus, SuiteData
@@ -132,8 +134,19 @@ def problem_runs(data: SuiteData) -> list[RunStatus]:
     return [r for r in data.runs if r.status != "done"]
 
 
+_MD_PUNCTUATION = re.compile(r"([\\`*_\[\]|])")
+
+
+def md_text(text) -> str:
+    """Text from the store (names, reasons, paths) as literal markdown on one line: HTML escaped,
+    markdown punctuation and table pipes backslash-escaped, line breaks made spaces."""
+    one_line = " ".join(str(text).splitlines())
+    return _MD_PUNCTUATION.sub(r"\\\1", html.escape(one_line, quote=False))
+
+
 def _md_row(cells) -> str:
-    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+    """cells: ready markdown (store text through md_text)."""
+    return "| " + " | ".join(cells) + " |"
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -143,13 +156,13 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
 def _md_leaderboard(t: DatasetTables) -> list[str]:
     header = ["method", "N"]
     for metric in t.metrics:
-        header += [f"{metric} {arrow(metric)}".strip(), f"Δ {metric} (p Holm)"]
+        header += [md_text(f"{metric} {arrow(metric)}".strip()), f"Δ {md_text(metric)} (p Holm)"]
     rows = []
     for method in t.methods:
-        row = [method_label(t, method), str(t.row_n[method])]
+        row = [md_text(method_label(t, method)), str(t.row_n[method])]
         for metric in t.metrics:
             c = metric_cell(t, method, metric)
-            main = f"**{c.main}**" if c.bold else c.main
+            main = f"**{c.main}**" if c.bold else c.main  # numbers bench formatted: nothing to escape
             row += [" ".join(x for x in (main, c.ci, f"({c.note})" if c.note else "") if x),
                     delta_cell(t, method, metric)]
         rows.append(row)
@@ -166,18 +179,18 @@ def _md_per_class(t: DatasetTables, key: str) -> list[str]:
     rows, places = [], decimals(frame["mean"])
     for method in t.methods:
         sub = frame[frame.method == method].set_index("class")
-        rows.append([method] + [f"{fmt(sub.at[c, 'mean'], places)} ± {fmt(sub.at[c, 'std'], places)}"
-                                if c in sub.index else "—" for c in t.classes])
-    return [f"### {PER_CLASS_TITLES[key]}", "", *_md_table(["method", *t.classes], rows), ""]
+        rows.append([md_text(method)] + [f"{fmt(sub.at[c, 'mean'], places)} ± {fmt(sub.at[c, 'std'], places)}"
+                                         if c in sub.index else "—" for c in t.classes])
+    return [f"### {PER_CLASS_TITLES[key]}", "", *_md_table(["method", *map(md_text, t.classes)], rows), ""]
 
 
 def markdown(data: SuiteData, tables: list[DatasetTables],
              figures: dict[str, list[tuple[str, str, bytes]]]) -> str:
     """leaderboard.md: the aggregation, one leaderboard per data set, per-class tables,
     links to the figures (dataset -> (title, file name, PNG)), failed/missing runs."""
-    lines = [f"# bench report — suite `{data.suite}`", "", aggregation_text(data, tables), ""]
+    lines = [f"# bench report — suite {md_text(data.suite)}", "", aggregation_text(data, tables), ""]
     for t in tables:
-        lines += [f"## {t.dataset}", "", *_md_leaderboard(t), ""]
+        lines += [f"## {md_text(t.dataset)}", "", *_md_leaderboard(t), ""]
         if t.reference:
             lines += ["The reference row holds the same statistic on real test images "
                       "(expert accuracy: the ceiling; SSIM: the real data's diversity).", ""]
@@ -188,11 +201,11 @@ def markdown(data: SuiteData, tables: list[DatasetTables],
     problems = problem_runs(data)
     lines += ["## Failed and missing runs", ""]
     lines += (_md_table(["dataset", "method", "train seed", "run", "status", "reason"],
-                        [[r.dataset, r.method, str(r.train_seed), r.run_id, r.status, r.reason]
+                        [[*map(md_text, (r.dataset, r.method, r.train_seed, r.run_id, r.status, r.reason))]
                          for r in problems]) if problems else ["None: every planned run is done."])
     if data.unplanned:
         lines += ["", "## Run folders not in plan.json (not scored)", "",
-                  *(f"- `{p.relative_to(data.root)}`" for p in data.unplanned)]
+                  *(f"- {md_text(p.relative_to(data.root))}" for p in data.unplanned)]
     return "\n".join(lines) + "\n"
 
 
