@@ -20,8 +20,8 @@ from bench import __version__
 from bench.config import Config
 from bench.datasets.base import PreparedData
 from bench.errors import BenchError, RunFailed
-from bench.plan import RunSpec
-from bench.store import DONE, FAILED, FileLock, SuiteStore, atomic_write_bytes, atomic_write_json
+from bench.plan import RunSpec, check_data
+from bench.store import DONE, FAILED, FileLock, SuiteStore, atomic_write_bytes, atomic_write_json, read_json
 
 METRICS_FILE = "metrics.json"
 SAMPLES_FILE = "samples.npz"
@@ -48,9 +48,11 @@ def prepare_data(cfg: Config, cache: Path) -> Path:
     from bench.datasets import load_prepared
     key = _hash([dataclasses.asdict(cfg.data), _source_stamp(cfg.data.name)])
     path = Path(cache) / f"data-{cfg.data.name.replace('/', '_').replace(':', '_')}-{key}.npz"
+    # bad input raises here, before anything is written; a cached copy is checked against these metrics too
+    data = PreparedData.load(path) if path.exists() else load_prepared(cfg.data)
+    check_data(cfg, data)
     if path.exists():
         return path
-    data = load_prepared(cfg.data)  # bad input raises here, before anything is written
     with FileLock(path.with_suffix(".lock")):
         if not path.exists():
             data.save(path)
@@ -62,7 +64,7 @@ def check_reused_runs(run_dirs: list[Path], data_path: Path) -> None:
     classes = list(PreparedData.load(data_path).class_names)
     for run_dir in run_dirs:
         config = run_dir / "config.json"
-        trained_on = json.loads(config.read_text()).get("class_names") if config.exists() else None
+        trained_on = read_json(config).get("class_names") if config.exists() else None
         if trained_on is not None and trained_on != classes:
             raise BenchError(f"the data set's classes {classes} do not match the {trained_on} that {run_dir} was "
                              "trained on; restore the data or delete that run folder to retrain it")
