@@ -58,7 +58,7 @@ def run(
     methods: Optional[str] = typer.Option(None, help="comma-separated method variants, e.g. baseline,drift:delta=-0.05"),
     seeds: Optional[int] = typer.Option(None, help="generation seeds 0..N-1 per trained model"),
     train_seeds: Optional[int] = typer.Option(None, help="independently trained models per variant"),
-    dataset: Optional[str] = typer.Option(None, help="data set name, folder:PATH or npz:PATH"),
+    dataset: Optional[str] = typer.Option(None, help="data set: a name, folder:PATH, npz:PATH (or a bare path)"),
     preset: Optional[str] = typer.Option(None, help="named overrides: tiny | paper"),
     executor: Optional[str] = typer.Option(None, help="ray | local"),
     address: Optional[str] = typer.Option(None, help="join a Ray cluster: auto | ray://host:port"),
@@ -67,6 +67,7 @@ def run(
 ):
     """Train and evaluate every method variant of the suite; re-running resumes."""
     from bench.config import load_config
+    from bench.datasets import parse_spec
     from bench.plan import build_plan
     from bench.runner import run_suite
 
@@ -79,8 +80,11 @@ def run(
         overrides.setdefault("suite", {})["seeds"] = seeds
     if train_seeds is not None:
         overrides.setdefault("suite", {})["train_seeds"] = train_seeds
-    if dataset is not None:
-        overrides.setdefault("data", {})["name"] = dataset
+    if dataset is not None:  # any data-set spec; a bare path becomes folder:PATH or npz:PATH
+        spec = parse_spec(dataset)
+        overrides.setdefault("data", {})["name"] = spec.name
+        if spec.root:  # the Kather zip given as a path
+            overrides["data"]["root"] = spec.root
     if executor is not None:
         overrides.setdefault("execution", {})["executor"] = executor
     if address is not None:
@@ -178,8 +182,16 @@ def main() -> None:
     try:
         app(standalone_mode=True)
     except BenchError as err:
-        err_console.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
-        sys.exit(2)
+        _bad_input(str(err))
+    except OSError as err:  # a read-only store, a file where a folder belongs: name the path
+        if err.filename is None:
+            raise
+        _bad_input(f"{err.strerror or err}: {err.filename}; fix that path or its permissions")
+
+
+def _bad_input(message: str) -> None:
+    err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    sys.exit(2)
 
 
 if __name__ == "__main__":

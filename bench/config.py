@@ -6,6 +6,7 @@ Unknown keys, wrong types and out-of-range values raise BenchError naming the ke
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 import types
 import typing
@@ -15,7 +16,8 @@ from typing import Literal
 
 from bench.datasets.base import DataConfig
 from bench.errors import BenchError
-from bench.models.expert import ExpertConfig
+from bench.models.expert import ExpertConfig, known_backbone
+from bench.numbers import finite_float
 from bench.store import FOLDER_NAME_RULE, is_folder_name
 
 
@@ -93,32 +95,57 @@ class Config:
         return dataclasses.asdict(self)
 
 
-# Range rules: (section, key) -> (predicate, what a valid value is)
+def _ints(lo: int, hi: int | None = None, why: str = ""):
+    """A range rule: lo <= v (<= hi). Upper bounds keep a typo (seeds = 10**9) from becoming a
+    MemoryError or a run of years; they sit far above any sane benchmark."""
+    text = (f"an integer >= {lo}" if hi is None else f"an integer from {lo} to {hi}") + why
+    return (lambda v: v >= lo and (hi is None or v <= hi)), text
+
+
+_NON_NEGATIVE = (lambda v: v >= 0, "a number >= 0 (0 disables)")
+_POSITIVE = (lambda v: v > 0, "a positive number")
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+# Range rules: (section, key) -> (predicate, what a valid value is). Every float is also finite
+# (bench.numbers.finite_float, applied to every float key by _coerce).
 _RANGES = {
     ("suite", "name"): (is_folder_name, FOLDER_NAME_RULE),
-    ("suite", "seeds"): (lambda v: v >= 1, "an integer >= 1"),
-    ("suite", "train_seeds"): (lambda v: v >= 1, "an integer >= 1"),
+    ("suite", "seeds"): _ints(1, 1000),
+    ("suite", "train_seeds"): _ints(1, 100),
     ("suite", "methods"): (lambda v: len(v) >= 1, "a non-empty list"),
-    ("data", "image_size"): (lambda v: 8 <= v <= 1024, "between 8 and 1024"),
-    ("data", "train_per_class"): (lambda v: v >= 1, "an integer >= 1"),
-    ("data", "val_per_class"): (lambda v: v >= 1, "an integer >= 1"),
-    ("data", "test_per_class"): (lambda v: v >= 1, "an integer >= 1"),
+    ("data", "image_size"): _ints(8, 1024),
+    ("data", "train_per_class"): _ints(1, 100_000),
+    ("data", "val_per_class"): _ints(1, 100_000),
+    ("data", "test_per_class"): _ints(1, 100_000),
     ("data", "split"): (lambda v: len(v) == 3 and all(f > 0 for f in v) and abs(sum(v) - 1) < 1e-6,
                         "three positive fractions summing to 1"),
-    ("train", "steps"): (lambda v: v >= 1, "an integer >= 1"),
-    ("train", "batch_size"): (lambda v: v >= 1, "an integer >= 1"),
-    ("train", "lr"): (lambda v: v > 0, "a positive number"),
+    ("train", "steps"): _ints(1, 10_000_000),
+    ("train", "batch_size"): _ints(1, 65_536),
+    ("train", "lr"): _POSITIVE,
+    ("train", "weight_decay"): _NON_NEGATIVE,
+    ("train", "warmup_steps"): _ints(0),
     ("train", "ema_decay"): (lambda v: 0 <= v < 1, "in [0, 1)"),
-    ("train", "checkpoint_every"): (lambda v: v >= 1, "an integer >= 1"),
-    ("train", "log_every"): (lambda v: v >= 1, "an integer >= 1"),
-    ("train", "num_train_timesteps"): (lambda v: v >= 2, "an integer >= 2"),
-    ("sample", "steps"): (lambda v: v >= 1, "an integer >= 1"),
+    ("train", "min_snr_gamma"): _NON_NEGATIVE,
+    ("train", "grad_clip"): _NON_NEGATIVE,
+    ("train", "checkpoint_every"): _ints(1),
+    ("train", "log_every"): _ints(1),
+    ("train", "num_train_timesteps"): _ints(2, 100_000),
+    ("sample", "steps"): _ints(1, 100_000),
     ("sample", "eta"): (lambda v: 0 <= v <= 1, "in [0, 1]"),
-    ("sample", "samples_per_class"): (lambda v: v >= 2, "an integer >= 2 (SSIM needs pairs)"),
-    ("sample", "batch_size"): (lambda v: v >= 1, "an integer >= 1"),
-    ("metrics", "kid_subset_size"): (lambda v: v >= 2, "an integer >= 2"),
-    ("execution", "threads"): (lambda v: v >= 1, "an integer >= 1"),
-    ("execution", "max_retries"): (lambda v: v >= 0, "an integer >= 0"),
+    ("sample", "samples_per_class"): _ints(2, 100_000, " (SSIM needs pairs)"),
+    ("sample", "batch_size"): _ints(1, 65_536),
+    ("metrics", "kid_subset_size"): _ints(2),
+    ("expert", "backbone"): (known_backbone, 'a timm model name (e.g. resnet10t, resnet50) or "tiny"'),
+    ("expert", "epochs"): _ints(1, 10_000),
+    ("expert", "batch_size"): _ints(2, 65_536, " (BatchNorm needs 2 images)"),
+    ("expert", "lr"): _POSITIVE,
+    ("expert", "weight_decay"): _NON_NEGATIVE,
+    ("expert", "weights"): (lambda v: not v or Path(v).expanduser().is_file(), 'an existing file, or ""'),
+    ("execution", "device"): (DEVICE.fullmatch, "auto, cpu, cuda or cuda:N"),
+    ("execution", "num_cpus"): (lambda v: v >= 0, "a number >= 0"),
+    ("execution", "num_gpus"): (lambda v: v >= 0, "a number >= 0"),
+    ("execution", "threads"): _ints(1, 1024),
+    ("execution", "max_retries"): _ints(0, 100),
 }
 
 # Named overrides applied on top of the file, before CLI flags.
@@ -173,7 +200,10 @@ def _coerce(value, hint, where: str):
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise BenchError(f"{where} must be a number, got {value!r}")
-        return float(value)
+        try:
+            return finite_float(float(value))
+        except ValueError as err:
+            raise BenchError(f"{where} must be {err}, got {value!r}") from None
     if hint is str:
         if not isinstance(value, str):
             raise BenchError(f"{where} must be a string, got {value!r}")
@@ -191,11 +221,23 @@ def _build_section(cls, table: dict, section: str, source: str):
         where = f"{section}.{key} in {source}"
         if key not in names:
             raise BenchError(f"unknown key {section}.{key} in {source}; valid keys: {', '.join(sorted(names))}")
-        kwargs[key] = _coerce(value, hints[key], where)
-        rule = _RANGES.get((section, key))
-        if rule and not rule[0](kwargs[key]):
-            raise BenchError(f"{where} must be {rule[1]}, got {value!r}")
+        kwargs[key] = _check(value, hints[key], section, key, where)
     return cls(**kwargs)
+
+
+def _check(value, hint, section: str, key: str, where: str):
+    value = _coerce(value, hint, where)
+    rule = _RANGES.get((section, key))
+    if rule and not rule[0](value):
+        raise BenchError(f"{where} must be {rule[1]}, got {value!r}")
+    return value
+
+
+def check_value(section: str, key: str, value, where: str):
+    """`value` for [section] key, with that key's type and range rule; a BenchError names `where`
+    (e.g. the command-line option that gave it)."""
+    section_cls = typing.get_type_hints(Config)[section]
+    return _check(value, typing.get_type_hints(section_cls)[key], section, key, where)
 
 
 def _merge(base: dict, over: dict) -> dict:

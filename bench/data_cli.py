@@ -10,9 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bench.datasets import DataConfig, PreparedData, load_prepared
+from bench.datasets import DataConfig, PreparedData, load_prepared, parse_spec
 from bench.datasets.manifest import KNOWN, data_dir
-from bench.errors import BenchError
 
 data_app = typer.Typer(help="List, check and download data sets.", no_args_is_help=True)
 console = Console()
@@ -38,22 +37,21 @@ def list_sets(root: str = typer.Option("", help=ROOT_HELP)) -> None:
 
 
 def _config_for(target: str, root: str) -> DataConfig:
-    """A DataConfig that loads `target` at its native size with nothing excluded."""
-    path = Path(target).expanduser()
-    if target in KNOWN:
-        return DataConfig(name=target, image_size=KNOWN[target].image_size, exclude_classes=(),
-                          root=root)
-    if target == "synth-tissue":
-        return DataConfig(name=target, train_per_class=2, val_per_class=1, test_per_class=1,
+    """A DataConfig that loads `target` (any data-set spec) at its native size with nothing excluded."""
+    spec = parse_spec(target)
+    if spec.kind == "synth-tissue":
+        return DataConfig(name=spec.name, train_per_class=2, val_per_class=1, test_per_class=1,
                           exclude_classes=())
-    if not path.exists():
-        raise BenchError(f"{target}: neither a known data set ({', '.join(KNOWN)}) nor an "
-                         "existing path")
-    if path.suffix == ".zip":           # only the Kather layout comes as a zip
-        return DataConfig(name="kather2016", image_size=150, exclude_classes=(), root=str(path))
-    if path.suffix == ".npz":
-        return DataConfig(name=f"npz:{path}", image_size=_npz_side(path), exclude_classes=())
-    return DataConfig(name=f"folder:{path}", image_size=64, exclude_classes=())
+    if spec.kind == "kather2016":
+        return DataConfig(name=spec.name, image_size=KNOWN["kather2016"].image_size, exclude_classes=(),
+                          root=spec.root or root)
+    if spec.kind == "medmnist":
+        return DataConfig(name=spec.name, image_size=KNOWN[spec.name].image_size, exclude_classes=(),
+                          root=root)
+    if spec.kind == "npz":
+        return DataConfig(name=spec.name, image_size=_npz_side(Path(spec.path).expanduser()),
+                          exclude_classes=())
+    return DataConfig(name=spec.name, image_size=64, exclude_classes=())
 
 
 def _npz_side(path: Path) -> int:
@@ -63,7 +61,8 @@ def _npz_side(path: Path) -> int:
 
 
 @data_app.command("verify")
-def verify(target: str = typer.Argument(..., help="a known name, or a .zip/.npz/folder path"),
+def verify(target: str = typer.Argument(..., help="a data set: a known name, folder:PATH, npz:PATH, "
+                                                         "or a .zip/.npz/folder path"),
            root: str = typer.Option("", help=ROOT_HELP)) -> None:
     """Load a data set fully (checksums, layout, every image) and summarise it."""
     data: PreparedData = load_prepared(_config_for(target, root))

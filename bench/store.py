@@ -66,7 +66,11 @@ def atomic_write_json(path: str | Path, obj) -> None:
 
 
 def read_json(path: str | Path):
-    return json.loads(Path(path).read_text())
+    """A JSON file of the store; a torn or edited one is a BenchError naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BenchError(f"{path} is corrupt ({err}); delete it and run `bench run` again to rebuild it") from None
 
 
 def folder_name(text: str) -> str:

@@ -20,9 +20,9 @@ from bench import __version__
 from bench.config import Config
 from bench.datasets.base import PreparedData
 from bench.errors import BenchError, RunFailed
-from bench.plan import RunSpec
+from bench.plan import RunSpec, check_data
 from bench.store import (DONE, FAILED, SHORT_LOCK_TIMEOUT_S, FileLock, SuiteStore, atomic_write_bytes,
-                         atomic_write_json, folder_name)
+                         atomic_write_json, folder_name, read_json)
 
 METRICS_FILE = "metrics.json"
 SAMPLES_FILE = "samples.npz"
@@ -49,9 +49,11 @@ def prepare_data(cfg: Config, cache: Path) -> Path:
     from bench.datasets import load_prepared
     key = _hash([dataclasses.asdict(cfg.data), _source_stamp(cfg.data.name)])
     path = Path(cache) / f"data-{folder_name(cfg.data.name)}-{key}.npz"
+    # bad input raises here, before anything is written; a cached copy is checked against these metrics too
+    data = PreparedData.load(path) if path.exists() else load_prepared(cfg.data)
+    check_data(cfg, data)
     if path.exists():
         return path
-    data = load_prepared(cfg.data)  # bad input raises here, before anything is written
     with FileLock(path.with_suffix(".lock"), SHORT_LOCK_TIMEOUT_S):
         if not path.exists():
             data.save(path)
@@ -63,7 +65,7 @@ def check_reused_runs(run_dirs: list[Path], data_path: Path) -> None:
     classes = list(PreparedData.load(data_path).class_names)
     for run_dir in run_dirs:
         config = run_dir / "config.json"
-        trained_on = json.loads(config.read_text()).get("class_names") if config.exists() else None
+        trained_on = read_json(config).get("class_names") if config.exists() else None
         if trained_on is not None and trained_on != classes:
             raise BenchError(f"the data set's classes {classes} do not match the {trained_on} that {run_dir} was "
                              "trained on; restore the data or delete that run folder to retrain it")

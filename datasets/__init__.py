@@ -7,11 +7,46 @@ are imported on use, so listing sources stays cheap.
 """
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
 from bench.datasets.base import DataConfig, PreparedData
-from bench.datasets.manifest import KNOWN, MEDMNIST_BASES
+from bench.datasets.manifest import KNOWN
 from bench.errors import BenchError
 
 PATH_PREFIXES = ("folder:", "npz:")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    kind: str           # synth-tissue | kather2016 | medmnist | folder | npz
+    name: str           # the canonical spec: what PreparedData.name and every command print
+    path: str = ""      # the folder:/npz: location
+    root: str = ""      # the Kather zip given as a path: DataConfig.root
+
+
+def parse_spec(text: str) -> DataSpec:
+    """The one grammar of data-set specs, accepted by every command (`run --dataset`, `eval --real`,
+    `data verify`) and printed by them: synth-tissue | a known name (kather2016, pathmnist,
+    pathmnist_64, ...) | folder:PATH | npz:PATH; a bare path is read as what it is (a folder, an
+    .npz, the Kather zip)."""
+    if text == "synth-tissue":
+        return DataSpec("synth-tissue", text)
+    if text in KNOWN:
+        return DataSpec("kather2016" if text == "kather2016" else "medmnist", text)
+    prefix, colon, location = text.partition(":")
+    if colon and f"{prefix}:" in PATH_PREFIXES:
+        if not location:
+            raise BenchError(f"data set {text!r} names no path; write {prefix}:PATH")
+        return DataSpec(prefix, text, location)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return DataSpec("folder", f"folder:{text}", text)
+    if path.is_file() and path.suffix in (".npz", ".zip"):
+        return DataSpec("npz", f"npz:{text}", text) if path.suffix == ".npz" else DataSpec("kather2016", "kather2016", root=text)
+    raise BenchError(f"unknown data set {text!r}; known: {', '.join(known_sources())}, "
+                     "or an existing folder, .npz or Kather .zip")
 
 
 def known_sources() -> list[str]:
@@ -19,23 +54,21 @@ def known_sources() -> list[str]:
 
 
 def load_prepared(cfg: DataConfig) -> PreparedData:
-    name = cfg.name
-    if name == "synth-tissue":
+    spec = parse_spec(cfg.name)
+    if spec.kind == "synth-tissue":
         from bench.datasets import synth_tissue
         return synth_tissue.load(cfg)
-    if name == "kather2016":
+    if spec.kind == "kather2016":
         from bench.datasets import kather2016
-        return kather2016.load(cfg)
-    if name in KNOWN or name in MEDMNIST_BASES:
+        return kather2016.load(dataclasses.replace(cfg, root=spec.root or cfg.root))
+    if spec.kind == "medmnist":
         from bench.datasets import medmnist
         return medmnist.load(cfg)
-    if name.startswith("folder:"):
+    if spec.kind == "folder":
         from bench.datasets import folder
-        return folder.load(cfg, name.removeprefix("folder:"))
-    if name.startswith("npz:"):
-        from bench.datasets import npz
-        return npz.load(cfg, name.removeprefix("npz:"))
-    raise BenchError(f"unknown data set {name!r}; known: {', '.join(known_sources())}")
+        return folder.load(cfg, spec.path)
+    from bench.datasets import npz
+    return npz.load(cfg, spec.path)
 
 
-__all__ = ["DataConfig", "PreparedData", "known_sources", "load_prepared"]
+__all__ = ["DataConfig", "DataSpec", "PreparedData", "known_sources", "load_prepared", "parse_spec"]

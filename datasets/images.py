@@ -57,6 +57,8 @@ def decode(items: Iterable[tuple[int, str, Opener]], size: int | None
                 modes[img.mode] += 1
                 sizes[f"{img.width}x{img.height}"] += 1
                 img = _to_8bit(img, name)
+        except Image.DecompressionBombError as err:
+            raise BenchError(f"{name}: {str(err).rstrip('.')}; downscale it or remove it") from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
             raise BenchError(f"{name}: not a readable image ({type(err).__name__}: {err}); "
                              "remove it or replace it with a PNG/JPEG/TIFF") from None

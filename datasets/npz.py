@@ -20,43 +20,53 @@ from bench.errors import BenchError
 Pair = tuple[np.ndarray, np.ndarray]
 
 
-def _read(path: Path) -> dict[str, np.ndarray]:
+def read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an .npz, never unpickling: object arrays are refused with one line."""
     if not path.is_file():
         raise BenchError(f"{path}: missing; check the path (or run `bench data fetch`)")
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
-        raise BenchError(f"{path}: truncated or not an .npz ({type(err).__name__}: {err}); "
-                         "fetch or write it again") from None
+        raise BenchError(f"{path}: truncated or not an .npz of plain arrays ({type(err).__name__}: {err}); "
+                         "write it again with numeric arrays") from None
 
 
-def _pair(path: Path, images: np.ndarray, labels: np.ndarray, key: str) -> Pair:
+def check_images(path: Path, images: np.ndarray, name: str) -> np.ndarray:
+    """uint8 (N, H, W) or (N, H, W, 1|3), square -> (N, H, W, C)."""
     if images.dtype != np.uint8:
-        raise BenchError(f"{path}: {key}_images dtype {images.dtype}; expected uint8 (0..255)")
+        raise BenchError(f"{path}: {name} dtype {images.dtype}; expected uint8 (0..255)")
     if images.ndim == 3:
         images = images[..., None]
     if images.ndim != 4 or images.shape[-1] not in (1, 3):
-        raise BenchError(f"{path}: {key}_images shape {images.shape}; expected (N, H, W) or "
-                         "(N, H, W, 1|3)")
+        raise BenchError(f"{path}: {name} shape {images.shape}; expected (N, H, W) or (N, H, W, 1|3)")
     if images.shape[1] != images.shape[2]:
-        raise BenchError(f"{path}: {key}_images are {images.shape[1]}x{images.shape[2]}; "
-                         "expected square images")
+        raise BenchError(f"{path}: {name} are {images.shape[1]}x{images.shape[2]}; expected square images")
+    return images
+
+
+def check_labels(path: Path, labels: np.ndarray, name: str, n_images: int) -> np.ndarray:
+    """Integer class indices (N,) or (N, 1), one per image -> int64 (N,)."""
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise BenchError(f"{path}: {key}_labels shape {labels.shape} dtype {labels.dtype}; "
+        raise BenchError(f"{path}: {name} shape {labels.shape} dtype {labels.dtype}; "
                          "expected integer class indices (N,) or (N, 1) (multi-label is not "
                          "supported)")
-    if len(labels) != len(images):
-        raise BenchError(f"{path}: {len(images)} {key}_images but {len(labels)} {key}_labels")
-    return images, labels.astype(np.int64)
+    if len(labels) != n_images:
+        raise BenchError(f"{path}: {len(labels)} {name} for {n_images} images")
+    return labels.astype(np.int64)
+
+
+def _pair(path: Path, images: np.ndarray, labels: np.ndarray, key: str) -> Pair:
+    images = check_images(path, images, f"{key}_images")
+    return images, check_labels(path, labels, f"{key}_labels", len(images))
 
 
 def read_npz(path: Path, expect: KnownSet | None = None
              ) -> tuple[dict[str, Pair], tuple[str, ...], bool]:
     """Checked pairs by split ("all" when unsplit), class names, and whether it was split."""
-    z = _read(path)
+    z = read_arrays(path)
     medmnist = {f"{s}_{k}" for s in SPLITS for k in ("images", "labels")}
     if medmnist <= set(z):
         pairs = {s: _pair(path, z[f"{s}_images"], z[f"{s}_labels"], s) for s in SPLITS}

@@ -70,11 +70,30 @@ def scored_classes(class_names: tuple[str, ...], exclude: tuple[str, ...],
     return kept
 
 
+def check_splits(name: str, class_names: tuple[str, ...], scored: tuple[int, ...],
+                 splits: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """Every scored class has train, val and test images: a class seen in one split only (labels
+    50-59 for train, 0-9 for test) is a broken file, not 60 classes."""
+    missing = {s: [class_names[c] for c in scored if not np.any(np.asarray(splits[s][1]) == c)] for s in SPLITS}
+    missing = {s: names for s, names in missing.items() if names}
+    if missing:
+        listed = "; ".join(f"{s} lacks {_some(names)}" for s, names in missing.items())
+        raise BenchError(f"{name}: every scored class needs train, val and test images, but {listed}; "
+                         "add images to those classes or list them in data.exclude_classes")
+
+
+def _some(names: list[str], limit: int = 8) -> str:
+    shown = ", ".join(map(repr, names[:limit])) + (", ..." if len(names) > limit else "")
+    return f"{len(names)} class{'es' if len(names) > 1 else ''} ({shown})"
+
+
 def assemble(cfg: DataConfig, name: str, class_names: tuple[str, ...],
              splits: dict[str, tuple[np.ndarray, np.ndarray]], meta: dict) -> PreparedData:
-    """Resize (if needed), grayscale (if asked), check labels, and build the PreparedData."""
+    """Check the splits, resize (if needed), grayscale (if asked), and build the PreparedData."""
     if cfg.image_size < 4:
         raise BenchError(f"image_size {cfg.image_size} is too small; use 4 or more (e.g. 32)")
+    scored = scored_classes(tuple(class_names), cfg.exclude_classes, name)
+    check_splits(name, tuple(class_names), scored, splits)
     arrays: dict[str, np.ndarray] = {}
     sizes = {f"{x.shape[1]}x{x.shape[2]}" for x, _ in splits.values() if len(x)}
     if sizes - {f"{cfg.image_size}x{cfg.image_size}"}:
@@ -90,6 +109,4 @@ def assemble(cfg: DataConfig, name: str, class_names: tuple[str, ...],
             "counts": {s: int(len(arrays[f"{s}_y"])) for s in SPLITS}}
     if cfg.grayscale:
         meta["grayscale_formula"] = "ITU-R BT.601 luma 0.299 R + 0.587 G + 0.114 B"
-    return PreparedData(name=name, class_names=tuple(class_names),
-                        scored_classes=scored_classes(tuple(class_names), cfg.exclude_classes, name),
-                        meta=meta, **arrays)
+    return PreparedData(name=name, class_names=tuple(class_names), scored_classes=scored, meta=meta, **arrays)

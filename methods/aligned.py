@@ -11,7 +11,9 @@ rejection filter is not part of the method and is not applied.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -28,16 +30,57 @@ class AlignedParams:
     hook: str = "down_blocks.-1"    # U-Net module whose output is f_d; the authors' code hooks
     #                                 "down_blocks.2.resnets.0.conv_shortcut"
 
+    def __post_init__(self):
+        if self.w1 < 0 or self.w2 < 0 or self.w1 + self.w2 == 0:
+            raise ValueError(f"w1 and w2 weigh two losses: both must be >= 0 and not both 0, "
+                             f"got w1={self.w1}, w2={self.w2}")
+
 
 def resolve_module(root: nn.Module, path: str) -> nn.Module:
-    """`down_blocks.-1.resnets.0` -> the module, negative indices counting from the end."""
+    """`down_blocks.-1.resnets.0` -> the module, negative indices counting from the end. Only
+    sub-modules are followed, never other attributes (`__class__`, `config`)."""
     module = root
     for part in path.split("."):
-        try:
-            module = module[int(part)] if part.lstrip("-").isdigit() else getattr(module, part)
-        except (AttributeError, IndexError, TypeError):
-            raise ValueError(f"no U-Net module at {path!r} (failed at {part!r})") from None
+        children = dict(module.named_children())
+        if re.fullmatch(r"-?\d+", part) and isinstance(module, (nn.ModuleList, nn.Sequential)) \
+                and -len(module) <= int(part) < len(module):
+            module = module[int(part)]
+        elif part in children:
+            module = children[part]
+        else:
+            raise ValueError(f"no U-Net module at {path!r} (failed at {part!r}; there: "
+                             f"{', '.join(children) or 'no sub-modules'})")
     return module
+
+
+def output_shapes(unet: nn.Module, paths: list[str]) -> list[torch.Size | None]:
+    """The output shape of the module at each path in one forward pass of a one-image batch
+    (None: the module is not called); on the meta device it costs nothing."""
+    shapes: dict[str, torch.Size] = {}
+
+    def record(path, module, inputs, output):  # returns None: the output is left as it is
+        shapes.setdefault(path, (output[0] if isinstance(output, tuple) else output).shape)
+
+    handles = [resolve_module(unet, p).register_forward_hook(partial(record, p)) for p in paths]
+    cfg, device = unet.config, next(unet.parameters()).device
+    try:
+        with torch.no_grad():
+            unet_forward(unet, torch.zeros(1, cfg.in_channels, cfg.sample_size, cfg.sample_size, device=device),
+                         torch.zeros(1, dtype=torch.long, device=device),
+                         torch.zeros(1, 1, cfg.cross_attention_dim, device=device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [shapes.get(p) for p in paths]
+
+
+def check_feature_maps(unet: nn.Module, paths: list[str], parameter: str) -> None:
+    """ValueError unless every module at `paths` outputs a feature map (B, C, H, W)."""
+    for path, shape in zip(paths, output_shapes(unet, paths)):
+        if shape is None or len(shape) != 4:
+            got = "is not called in the forward pass" if shape is None else f"outputs shape {tuple(shape)}"
+            raise ValueError(f"{parameter}: U-Net module {path!r} {got}; choose one whose output is a "
+                             "feature map (B, C, H, W), e.g. down_blocks.-1 or mid_block")
 
 
 class Aligned(ConditioningMethod):
@@ -53,16 +96,13 @@ class Aligned(ConditioningMethod):
         modules["projection"] = nn.Linear(self.ctx.expert().feature_dim, self._hook_channels(unet))  # W_p
         return modules
 
+    @classmethod
+    def check(cls, params, unet):
+        check_feature_maps(unet, [params.hook], "hook")
+
     def _hook_channels(self, unet) -> int:
         """Channels of f_d, read off one probe forward pass."""
-        captured = []
-        handle = resolve_module(unet, self.params.hook).register_forward_hook(
-            lambda m, i, o: captured.append(o[0] if isinstance(o, tuple) else o))
-        x = torch.zeros(1, self.ctx.channels, self.ctx.image_size, self.ctx.image_size)
-        with torch.no_grad():
-            unet_forward(unet, x, torch.zeros(1, dtype=torch.long), torch.zeros(1, 1, self.ctx.token_dim))
-        handle.remove()
-        return captured[0].shape[1]
+        return output_shapes(unet, [self.params.hook])[0][1]
 
     def prepare(self, model):
         self._captured = None

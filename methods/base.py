@@ -59,6 +59,13 @@ class ConditioningMethod:
                                  f"{method_class_path(taken)}; give the plug-in class another `name`")
             REGISTRY[cls.name] = cls
 
+    @classmethod
+    def check(cls, params, unet: nn.Module) -> None:
+        """Plan-time dry run: that `params` resolve on this U-Net architecture (module paths, an
+        encoder's name and weights file), before any data or weights are loaded. `unet` lives on
+        the meta device: its forward passes cost nothing. Raise ValueError (or BenchError) saying
+        which parameter is wrong. Default: nothing to check."""
+
     def __init__(self, params, ctx: "MethodContext"):
         self.params = params
         self.ctx = ctx

@@ -23,7 +23,7 @@ from functools import partial
 
 import torch
 
-from bench.methods.aligned import resolve_module
+from bench.methods.aligned import check_feature_maps, resolve_module
 from bench.methods.base import ConditioningMethod
 
 STD_EPS = 1e-5
@@ -38,10 +38,19 @@ class FGScoreParams:
     ref_seed: int = 0               # picks the references and seeds their noise at each t
 
     def __post_init__(self):
-        if not self.layers:
-            raise ValueError("layers needs at least one U-Net module path")
+        if not self.layers or not all(self.layers):
+            raise ValueError(f"layers needs U-Net module paths separated by '/', got {'/'.join(self.layers)!r}")
         if self.n_refs < 1:
             raise ValueError(f"n_refs must be >= 1, got {self.n_refs}")
+
+
+def layer_paths(unet, layers: tuple[str, ...]) -> list[str]:
+    """The module paths `layers` names, a ModuleList expanded into its blocks."""
+    paths = []
+    for path in layers:
+        module = resolve_module(unet, path)
+        paths += [f"{path}.{i}" for i in range(len(module))] if isinstance(module, torch.nn.ModuleList) else [path]
+    return paths
 
 
 def channel_stats(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,15 +97,12 @@ class FGScore(ConditioningMethod):
     def build_modules(self, unet):
         return {}  # no class embedding: the network has no class input
 
-    def layer_paths(self, unet) -> list[str]:
-        paths = []
-        for path in self.params.layers:
-            module = resolve_module(unet, path)
-            paths += [f"{path}.{i}" for i in range(len(module))] if isinstance(module, torch.nn.ModuleList) else [path]
-        return paths
+    @classmethod
+    def check(cls, params, unet):
+        check_feature_maps(unet, layer_paths(unet, params.layers), "layers")
 
     def prepare(self, model):
-        for index, path in enumerate(self.layer_paths(model.unet)):
+        for index, path in enumerate(layer_paths(model.unet, self.params.layers)):
             resolve_module(model.unet, path).register_forward_hook(partial(self._hook, index))
 
     def _hook(self, index, module, inputs, output):

@@ -11,8 +11,14 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.methods.base import REGISTRY, ConditioningMethod, canonical_variant
+from bench.numbers import finite_float
 
 ENTRY_POINT_GROUP = "bench.methods"
+
+
+# What a plug-in's import may raise and bench reports as one line: any error, and sys.exit()
+# (SystemExit), which would otherwise end bench silently with the plug-in's exit code.
+_IMPORT_FAILURES = (Exception, SystemExit)
 
 
 def load_entry_points() -> None:
@@ -21,8 +27,15 @@ def load_entry_points() -> None:
             ep.load()
         except BenchError:
             raise
-        except Exception as err:  # a broken third-party plug-in must not hide the built-ins
-            raise BenchError(f"entry point {ep.name!r} of group {ENTRY_POINT_GROUP} failed to load: {err}") from None
+        except _IMPORT_FAILURES as err:  # a broken third-party plug-in must not hide the built-ins
+            raise BenchError(f"entry point {ep.name!r} of group {ENTRY_POINT_GROUP} failed to load: "
+                             f"{_describe(err)}") from None
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, SystemExit):
+        return f"it called sys.exit({err.code!r}) while being imported"
+    return f"{type(err).__name__}: {err}"
 
 
 def load_plugin(spec: str) -> None:
@@ -39,13 +52,15 @@ def load_plugin(spec: str) -> None:
             loader_spec.loader.exec_module(module)
         except BenchError as err:  # bench refused the plug-in (e.g. a method name already taken): one line
             raise BenchError(f"plugin {spec}: {err}") from None
-        except Exception as err:
-            raise BenchError(f"plugin {spec} failed to import: {type(err).__name__}: {err}") from None
+        except _IMPORT_FAILURES as err:
+            raise BenchError(f"plugin {spec} failed to import: {_describe(err)}") from None
         return
     try:
         importlib.import_module(spec)
     except ImportError as err:
         raise BenchError(f"plugin module {spec!r} cannot be imported ({err}); pass a .py path or an installed module") from None
+    except _IMPORT_FAILURES as err:
+        raise BenchError(f"plugin module {spec!r} failed to import: {_describe(err)}") from None
 
 
 def _parse_value(text: str, hint, key: str, name: str):
@@ -65,7 +80,7 @@ def _parse_value(text: str, hint, key: str, name: str):
         if hint is int:
             return int(text)
         if hint is float:
-            return float(text)
+            return finite_float(float(text))
         if origin in (typing.Union, __import__("types").UnionType):
             for arm in typing.get_args(hint):
                 try:

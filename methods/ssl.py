@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.methods.base import ConditioningMethod
-from bench.models.encoders import EncoderSpec, load_encoder
+from bench.models.encoders import EncoderSpec, check_encoder, load_encoder
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,16 @@ class SSLParams:
     def __post_init__(self):
         if not 0 <= self.p_uncond < 1:
             raise ValueError(f"p_uncond must be in [0, 1), got {self.p_uncond}")
-        if self.input_size < 8:
-            raise ValueError(f"input_size must be >= 8, got {self.input_size}")
+        if not 8 <= self.input_size <= 1024:
+            raise ValueError(f"input_size must be from 8 to 1024, got {self.input_size}")
+        if self.guidance < 0:
+            raise ValueError(f"guidance must be >= 0 (0 = unconditional, 1 = conditional), got {self.guidance}")
+        if self.simclr_steps < 0:
+            raise ValueError(f"simclr_steps must be >= 0, got {self.simclr_steps}")
+
+    @property
+    def encoder_spec(self) -> EncoderSpec:
+        return EncoderSpec(self.encoder, self.weights, self.input_size, self.simclr_steps)
 
 
 class SSL(ConditioningMethod):
@@ -53,13 +61,16 @@ class SSL(ConditioningMethod):
         self._encoder: nn.Module | None = None
         self._bank: tuple[torch.Tensor, torch.Tensor] | None = None
 
+    @classmethod
+    def check(cls, params, unet):
+        check_encoder(params.encoder_spec)
+
     @property
     def encoder(self) -> nn.Module:
         """The frozen encoder, built on first use (not a submodule: never trained, never saved)."""
         if self._encoder is None:
-            p = self.params
-            self._encoder = load_encoder(EncoderSpec(p.encoder, p.weights, p.input_size, p.simclr_steps),
-                                         self.ctx.data, self.ctx.device, self.ctx.cache_dir, self.ctx.expert)
+            self._encoder = load_encoder(self.params.encoder_spec, self.ctx.data, self.ctx.device,
+                                         self.ctx.cache_dir, self.ctx.expert)
         return self._encoder
 
     def build_modules(self, unet):

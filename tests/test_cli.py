@@ -39,10 +39,10 @@ def test_tiny_suite_runs_resumes_and_reports(monkeypatch, capsys, tmp_path):
     """A grid with one variant that diverges: it is recorded FAILED, the rest finishes, exit 1."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bench.toml").write_text('[suite]\nname = "t"\nseeds = 2\n'
-                                         'methods = ["baseline", "drift:delta=0.1", "drift:delta=nan"]\n')
+                                         'methods = ["baseline", "drift:delta=0.1", "drift:delta=1e30"]\n')
     args = ["run", "--preset", "tiny", "--executor", "local", "--results", "results"]
     code, out, err = run_cli(monkeypatch, capsys, *args)
-    assert code == 1 and "1 failed" in out and "drift:delta=nan" in out and "loss became nan" in out
+    assert code == 1 and "1 failed" in out and "drift:delta=1e+30" in out and "loss became nan" in out
     root = tmp_path / "results" / "t"
     metrics = sorted(root.glob("runs/*/*/train-seed=0/*/eval/seed=*/metrics.json"))
     assert len(metrics) == 4

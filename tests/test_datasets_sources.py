@@ -76,7 +76,7 @@ def test_folder_bad_inputs(tree, case, match):
         load_prepared(_cfg(f"folder:{target}"))
 
 
-def _medmnist_arrays(n=(12, 4, 4), size=28, classes=9):
+def _medmnist_arrays(n=(18, 9, 9), size=28, classes=9):  # every class in every split
     out = {}
     for s, k in zip(("train", "val", "test"), n):
         out[f"{s}_images"] = RNG.integers(0, 256, (k, size, size, 3), dtype=np.uint8)
@@ -87,7 +87,7 @@ def _medmnist_arrays(n=(12, 4, 4), size=28, classes=9):
 def test_npz_medmnist_layout_and_unsplit(tmp_path):
     np.savez(tmp_path / "m.npz", **_medmnist_arrays())
     data = load_prepared(_cfg(f"npz:{tmp_path / 'm.npz'}", image_size=28))
-    assert data.num_classes == 9 and data.train_x.shape == (12, 28, 28, 3)
+    assert data.num_classes == 9 and data.train_x.shape == (18, 28, 28, 3)
     assert data.test_y.dtype == np.int64 and data.meta["native_size"] == 28
     x = RNG.integers(0, 256, (20, 8, 8), dtype=np.uint8)
     np.savez(tmp_path / "u.npz", images=x, labels=np.arange(20) % 2,
@@ -102,7 +102,7 @@ def test_npz_medmnist_layout_and_unsplit(tmp_path):
     (lambda a: a.update(train_images=a["train_images"][:, :, :20]), "square"),
     (lambda a: a.update(test_images=a["test_images"][:, :14, :14]), "disagree"),
     (lambda a: a.update(val_labels=a["val_labels"] + 20), "labels span"),
-    (lambda a: a.update(val_labels=a["val_labels"][:2]), "4 val_images but 2"),
+    (lambda a: a.update(val_labels=a["val_labels"][:2]), "2 val_labels for 9 images"),
     (lambda a: a.update(train_labels=np.zeros((12, 14), np.uint8)), "multi-label"),
 ])
 def test_npz_bad_contents(tmp_path, change, match):
@@ -134,14 +134,14 @@ def _kather_zip(path, per_class=3):
 
 
 def test_kather_zip_and_folder_read(tmp_path):
-    zpath = _kather_zip(tmp_path / "mini.zip")
+    zpath = _kather_zip(tmp_path / "mini.zip", per_class=10)   # 10: every class in every split
     data = kather2016.read(zpath, _cfg("kather2016"), tiles_per_class=None)
-    assert data.num_classes == 8 and len(data.train_y) + len(data.val_y) + len(data.test_y) == 24
+    assert data.num_classes == 8 and len(data.train_y) + len(data.val_y) + len(data.test_y) == 80
     with zipfile.ZipFile(zpath) as zf:
         zf.extractall(tmp_path / "x")
     again = kather2016.read(tmp_path / "x" / KATHER_TOP, _cfg("kather2016"), tiles_per_class=None)
     assert again.fingerprint() == data.fingerprint()
-    with pytest.raises(BenchError, match="holds 3 tiles, expected 625"):
+    with pytest.raises(BenchError, match="holds 10 tiles, expected 625"):
         kather2016.read(zpath, _cfg("kather2016"))
 
 
@@ -167,7 +167,7 @@ def tiny_pathmnist(tmp_path, monkeypatch):
     np.savez(tmp_path / "pathmnist.npz", **_medmnist_arrays())
     md5 = hashlib.md5((tmp_path / "pathmnist.npz").read_bytes()).hexdigest()
     real = manifest.KNOWN["pathmnist"]
-    fake = KnownSet(**{**real.__dict__, "counts": {"train": 12, "val": 4, "test": 4},
+    fake = KnownSet(**{**real.__dict__, "counts": {"train": 18, "val": 9, "test": 9},
                        "file": RemoteFile("pathmnist.npz", "http://unused", md5=md5)})
     monkeypatch.setitem(manifest.KNOWN, "pathmnist", fake)
     return tmp_path
@@ -177,14 +177,14 @@ def test_pathmnist_loads_checked(tiny_pathmnist):
     data = load_prepared(DataConfig(name="pathmnist", image_size=28, root=str(tiny_pathmnist),
                                     exclude_classes=("background",)))
     assert data.num_classes == 9 and data.scored_classes == (0, 2, 3, 4, 5, 6, 7, 8)
-    assert "md5" in data.meta["checksum"] and len(data.test_y) == 4
+    assert "md5" in data.meta["checksum"] and len(data.test_y) == 9
     # 32 px asks for the 64 px file, which is not there
     with pytest.raises(BenchError, match="bench data fetch pathmnist_64"):
         load_prepared(DataConfig(name="pathmnist", image_size=32, root=str(tiny_pathmnist)))
 
 
 def test_pathmnist_checksum_and_counts(tiny_pathmnist, monkeypatch):
-    arrays = _medmnist_arrays(n=(11, 4, 4))
+    arrays = _medmnist_arrays(n=(17, 9, 9))
     np.savez(tiny_pathmnist / "pathmnist.npz", **arrays)
     with pytest.raises(BenchError, match="md5 .* does not match"):
         load_prepared(DataConfig(name="pathmnist", image_size=28, root=str(tiny_pathmnist),

@@ -79,7 +79,7 @@ def test_killed_worker_and_ctrl_c_resume_to_identical_samples(tmp_path):
     variant is recorded FAILED (not retried); samples equal those of uninterrupted local runs."""
     plugin = tmp_path / "offset_noise.py"
     plugin.write_text(readme_plugin_source())  # a plug-in method: Ray workers must register it too
-    methods = ["baseline", "drift", "offset-noise:strength=0.2", "drift:delta=nan"]
+    methods = ["baseline", "drift", "offset-noise:strength=0.2", "drift:delta=1e30"]
     config = write_suite(tmp_path / "bench.toml", suite={"name": "grid", "methods": methods, "seeds": 1},
                          train={"steps": 120, "checkpoint_every": 4}, metrics={"names": ["ssim"]},
                          execution={"device": "cpu"})
@@ -119,13 +119,13 @@ def test_killed_worker_and_ctrl_c_resume_to_identical_samples(tmp_path):
 
     again = subprocess.run(command, env=ENV, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert again.returncode == 1, again.stderr[-3000:]  # the NaN variant failed, everything else finished
-    assert re.search(r"1 failed:\s+drift:delta=nan \(train seed 0\): loss became nan", again.stdout)
+    assert re.search(r"1 failed:\s+drift:delta=1e\+30 \(train seed 0\): loss became nan", again.stdout)
     assert "Traceback" not in again.stderr
     assert {d: (d / DONE).stat().st_mtime_ns for d in finished} == stamps  # nothing retrained
     runs = sorted(p.parent for p in root.glob(f"runs/*/*/train-seed=*/*/{DONE}"))
     assert len(runs) == 3 and len(list(root.glob("runs/**/metrics.json"))) == 3
     assert counts(again.stdout)[0] == 3 - len(finished)
-    assert (next(root.glob("runs/*/drift@delta=nan/*/*")) / FAILED).read_text().startswith("loss became nan")
+    assert (next(root.glob("runs/*/drift@delta=1e+30/*/*")) / FAILED).read_text().startswith("loss became nan")
 
     # Reference: the killed and the interrupted runs trained straight through, in this process.
     load_plugin(str(plugin))

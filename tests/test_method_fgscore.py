@@ -2,7 +2,7 @@
 import torch
 
 from bench.methods.aligned import resolve_module
-from bench.methods.fgscore import FGScore, image_keys
+from bench.methods.fgscore import FGScore, image_keys, layer_paths
 from bench.testing import MethodConformance
 from bench.train import augment, build
 
@@ -26,7 +26,7 @@ def _train_batch(data, n=6):
 def _layer_outputs(method, model):
     """Records each selected layer's output after the method's own hook has replaced it."""
     seen = []
-    for path in method.layer_paths(model.unet):
+    for path in layer_paths(model.unet, method.params.layers):
         resolve_module(model.unet, path).register_forward_hook(lambda m, i, o: seen.append(o.detach()))
     return seen
 
@@ -34,7 +34,7 @@ def _layer_outputs(method, model):
 def test_default_layers_are_the_mid_block_and_every_decoder_block(toy_data, tiny_config):
     built = _built(toy_data, tiny_config)
     n_up = len(built.model.unet.up_blocks)
-    assert built.method.layer_paths(built.model.unet) == ["mid_block"] + [f"up_blocks.{i}" for i in range(n_up)]
+    assert layer_paths(built.model.unet, built.method.params.layers) == ["mid_block"] + [f"up_blocks.{i}" for i in range(n_up)]
     assert isinstance(built.method, FGScore) and len(built.model.modules_) == 0  # no class input
 
 

@@ -45,7 +45,7 @@ def _features(x: np.ndarray) -> np.ndarray:
 
 
 def test_classes_separable_by_nearest_centroid():
-    data = load_prepared(DataConfig(train_per_class=40, val_per_class=0, test_per_class=25))
+    data = load_prepared(DataConfig(train_per_class=40, val_per_class=1, test_per_class=25))
     ftr, fte = _features(data.train_x), _features(data.test_x)
     mu, sd = ftr.mean(0), ftr.std(0) + 1e-6
     ftr, fte = (ftr - mu) / sd, (fte - mu) / sd
@@ -94,7 +94,7 @@ def test_grayscale_is_bt601_luma():
 
 
 def test_exclusions_and_names_checked():
-    data = load_prepared(DataConfig(train_per_class=1, val_per_class=0, test_per_class=1,
+    data = load_prepared(DataConfig(train_per_class=1, val_per_class=1, test_per_class=1,
                                     exclude_classes=("empty", "debris")))
     assert data.scored_classes == (0, 1, 2, 3, 5, 6)
     with pytest.raises(BenchError, match="necrosis"):

@@ -20,7 +20,7 @@ import torch
 
 from bench.errors import BenchError
 from bench.metrics.extractors import EXTRACTORS, RESIZER, FeatureExtractor, build_extractor
-from bench.metrics.fidkid import KID_SEED, KID_SUBSETS, PRC_NEIGHBORHOOD, fid, kid, precision_recall
+from bench.metrics.fidkid import KID_SEED, KID_SUBSETS, MIN_IMAGES, PRC_NEIGHBORHOOD, fid, kid, precision_recall
 from bench.metrics.ssim import K1, K2, SIGMA, TRUNCATE, class_ssim, pairwise_ssim
 from bench.store import SHORT_LOCK_TIMEOUT_S, FileLock, atomic_write_bytes
 
@@ -35,6 +35,16 @@ def check_metric_names(names) -> list[str]:
     if unknown:
         raise BenchError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRIC_NAMES)}")
     return list(dict.fromkeys(names))
+
+
+def check_set_sizes(metrics, n_gen: int, n_real: int, fix: str) -> None:
+    """BenchError (ending with `fix`) unless n_gen generated and n_real real images of the scored
+    classes are enough for every metric: checked before work starts, not found by a LinAlgError."""
+    short = [m for m in metrics if min(n_gen, n_real) < MIN_IMAGES.get(m.partition("[")[0], 0)]
+    if short:
+        need = max(MIN_IMAGES[m.partition("[")[0]] for m in short)
+        raise BenchError(f"{', '.join(short)} need at least {need} generated and {need} real images of the "
+                         f"scored classes, got {n_gen} and {n_real}; {fix}")
 
 
 def _libraries() -> dict[str, str]:
@@ -119,6 +129,7 @@ def evaluate_samples(fake: np.ndarray, fake_labels: np.ndarray, real: np.ndarray
     scored = [int(c) for c in scored_classes]
     fake, fake_labels = fake[np.isin(fake_labels, scored)], fake_labels[np.isin(fake_labels, scored)]
     real, real_labels = real[np.isin(real_labels, scored)], real_labels[np.isin(real_labels, scored)]
+    check_set_sizes(metrics, len(fake), len(real), "give more images")
     name_of = {c: class_names[c] for c in scored}
     common = {"n_gen": len(fake), "n_ref": len(real), "reference": reference_key, "libraries": _libraries()}
     out = {"metrics": {}, "per_class": {}, "confusion": [], "reference": {}, "provenance": {}}

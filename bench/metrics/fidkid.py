@@ -20,11 +20,15 @@ from bench.errors import BenchError
 KID_SUBSETS = 100        # torch-fidelity's default
 KID_SEED = 2020          # torch-fidelity's default rng_seed: subsets are reproducible
 PRC_NEIGHBORHOOD = 3
+# Images each set needs at least, per metric kind: a covariance needs 2, a k-NN manifold k + 1.
+MIN_IMAGES = {"fid": 2, "kid": 2, "precision": PRC_NEIGHBORHOOD + 1, "recall": PRC_NEIGHBORHOOD + 1}
 
 
-def _check(fake: np.ndarray, real: np.ndarray, metric: str) -> None:
-    if len(fake) < 2 or len(real) < 2:
-        raise BenchError(f"{metric} needs at least 2 generated and 2 real images, got {len(fake)} and {len(real)}")
+def _check(fake: np.ndarray, real: np.ndarray, kind: str) -> None:
+    need = MIN_IMAGES[kind]
+    if len(fake) < need or len(real) < need:
+        raise BenchError(f"{kind} needs at least {need} generated and {need} real images, "
+                         f"got {len(fake)} and {len(real)}")
 
 
 def fid_statistics(features: np.ndarray) -> dict[str, np.ndarray]:
@@ -46,7 +50,7 @@ def kid(fake: np.ndarray, real: np.ndarray, subset_size: int = 1000) -> tuple[fl
     draws), with the kernel matrices computed once on the full sets and each subset's blocks read
     from them, instead of three kernel products per subset: 100 subsets cost one product.
     """
-    _check(fake, real, "KID")
+    _check(fake, real, "kid")
     fake, real = np.asarray(fake, np.float64), np.asarray(real, np.float64)
     size = min(subset_size, len(fake), len(real))
     k_ff, k_rr, k_fr = kernel_poly(fake, fake), kernel_poly(real, real), kernel_poly(fake, real)
@@ -60,9 +64,7 @@ def kid(fake: np.ndarray, real: np.ndarray, subset_size: int = 1000) -> tuple[fl
 
 
 def precision_recall(fake: np.ndarray, real: np.ndarray) -> tuple[float, float]:
-    _check(fake, real, "precision/recall")
-    if min(len(fake), len(real)) <= PRC_NEIGHBORHOOD:
-        raise BenchError(f"precision/recall needs more than {PRC_NEIGHBORHOOD} images per set")
+    _check(fake, real, "precision")
     out = prc_features_to_metric(torch.from_numpy(np.asarray(fake, np.float32)),
                                  torch.from_numpy(np.asarray(real, np.float32)),
                                  prc_neighborhood=PRC_NEIGHBORHOOD, save_cpu_ram=False, verbose=False)

@@ -97,7 +97,36 @@ def load_encoder(spec: EncoderSpec, data: PreparedData, device: torch.device,
         return _load_encoder(spec, data, cache_dir, expert).to(device)
 
 
+def check_encoder(spec: EncoderSpec) -> None:
+    """BenchError unless `spec` names an encoder that can be built here: a known kind, a model
+    its library knows, an existing weights file. Loads nothing (bench run calls it at planning)."""
+    kind, _, model_name = spec.name.partition(":")
+    if kind in ("expert", "simclr") and not model_name:
+        return
+    if kind == "effnet" and not model_name:
+        from bench.models.pretrained import shipped_weights_path
+        shipped_weights_path("efficientnet_lite0")
+        return
+    if kind in ("timm", "open_clip") and model_name:
+        if not _known_model(kind, model_name):
+            raise BenchError(f"ssl encoder {spec.name}: {model_name!r} is not a {kind} model name; "
+                             f"see {kind}.list_models()")
+        _local_file(spec.weights, spec.name)
+        return
+    raise BenchError(f"unknown ssl encoder {spec.name!r}; use expert, effnet, simclr, "
+                     "timm:<model> or open_clip:<model> (with weights=<local file>)")
+
+
+def _known_model(kind: str, name: str) -> bool:
+    if kind == "timm":
+        import timm
+        return timm.is_model(name)
+    import open_clip
+    return name in open_clip.list_models()
+
+
 def _load_encoder(spec, data, cache_dir, expert) -> nn.Module:
+    check_encoder(spec)
     kind, _, model_name = spec.name.partition(":")
     if kind == "expert":
         if expert is None:
@@ -107,12 +136,9 @@ def _load_encoder(spec, data, cache_dir, expert) -> nn.Module:
         return efficientnet_lite0(spec.input_size)
     if kind == "simclr":
         return simclr_encoder(data, spec.simclr_steps, cache_dir)
-    if kind == "timm" and model_name:
+    if kind == "timm":
         return timm_encoder(model_name, _local_file(spec.weights, spec.name), spec.input_size)
-    if kind == "open_clip" and model_name:
-        return open_clip_encoder(model_name, _local_file(spec.weights, spec.name))
-    raise BenchError(f"unknown ssl encoder {spec.name!r}; use expert, effnet, simclr, "
-                     "timm:<model> or open_clip:<model> (with weights=<local file>)")
+    return open_clip_encoder(model_name, _local_file(spec.weights, spec.name))
 
 
 def _local_file(weights: str, name: str) -> Path:

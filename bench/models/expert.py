@@ -44,6 +44,11 @@ class ExpertConfig:
     augment: bool = True                # random flips / transposes (histology has no up or left)
 
 
+def known_backbone(name: str) -> bool:
+    """Whether `name` is an ALIASES key or a timm model (checked when the config is read)."""
+    return timm.is_model(ALIASES.get(name, name))
+
+
 def to_model_space(images: np.ndarray) -> torch.Tensor:
     """uint8 (N, H, W, C) -> float32 (N, C, H, W) in [-1, 1]."""
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1

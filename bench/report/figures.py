@@ -2,6 +2,7 @@
 holds nothing to draw. matplotlib is imported here only, so reading the tables stays fast."""
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -45,6 +46,17 @@ def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+def _plain_text(draw):
+    """Draw with mathtext off: class and method names are user text, and a '$' pair in one
+    ('$x^$') must be shown as typed, not parsed as TeX (which raises)."""
+    @functools.wraps(draw)
+    def drawn(*args, **kwargs):
+        import matplotlib
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return draw(*args, **kwargs)
+    return drawn
 
 
 def _class_names(e: Evaluation) -> list[str]:
@@ -119,6 +131,7 @@ def sample_grids(data: SuiteData, t: DatasetTables) -> bytes | None:
     return buf.getvalue()
 
 
+@_plain_text
 def confusion_matrices(data: SuiteData, t: DatasetTables) -> bytes | None:
     """Per method: the confusion matrix averaged over its evaluations, rows normalised (recall)."""
     mats = {}
@@ -152,6 +165,7 @@ def confusion_matrices(data: SuiteData, t: DatasetTables) -> bytes | None:
     return _png(fig)
 
 
+@_plain_text
 def strip_plots(data: SuiteData, t: DatasetTables) -> bytes | None:
     """One panel per metric: every observation, coloured by train seed, the mean as a bar."""
     obs = data.observations
@@ -198,6 +212,7 @@ def _read_losses(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.array(steps), np.array(losses)
 
 
+@_plain_text
 def loss_curves(data: SuiteData, t: DatasetTables) -> bytes | None:
     """Training loss of every run, one colour per method, EMA-smoothed, log y."""
     import pandas as pd
@@ -227,6 +242,7 @@ def loss_curves(data: SuiteData, t: DatasetTables) -> bytes | None:
     return _png(fig)
 
 
+@_plain_text
 def feature_pca(data: SuiteData, t: DatasetTables) -> bytes | None:
     """2-D PCA of phi (features.npz, fgscore) coloured by class, one panel per method."""
     chosen = showcase(data, t, "features.npz")

@@ -1,0 +1,237 @@
+"""Bad input of every kind through the real command line (issue 15): one line on stderr, exit 2,
+no traceback, nothing written in the results store. Every case fails before any work starts."""
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bench import cli
+from bench.config import load_config
+from bench.plan import build_plan
+from bench.store import SuiteStore
+from bench.tasks import prepare_data
+
+# The tiny preset written out as a file (so [expert] keys are not overridden by the preset).
+TINY = {
+    "suite": {"name": "t", "seeds": 1, "methods": ["baseline"]},
+    "data": {"image_size": 16, "train_per_class": 16, "val_per_class": 8, "test_per_class": 8,
+             "exclude_classes": []},
+    "model": {"size": "tiny"},
+    "train": {"steps": 2, "batch_size": 8, "warmup_steps": 1, "checkpoint_every": 2, "log_every": 1},
+    "sample": {"steps": 2, "samples_per_class": 2},
+    "expert": {"backbone": "tiny", "epochs": 1},
+    "metrics": {"names": ["ssim"], "kid_subset_size": 8},
+    "execution": {"executor": "local", "device": "cpu"},
+}
+
+
+def toml(**changes) -> str:
+    """TINY with `changes` ({section: {key: value}}) as TOML text."""
+    def value(v):  # floats as Python writes them: nan, inf and 1e+300 are TOML too
+        if isinstance(v, list):
+            return "[" + ", ".join(map(value, v)) + "]"
+        return repr(v) if isinstance(v, float) else json.dumps(v)
+
+    tables = {s: {**t, **changes.get(s, {})} for s, t in TINY.items()}
+    return "".join(f"[{s}]\n" + "".join(f"{k} = {value(v)}\n" for k, v in t.items()) for s, t in tables.items())
+
+
+def bench(monkeypatch, capsys, *args):
+    monkeypatch.setattr(sys, "argv", ["bench", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    out = capsys.readouterr()
+    return exit_info.value.code, out.out, out.err
+
+
+def files(root):
+    return {p for p in root.rglob("*") if p.is_file()} if root.exists() else set()
+
+
+def assert_refused(code, err, fragment, written=frozenset()):
+    assert code == 2, err
+    assert err.startswith("error: ") and err.strip().count("\n") == 0 and "Traceback" not in err, err
+    assert fragment in err, err
+    assert not written, written
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """Bad data on disk (read only by the tests): a decompression bomb, a class too small to score,
+    splits that disagree, object arrays, a plug-in that exits."""
+    tmp_path = tmp_path_factory.mktemp("inputs")
+    rng = np.random.default_rng(0)
+
+    def tile():
+        return Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+
+    for name, count in (("bomb/a", 10), ("bomb/b", 10), ("few", 8), ("tiles/a", 10), ("tiles/b", 10)):
+        (tmp_path / name).mkdir(parents=True)
+        for i in range(count):
+            tile().save(tmp_path / name / f"{i}.png")
+    Image.new("1", (20000, 20000)).save(tmp_path / "bomb/a/big.png")   # 48 kB on disk, 400 Mpx
+    x = rng.integers(0, 256, (40, 16, 16, 3), dtype=np.uint8)
+    np.savez(tmp_path / "disagree.npz", train_images=x, train_labels=np.repeat(np.arange(50, 60), 4),
+             val_images=x, val_labels=np.repeat(np.arange(10), 4),
+             test_images=x, test_labels=np.repeat(np.arange(10), 4))
+    np.savez(tmp_path / "fake.npz", images=x, labels=np.arange(40) % 2)
+    np.savez(tmp_path / "objects.npz", images=np.array([object(), 1], dtype=object))
+    (tmp_path / "exits.py").write_text("import sys\nsys.exit(3)\n")
+    return tmp_path
+
+
+RUN = ("run", "--results", "results")
+
+
+@pytest.mark.parametrize("changes, args, fragment", [
+    ({"train": {"lr": float("inf")}}, (), "train.lr in bench.toml must be a finite number"),
+    ({"train": {"grad_clip": float("nan")}}, (), "train.grad_clip in bench.toml must be a finite number"),
+    ({"train": {"lr": 1e300}}, (), "train.lr in bench.toml must be a finite number"),
+    ({"data": {"split": [0.5, 0.5, float("nan")]}}, (), "data.split in bench.toml[2] must be a finite"),
+    ({"expert": {"batch_size": 0}}, (), "expert.batch_size in bench.toml must be an integer from 2"),
+    ({"expert": {"epochs": 0}}, (), "expert.epochs in bench.toml must be an integer from 1"),
+    ({"expert": {"backbone": "resnet-nope"}}, (), "expert.backbone in bench.toml must be a timm model name"),
+    ({"execution": {"device": "gpu"}}, (), "execution.device in bench.toml must be auto, cpu, cuda or cuda:N"),
+    ({"execution": {"device": "cuda:x"}}, (), "execution.device"),
+    ({}, ("--seeds", str(10**9)), "suite.seeds in bench.toml + command-line flags must be an integer from 1 to"),
+    ({"sample": {"samples_per_class": 10**9}}, (), "sample.samples_per_class"),
+    ({}, ("--methods", "drift:delta=nan"), "bad value 'nan' for drift:delta; expected a finite number"),
+    ({}, ("--methods", "drift:delta=1e300"), "bad value '1e300' for drift:delta; expected a finite number"),
+    ({}, ("--methods", "ssl:guidance=inf"), "bad value 'inf' for ssl:guidance"),
+    ({}, ("--methods", "aligned:w1=-1"), "bad parameters for method aligned: w1 and w2"),
+    ({}, ("--methods", "ssl:guidance=-1"), "guidance must be >= 0"),
+    ({}, ("--methods", "aligned:hook=__class__"), "method variant aligned:hook=__class__: no U-Net module"),
+    ({}, ("--methods", "aligned:hook=time_embedding"), "hook: U-Net module 'time_embedding' outputs shape"),
+    ({}, ("--methods", "fgscore:layers="), "bad parameters for method fgscore: layers needs"),
+    ({}, ("--methods", "fgscore:layers=mid_block/nope"), "no U-Net module at 'nope'"),
+    ({}, ("--methods", "ssl:encoder=timm:../../etc/passwd"), "'../../etc/passwd' is not a timm model name"),
+    ({}, ("--methods", "ssl:encoder=timm:resnet18"), "ssl encoder timm:resnet18 needs local weights"),
+    ({}, ("--methods", "ssl:encoder=nope"), "unknown ssl encoder 'nope'"),
+])
+def test_bad_suite_is_refused_at_planning(monkeypatch, capsys, tmp_path, changes, args, fragment):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bench.toml").write_text(toml(**changes))
+    code, _, err = bench(monkeypatch, capsys, *RUN, *args)
+    assert_refused(code, err, fragment, files(tmp_path / "results"))
+
+
+@pytest.mark.parametrize("dataset, changes, fragment", [
+    ("folder:bomb", {}, "exceeds limit of 178956970 pixels"),
+    # one class of 8 images: 1 test image, and FID needs 2 (a LinAlgError inside FID before)
+    ("folder:few", {"metrics": {"names": ["fid[inception]"]}},
+     "fid[inception] need at least 2 generated and 2 real images of the scored classes, got 2 and 1"),
+    ("npz:disagree.npz", {}, "every scored class needs train, val and test images, but train lacks 50 classes"),
+    ("npz:objects.npz", {}, "objects.npz: truncated or not an .npz of plain arrays"),
+])
+def test_bad_data_is_refused_before_the_cache_or_plan_is_written(monkeypatch, capsys, tmp_path, inputs,
+                                                                 dataset, changes, fragment):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bench.toml").write_text(toml(**changes))
+    kind, _, name = dataset.partition(":")
+    code, _, err = bench(monkeypatch, capsys, *RUN, "--dataset", f"{kind}:{inputs / name}")
+    assert_refused(code, err, fragment, files(tmp_path / "results"))
+
+
+def test_splits_that_disagree_name_the_classes_missing_from_each(monkeypatch, capsys, inputs):
+    code, _, err = bench(monkeypatch, capsys, "data", "verify", f"npz:{inputs / 'disagree.npz'}")
+    assert_refused(code, err, "train lacks 50 classes ('0', '1', '2', '3', '4', '5', '6', '7', ...); "
+                              "val lacks 50 classes ('10', '11',")
+    assert "test lacks 50 classes" in err
+
+
+def test_plugin_calling_sys_exit(monkeypatch, capsys, tmp_path, inputs):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bench.toml").write_text(toml())
+    code, _, err = bench(monkeypatch, capsys, *RUN, "--plugin", str(inputs / "exits.py"))
+    assert_refused(code, err, "exits.py failed to import: it called sys.exit(3)", files(tmp_path / "results"))
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("--fake", "objects.npz"), "objects.npz: truncated or not an .npz of plain arrays"),
+    (("--fake", "disagree.npz"), "has no 'images' array"),
+    (("--fake", "tiles", "--kid-subset-size", "0"), "--kid-subset-size must be an integer >= 2, got 0"),
+    (("--fake", "tiles", "--device", "gpu"), "--device must be auto, cpu, cuda or cuda:N, got 'gpu'"),
+    (("--fake", "tiles", "--expert-backbone", "nope"), "--expert-backbone must be a timm model name"),
+])
+def test_bad_eval_input(monkeypatch, capsys, tmp_path, inputs, args, fragment):
+    monkeypatch.chdir(inputs)  # the inputs by name, the cache in this test's folder
+    code, _, err = bench(monkeypatch, capsys, "eval", "--real", "tiles", "--metrics", "ssim,kid[inception]",
+                         "--cache", str(tmp_path / "cache"), *args)
+    assert_refused(code, err, fragment, files(tmp_path / "cache"))
+
+
+def test_a_file_where_the_store_should_be(monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bench.toml").write_text(toml())
+    (tmp_path / "results").write_text("not a folder")
+    code, _, err = bench(monkeypatch, capsys, *RUN)
+    assert_refused(code, err, f"Not a directory: {tmp_path / 'results' / 't' / 'cache'}; fix that path")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_store(monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bench.toml").write_text(toml())
+    (tmp_path / "results").mkdir(mode=0o555)
+    code, _, err = bench(monkeypatch, capsys, *RUN)
+    assert_refused(code, err, f"Permission denied: {tmp_path / 'results'}", files(tmp_path / "results"))
+
+
+def test_corrupt_plan_json_and_config_json(monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bench.toml").write_text(toml())
+    cfg = load_config(tmp_path / "bench.toml")
+    store = SuiteStore(tmp_path / "results", "t")
+    prepare_data(cfg, store.cache)                      # what the earlier run left, besides:
+    (spec,) = build_plan(cfg)
+    config = store.run_dir(spec.dataset, spec.variant, spec.train_seed, spec.run_id) / "config.json"
+    config.parent.mkdir(parents=True)
+    config.write_text('{"run_id": "torn')
+    before = {p: p.stat().st_mtime_ns for p in files(tmp_path / "results")}
+    code, _, err = bench(monkeypatch, capsys, *RUN)
+    assert_refused(code, err, f"{config} is corrupt (Unterminated string")
+    assert {p: p.stat().st_mtime_ns for p in files(tmp_path / "results")} == before
+
+    store.plan_path.write_text("{nope")
+    code, _, err = bench(monkeypatch, capsys, "report", "--results", "results")
+    assert_refused(code, err, "results/t/plan.json is corrupt (Expecting property name")
+
+
+def test_dollar_signs_in_class_names_are_drawn_as_text(monkeypatch, capsys, tmp_path):
+    """'$x^$' as a class name crashed matplotlib's mathtext in the confusion-matrix figure."""
+    from test_report import make_store
+    root = make_store(tmp_path, methods=("baseline", "drift:delta=-0.05"))
+    names = {"tumor": "$x^$", "stroma": "$\\frac{a}{$"}
+
+    def rename(obj):
+        if isinstance(obj, dict):
+            return {names.get(k, k): rename(v) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [rename(v) for v in obj]
+        return names.get(obj, obj) if isinstance(obj, str) else obj
+
+    for path in root.rglob("metrics.json"):
+        path.write_text(json.dumps(rename(json.loads(path.read_text()))))
+    code, _, err = bench(monkeypatch, capsys, "report", "--results", str(tmp_path / "results"))
+    assert code in (0, None), err
+    assert (root / "report" / "figures" / "synth-tissue_confusion.png").is_file()
+
+
+def test_one_grammar_for_data_set_specs(monkeypatch, capsys, tmp_path, inputs):
+    """What `bench data verify` prints, every command accepts (`data verify`, `eval --real`,
+    `run --dataset` through the same parser)."""
+    from bench.datasets import parse_spec
+    monkeypatch.chdir(inputs)
+    for given in ("tiles", "fake.npz", "synth-tissue"):
+        code, out, err = bench(monkeypatch, capsys, "data", "verify", given)
+        assert code in (0, None), err
+        printed = out.split()[1].rstrip(":")                 # "OK <spec>: ..."
+        assert parse_spec(printed).name == printed
+        code, again, err = bench(monkeypatch, capsys, "data", "verify", printed)
+        assert code in (0, None) and again == out, err
+    code, out, err = bench(monkeypatch, capsys, "eval", "--real", "npz:fake.npz", "--fake", "fake.npz",
+                           "--metrics", "ssim", "--cache", str(tmp_path / "cache"))
+    assert code in (0, None), err
