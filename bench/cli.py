@@ -150,8 +150,8 @@ def methods_cmd(plugin: list[str] = typer.Option([], help="also load these plug-
 
 
 @app.command(name="check-method")
-def check_method(plugin: str = typer.Argument(..., help="a .py file (or module) defining ConditioningMethod subclasses")):
-    """Run the conformance checks (bench.testing) on every method a plug-in defines, at default parameters."""
+def check_method(plugin: str = typer.Argument(..., help="a .py file (or module) defining methods")):
+    """Run the conformance checks (bench.testing) on every method a plug-in defines, at its defaults."""
     import tempfile
 
     from bench.methods import canonical
@@ -162,7 +162,8 @@ def check_method(plugin: str = typer.Argument(..., help="a .py file (or module) 
     for variant in variants:
         with tempfile.TemporaryDirectory(prefix="bench-check-") as workdir:
             for check, problem in run_checks(variant, Path(workdir)):
-                typer.echo(f"pass {variant}: {check}" if problem is None else f"FAIL {variant}: {check}: {problem}")
+                typer.echo(f"pass {variant}: {check}" if problem is None
+                           else f"FAIL {variant}: {check}: {problem}")
                 results.append(problem is None)
     typer.echo(f"{sum(results)} of {len(results)} checks passed")
     raise typer.Exit(0 if all(results) else 1)

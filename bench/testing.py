@@ -127,8 +127,8 @@ def checkpoint_round_trip(setup: Setup) -> None:
     run_dir = setup.workdir / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
     train_model(setup.cfg, setup.variant, 0, setup.data, run_dir, setup.load_expert(), setup.cache)
-    first, second = (load_model(setup.cfg, setup.variant, setup.data, run_dir, CPU, setup.load_expert(), setup.cache)
-                     for _ in range(2))
+    first, second = (load_model(setup.cfg, setup.variant, setup.data, run_dir, CPU, setup.load_expert(),
+                                setup.cache) for _ in range(2))
     a, b = first.model.state_dict(), second.model.state_dict()
     _require(list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a),
              "two loads of one checkpoint hold different weights")

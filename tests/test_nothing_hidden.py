@@ -49,7 +49,11 @@ def test_failed_evaluations_are_listed_on_a_re_run_and_exit_1(monkeypatch, capsy
     code, out, err = run_cli(monkeypatch, capsys, *suite)
     assert code == 1, (out, err)
     assert "1 failed" in out and "gen seed 1" in out and "samples went bad" in out
-    assert f"delete {store.eval_dir(run_dir, 1) / FAILED} to retry" in out.replace("\n", "")
+    retry = f"delete {store.eval_dir(run_dir, 1) / FAILED} to retry"
+    assert "".join(retry.split()) in "".join(out.split())  # the console wraps and folds long lines
+    code, out, err = run_cli(monkeypatch, capsys, *suite, "--methods", "baseline,drift")  # with new work too
+    out = " ".join(out.split())  # the console wraps long lines
+    assert code == 1 and "1 trained, 2 evaluated" in out and "1 failed" in out and "samples went bad" in out
 
 
 def test_non_finite_samples_fail_the_evaluation_and_are_not_scored(monkeypatch, capsys, tmp_path, suite):

@@ -25,7 +25,8 @@ def test_markdown_escapes_html_newlines_and_pipes_in_names(tmp_path, monkeypatch
     build_report(root, ("md",))
     md = (root / "report" / "leaderboard.md").read_text()
     assert "<script" not in md and "<b " not in md and "&lt;script&gt;" in md and "&lt;b onmouseover" in md
-    assert "## injected" not in md.splitlines() and not any(line.startswith("second line") for line in md.splitlines())
+    lines = md.splitlines()
+    assert "## injected" not in lines and not any(line.startswith("second line") for line in lines)
     assert r"\[link\](http" in md and r"\*em\*" in md  # shown as typed, neither a link nor emphasis
     for table in re.findall(r"(?:^\|.*\n)+", md, re.M):  # every row of a table has the header's cells
         cells = {len(re.findall(r"(?<!\\)\|", row)) for row in table.splitlines()}
