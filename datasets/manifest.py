@@ -75,7 +75,7 @@ _MEDMNIST = {
     "breastmnist": (("malignant", "normal, benign"), 1, (546, 78, 156)),
     "organamnist": (("bladder", "femur-left", "femur-right", "heart", "kidney-left",
                      "kidney-right", "liver", "lung-left", "lung-right", "pancreas", "spleen"),
-                    1, (34581, 6491, 17778)),
+                    1, (34561, 6491, 17778)),
 }
 # md5 of every file: INFO[set]["MD5"] (28 px) and ["MD5_<size>"] in medmnist 3.0.2's medmnist/info.py.
 _MEDMNIST_MD5 = {
