@@ -72,6 +72,11 @@ class Sampler:
         abar_prev = self.alphas_cumprod[self.timesteps[i + 1]] if i + 1 < len(self) else torch.tensor(1.0)
         return abar_t, abar_prev
 
+    def noise_scales(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(s_t, s_prev) = sqrt(1 - abar) at step i's level and at the level its update lands on."""
+        abar_t, abar_prev = self.abar_pair(i)
+        return (1 - abar_t).sqrt(), (1 - abar_prev).sqrt()
+
     def posterior(self, xt, eps_hat, i: int):
         """(mean, sigma) of x_{t_prev} given x_t and eps_hat, DDIM Eq. 12."""
         abar_t, abar_prev = (a.to(xt.device) for a in self.abar_pair(i))
