@@ -46,7 +46,6 @@ class TrainConfig:
     beta_schedule: Literal["linear", "squaredcos_cap_v2"] = "linear"
     checkpoint_every: int = 100         # steps between resumable checkpoints
     log_every: int = 10                 # steps between train_log.jsonl lines
-    augment: bool = True                # random flips / 90-degree rotations (histology has no up)
 
 
 @dataclass(frozen=True)

@@ -109,7 +109,7 @@ def train_task(cfg: Config, spec: RunSpec, results: Path, data_path: Path, on_st
         atomic_write_json(run_dir / "config.json", {
             "run_id": spec.run_id, "dataset": spec.dataset, "method": spec.variant, "method_name": cls_name,
             "method_params": spec.variant.partition(":")[2], "train_seed": spec.train_seed,
-            "class_names": list(data.class_names),
+            "class_names": list(data.class_names), "augment": data.meta.get("augment", "none"),
             "code_version": __version__, "config": cfg.to_dict()})
         device = resolve_device(cfg.execution.device)
         try:

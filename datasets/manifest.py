@@ -37,6 +37,7 @@ class KnownSet:
     counts: dict                        # images per split ({"all": n} when there is no split)
     licence: str
     citation: str
+    augment: str = "none"               # training augmentation: "dihedral" only if the images have no up or left
 
 
 KATHER_BASE = "https://zenodo.org/records/53169/files"
@@ -54,7 +55,7 @@ KATHER = KnownSet(
     file=RemoteFile(f"{KATHER_TOP}.zip", KATHER_BASE, size=258_098_431,
                     sha256="936d0b95ae0f04f1f7b18a2b7e8c55776c3e887d102f645bcee752d1a6626a32"),
     kind="kather-zip", class_names=KATHER_CLASSES, image_size=150, channels=3,
-    counts={"all": 5000}, licence="CC BY 4.0",
+    counts={"all": 5000}, licence="CC BY 4.0", augment="dihedral",
     citation="Kather et al., Multi-class texture analysis in colorectal cancer histology, "
              "Scientific Reports 6:27988 (2016); doi:10.5281/zenodo.53169")
 
@@ -78,6 +79,9 @@ _MEDMNIST = {
                      "kidney-right", "liver", "lung-left", "lung-right", "pancreas", "spleen"),
                     1, (34581, 6491, 17778)),
 }
+# Histology tiles have no up or left; X-ray, OCT, CT slices, dermoscopy and blood smears are left
+# unaugmented (anatomy, text, acquisition orientation): a user who knows better sets data.augment.
+ORIENTATION_FREE = ("pathmnist",)
 _PATHMNIST_MD5 = {28: "a8b06965200029087d5bd730944a56c1", 64: "55aa9c1e0525abe5a6b9d8343a507616",
                   128: "ac42d08fb904d92c244187169d1fd1d9", 224: "2c51a510bcdc9cf8ddb2af93af1eadec"}
 
@@ -97,7 +101,7 @@ def _medmnist_sets() -> dict[str, KnownSet]:
                 name=name, file=RemoteFile(f"{name}.npz", MEDMNIST_BASE, md5=md5),
                 kind="medmnist-npz", class_names=classes, image_size=size, channels=channels,
                 counts={"train": n_train, "val": n_val, "test": n_test}, licence="CC BY 4.0",
-                citation=MEDMNIST_CITATION)
+                citation=MEDMNIST_CITATION, augment="dihedral" if base in ORIENTATION_FREE else "none")
     return sets
 
 

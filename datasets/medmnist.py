@@ -50,4 +50,4 @@ def load(cfg: DataConfig) -> PreparedData:
             "citation": known_set.citation,
             "checksum": f"md5 {known_set.file.md5}" if known_set.file.md5 else
             "none recorded; keys, counts, shapes and labels checked"}
-    return assemble(cfg, cfg.name, names, pairs, meta)
+    return assemble(cfg, cfg.name, names, pairs, meta, augment=known_set.augment)

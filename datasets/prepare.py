@@ -71,8 +71,9 @@ def scored_classes(class_names: tuple[str, ...], exclude: tuple[str, ...],
 
 
 def assemble(cfg: DataConfig, name: str, class_names: tuple[str, ...],
-             splits: dict[str, tuple[np.ndarray, np.ndarray]], meta: dict) -> PreparedData:
-    """Resize (if needed), grayscale (if asked), check labels, and build the PreparedData."""
+             splits: dict[str, tuple[np.ndarray, np.ndarray]], meta: dict, augment: str) -> PreparedData:
+    """Resize (if needed), grayscale (if asked), check labels, and build the PreparedData. `augment` is
+    the source's declared training augmentation ("none" or "dihedral"); cfg.augment overrides it."""
     if cfg.image_size < 4:
         raise BenchError(f"image_size {cfg.image_size} is too small; use 4 or more (e.g. 32)")
     arrays: dict[str, np.ndarray] = {}
@@ -86,7 +87,9 @@ def assemble(cfg: DataConfig, name: str, class_names: tuple[str, ...],
             x = to_grayscale(x)
         arrays[f"{s}_x"] = np.ascontiguousarray(x)
         arrays[f"{s}_y"] = np.asarray(y, np.int64).reshape(-1)
-    meta = {**meta, "image_size": cfg.image_size, "grayscale": cfg.grayscale,
+    meta = {**meta, "augment": augment if cfg.augment == "source" else cfg.augment,
+            "augment_from": "the data source" if cfg.augment == "source" else "data.augment",
+            "image_size": cfg.image_size, "grayscale": cfg.grayscale,
             "counts": {s: int(len(arrays[f"{s}_y"])) for s in SPLITS}}
     if cfg.grayscale:
         meta["grayscale_formula"] = "ITU-R BT.601 luma 0.299 R + 0.587 G + 0.114 B"
