@@ -34,12 +34,18 @@ def run_id(cfg: Config, variant: str, train_seed: int) -> str:
 
 def build_plan(cfg: Config) -> list[RunSpec]:
     """The grid, every variant and metric name validated (BenchError) before anything is written."""
+    from bench.diffusion import sampler_kind
     from bench.metrics import check_metric_names
     check_metric_names(cfg.metrics.names)
+    sampler = sampler_kind(cfg.sample.sampler, cfg.sample.clip_x0)
     variants = []
     for text in cfg.suite.methods:
         cls, params = parse_variant(text)
         variant = canonical_variant(cls.name, params)
+        try:
+            cls.check_sampler(params, sampler)
+        except ValueError as err:
+            raise BenchError(f"method {variant} cannot sample with sampler {cfg.sample.sampler!r}: {err}") from None
         if variant in variants:
             raise BenchError(f"method variant {variant!r} is listed twice; list each variant once")
         variants.append(variant)

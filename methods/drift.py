@@ -10,7 +10,9 @@ Reverse:  `consistent` (default): y_t = x_t - s_t delta is an ordinary diffusion
           N(a_t x0, s_t^2 I)), whose noise the network estimates as eps_hat (eps_hat - delta under
           "shifted"). Each update removes s_t delta, takes the sampler's standard step on y, and adds
           s_prev delta back: the mean shift runs from delta at z_T to about 0 at x_0 and never
-          accumulates, so sampling matches training under every sampler.
+          accumulates, so sampling matches training under every sampler whose samples are x_t
+          (ddim, ddpm, dpmsolver++, unipc; a multistep solver's history is all in y). Samplers of
+          x0 + sigma_t eps (euler) are refused.
           `literal`: the unofficial inference code's reading of mu_theta + delta, the network's output
           used as it is and a shift added after every update, with delta the *total* shift spread
           over the N steps (delta / N each), so a result does not depend on the step count. (Adding
@@ -33,6 +35,7 @@ from typing import Literal
 
 import torch
 
+from bench.diffusion import SAMPLERS
 from bench.methods.base import ConditioningMethod
 
 
@@ -70,12 +73,18 @@ class Drift(ConditioningMethod):
         noise = super().initial_noise(shape, generator, device)
         return noise + self._delta(noise)
 
-    def step(self, sampler, xt, eps_hat, i, noise):
+    @classmethod
+    def check_sampler(cls, params, kind):
+        if not kind.vp_samples:
+            raise ValueError("its reverse shifts samples x_t = a_t x0 + s_t eps; use one of "
+                             + ", ".join(name for name, k in SAMPLERS.items() if k.vp_samples))
+
+    def step(self, sampler, xt, eps_hat, i, generator):
         delta = self._delta(xt)
         if self.params.reverse == "literal":
-            return super().step(sampler, xt, eps_hat, i, noise) + delta / len(sampler)
+            return super().step(sampler, xt, eps_hat, i, generator) + delta / len(sampler)
         # 1. the noise estimate of y: the network's output, less delta if it learnt eps + delta
         eps_y = eps_hat - delta if self.params.target == "shifted" else eps_hat
         # 2. y_t = x_t - s_t delta, one standard step on y, then x_prev = y_prev + s_prev delta
         s_t, s_prev = (s.to(xt.device, xt.dtype) for s in sampler.noise_scales(i))
-        return super().step(sampler, xt - s_t * delta, eps_y, i, noise) + s_prev * delta
+        return super().step(sampler, xt - s_t * delta, eps_y, i, generator) + s_prev * delta
