@@ -25,6 +25,7 @@ from bench.store import DONE, FAILED, FileLock, SuiteStore, atomic_write_bytes, 
 
 METRICS_FILE = "metrics.json"
 SAMPLES_FILE = "samples.npz"
+FEATURES_FILE = "features.npz"
 
 
 def _hash(obj) -> str:
@@ -151,6 +152,10 @@ def eval_task(cfg: Config, spec: RunSpec, gen_seed: int, results: Path, data_pat
             images = sample_images(built, cfg, labels, gen_seed, device)
             _save_npz(out / SAMPLES_FILE, images=images, labels=labels)
             save_grid(images, labels, out / "grid.png")
+            # a method's features of real images do not depend on the generation seed: stored once
+            features = built.method.evaluation_features(built.model) if gen_seed == 0 else None
+            if features is not None:
+                _save_npz(out / FEATURES_FILE, **features)
             real_x, real_y = data.split("test")
             scored = np.isin(real_y, data.scored_classes)
             result = evaluate_samples(

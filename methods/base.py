@@ -118,6 +118,12 @@ class ConditioningMethod:
     def check_sampler(cls, params, kind: "SamplerKind") -> None:
         """Raise ValueError naming what is missing if this method cannot sample with `kind`."""
 
+    # ---- evaluation --------------------------------------------------------------------------
+    def evaluation_features(self, model: "Denoiser") -> dict | None:
+        """Arrays an evaluation stores as features.npz (e.g. the method's own features of held-out real
+        images, for the report); default: none."""
+        return None
+
     # ---- names ---------------------------------------------------------------------------
     @property
     def variant(self) -> str:

@@ -20,6 +20,8 @@ Training   the conditioner of image x0 is another random train image x0' of the 
 Sampling   phi^target for class c at level t = the centroid of phi over `n_refs` fixed class-c train
            images (the paper: at least 64), each noised to t with `n_draws` noise draws; computed once
            per timestep for every class and cached. The matching is applied at every step.
+Report     evaluations store phi of the held-out real test images at a few noise levels and the accuracy
+           of their nearest class centroid (features.npz): the paper's clustering claim, measured.
 The paper's network has no class input, so the cross-attention token is a fixed zero (null) token.
 The authors' coarse-to-fine stochastic sampler is not used: every method uses the suite's sampler.
 """
@@ -29,12 +31,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 
+import numpy as np
 import torch
 
 from bench.methods.aligned import resolve_module
 from bench.methods.base import ConditioningMethod
 
 STD_EPS = 1e-5
+FEATURE_LEVELS = (0.1, 0.5, 0.9)   # fractions of the schedule at which evaluations store phi of real images
 
 
 LAST_DECODER_BLOCK = "up_blocks.-1"
@@ -243,16 +247,35 @@ class FGScore(ConditioningMethod):
     def sampling_denoise(self, model, xt, t, cond, labels):
         return self.matched_denoise(model, xt, t, self.centroids(model, labels, t))
 
+    def flat(self, stats: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """phi as one vector per row: the layers' channel means (and stds with `match_std`), concatenated."""
+        return torch.cat([s for pair in stats for s in (pair if self.params.match_std else pair[:1])], 1)
+
     def features(self, model, x0, t: int, generator: torch.Generator | None = None,
                  batch_size: int = 256) -> torch.Tensor:
-        """phi (N, D) of images x0 noised to level t: the concatenated channel means of the selected
-        layers (and stds with `match_std`), for the report's PCA figure of features by class."""
+        """phi (N, D) of images x0 noised to level t (`flat`)."""
         generator = generator or torch.Generator().manual_seed(self.params.ref_seed)
         out = []
         with torch.no_grad():
             for chunk in x0.split(batch_size):
                 eps = torch.randn(chunk.shape, generator=generator, device=generator.device).to(chunk.device)
                 tt = torch.full((len(chunk),), int(t), device=chunk.device, dtype=torch.long)
-                stats = self.phi(model, self.add_noise(self.ctx.schedule, chunk, eps, tt), tt)
-                out.append(torch.cat([s for pair in stats for s in (pair if self.params.match_std else pair[:1])], 1))
+                out.append(self.flat(self.phi(model, self.add_noise(self.ctx.schedule, chunk, eps, tt), tt)))
         return torch.cat(out)
+
+    def evaluation_features(self, model):
+        """phi of the held-out real test images of the scored classes at FEATURE_LEVELS of the schedule,
+        and at each level the accuracy of assigning each image the class of its nearest centroid (all
+        classes compete): the paper's claim that phi clusters by class, measured on this model."""
+        x, y = self.ctx.split_images("test")
+        scored = torch.isin(y, torch.tensor(self.ctx.data.scored_classes, device=y.device))
+        x, y = x[scored], y[scored]
+        levels = [round(f * (self.ctx.schedule.num_train_timesteps - 1)) for f in FEATURE_LEVELS]
+        phis, accuracy = [], []
+        for t in levels:
+            phi = self.features(model, x, t)
+            nearest = torch.cdist(phi, self.flat(self.class_centroids(model, t))).argmin(1)
+            phis.append(phi)
+            accuracy.append(float((nearest == y).float().mean()))
+        return {"phi": torch.stack(phis).float().cpu().numpy(), "labels": y.cpu().numpy(),
+                "t": np.array(levels), "accuracy": np.array(accuracy)}

@@ -1,5 +1,6 @@
 """fgscore: mean matching, both passes' gradients, same-class conditioners, class centroids, and
 never the last decoder block."""
+import numpy as np
 import pytest
 import torch
 
@@ -200,3 +201,24 @@ def test_features_have_one_row_per_image_and_the_documented_width(toy_data, tiny
     width = sum(m.shape[1] for m, _ in method.phi(model, x0, torch.zeros(5, dtype=torch.long)))
     assert phi.shape == (5, width) and torch.isfinite(phi).all()
     assert torch.equal(phi, method.features(model, x0, 100))
+
+
+def test_evaluation_stores_phi_of_real_images_and_the_report_shows_its_clustering(monkeypatch, capsys, tmp_path):
+    from test_cli import run_cli
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bench.toml").write_text('[suite]\nname = "f"\nseeds = 2\nmethods = ["baseline", "fgscore:n_refs=4,n_draws=1"]\n'
+                                         '[metrics]\nnames = ["ssim"]\n')
+    code, out, err = run_cli(monkeypatch, capsys, "run", "--preset", "tiny", "--executor", "local",
+                             "--results", "results")
+    assert code in (0, None), out + err
+    root = tmp_path / "results" / "f"
+    (stored,) = root.glob("runs/**/features.npz")          # fgscore only, once per trained model
+    assert stored.parent.name == "seed=0" and "fgscore" in stored.relative_to(root).parts[2]
+    with np.load(stored) as z:
+        phi, labels, levels, accuracy = z["phi"], z["labels"], z["t"], z["accuracy"]
+    assert phi.shape[:2] == (3, len(labels)) and levels.tolist() == [100, 500, 899]
+    assert np.isfinite(phi).all() and ((0 <= accuracy) & (accuracy <= 1)).all()
+    code, out, err = run_cli(monkeypatch, capsys, "report", "--results", "results")
+    html = (root / "report" / "report.html").read_text()
+    assert "nearest-centroid accuracy" in html and f"{accuracy[0]:.3f}" in html
+    assert (root / "report" / "figures" / "synth-tissue_phi_pca.png").is_file()
