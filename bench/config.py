@@ -49,14 +49,15 @@ class TrainConfig:
     beta_schedule: Literal["linear", "squaredcos_cap_v2"] = "linear"
     checkpoint_every: int = 100         # steps between resumable checkpoints
     log_every: int = 10                 # steps between train_log.jsonl lines
-    augment: bool = True                # random flips / 90-degree rotations (histology has no up)
 
 
 @dataclass(frozen=True)
 class SampleConfig:
-    sampler: Literal["ddim", "ddpm"] = "ddim"  # ddpm = ancestral sampling over all 1000 steps
-    steps: int = 50                     # DDIM steps (ignored by ddpm)
-    eta: float = 0.0                    # DDIM stochasticity; 0 = deterministic
+    sampler: str = "ddim"               # a diffusers scheduler by name: ddim | ddpm | dpmsolver++ | unipc | euler
+    steps: int = 50                     # sampling steps (the scheduler's inference timesteps)
+    eta: float = 0.0                    # DDIM stochasticity, ddim only; 0 = deterministic
+    spacing: Literal["trailing", "leading", "linspace"] = "trailing"  # timesteps; trailing starts at T - 1 (Lin et al. 2024)
+    clip_x0: bool = True                # clip the predicted x0 to [-1, 1] at every step
     samples_per_class: int = 10         # images per scored class per generation seed
     batch_size: int = 128               # images per denoiser call
 

@@ -1,17 +1,21 @@
-"""The DDPM training schedule and the DDIM/DDPM sampler shared by every method.
+"""The DDPM training schedule, and the diffusers schedulers that sample it, chosen by name.
 
-Notation (Ho et al. 2020; Song et al. 2021, DDIM Eq. 12):
-  abar_t   alphas_cumprod[t]                    snr_t = abar_t / (1 - abar_t)
-  x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t)
-  sigma  = eta * sqrt((1 - abar_prev) / (1 - abar_t)) * sqrt(1 - abar_t / abar_prev)
-  mean   = sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev - sigma^2) eps_hat
-DDIM with eta = 1 over all training steps is DDPM's ancestral sampler (sigma^2 = posterior variance),
-so one update serves both samplers.
+Notation (Ho et al. 2020):  abar_t = alphas_cumprod[t],  a_t = sqrt(abar_t),  s_t = sqrt(1 - abar_t),
+  x_t = a_t x0 + s_t eps,  snr_t = abar_t / (1 - abar_t).
+A sampler is a diffusers scheduler (`[sample] sampler`) set to the training schedule, with the suite's
+timestep spacing ("trailing" by default: the first step starts at t = T - 1, Lin et al. 2024, Sec. 3.3)
+and x0 clipping. A method's `step` hook wraps `Sampler.step`; drift alone overrides it, and needs
+`noise_scales`, which exists for the samplers whose samples are x_t itself (`vp_samples`).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
+import diffusers
 from diffusers import DDPMScheduler
+
+from bench.errors import BenchError
 
 
 class Schedule:
@@ -22,6 +26,7 @@ class Schedule:
         betas = DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule).betas
         self.alphas_cumprod = torch.cumprod(1.0 - betas.double(), 0).float()
         self.num_train_timesteps = num_train_timesteps
+        self.beta_schedule = beta_schedule
         self.min_snr_gamma = min_snr_gamma
 
     def _abar(self, t, like):
@@ -45,44 +50,100 @@ class Schedule:
         return per_sample.mean()
 
 
-class Sampler:
-    """Timesteps and the update of one reverse step; `step()` of a method combines them."""
+@dataclass(frozen=True)
+class SamplerKind:
+    """How bench drives one diffusers scheduler."""
+    scheduler: str                      # class name in diffusers
+    options: dict = field(default_factory=dict)   # settings beyond the schedule, spacing and clipping
+    clip: dict | None = None            # the settings that clip x0 to [-1, 1]; None: it cannot
+    no_clip: dict = field(default_factory=dict)   # the settings that leave x0 alone
+    noise: str = "none"                 # its step's noise: "eta" (DDIM's, drawn here), "generator", "none"
+    vp_samples: bool = True             # its samples are x_t = a_t x0 + s_t eps (not x0 + sigma_t eps)
 
-    def __init__(self, schedule: Schedule, steps: int, eta: float, clip_x0: bool = True):
-        n = schedule.num_train_timesteps
-        steps = min(steps, n)
-        # Evenly spaced, ending at t = 0 ("trailing" spacing would skip t = 0's refinement).
-        self.timesteps = (torch.arange(steps - 1, -1, -1) * (n // steps)).long()
-        self.alphas_cumprod = schedule.alphas_cumprod
-        self.eta = eta
-        self.clip_x0 = clip_x0
+
+# Dynamic thresholding (Saharia et al. 2022) with its ceiling at 1 is plain clipping to [-1, 1].
+_CLIP = {"clip": {"clip_sample": True, "clip_sample_range": 1.0}, "no_clip": {"clip_sample": False}}
+_THRESHOLD_AT_1 = {"clip": {"thresholding": True, "sample_max_value": 1.0}, "no_clip": {"thresholding": False}}
+SAMPLERS = {
+    "ddim": SamplerKind("DDIMScheduler", {"set_alpha_to_one": True}, noise="eta", **_CLIP),
+    "ddpm": SamplerKind("DDPMScheduler", {"variance_type": "fixed_small"}, noise="generator", **_CLIP),
+    "dpmsolver++": SamplerKind("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2},
+                               **_THRESHOLD_AT_1),
+    "unipc": SamplerKind("UniPCMultistepScheduler", {"solver_order": 2}, **_THRESHOLD_AT_1),
+    "euler": SamplerKind("EulerDiscreteScheduler", noise="generator", vp_samples=False),
+}
+
+
+def sampler_kind(name: str, clip_x0: bool = False) -> SamplerKind:
+    """The registered sampler `name`; BenchError if unknown, or if it cannot clip x0 and is asked to."""
+    if name not in SAMPLERS:
+        raise BenchError(f"unknown sampler {name!r} in [sample] sampler; known: {', '.join(SAMPLERS)}")
+    kind = SAMPLERS[name]
+    if clip_x0 and kind.clip is None:
+        raise BenchError(f"sampler {name!r} cannot clip x0; set [sample] clip_x0 = false or use "
+                         f"{', '.join(n for n, k in SAMPLERS.items() if k.clip is not None)}")
+    return kind
+
+
+class Sampler:
+    """A diffusers scheduler on the training schedule: timesteps, one update, the noise levels."""
+
+    def __init__(self, schedule: Schedule, name: str = "ddim", steps: int = 50, eta: float = 0.0,
+                 spacing: str = "trailing", clip_x0: bool = True):
+        kind = sampler_kind(name, clip_x0)
+        self.name, self.eta, self.steps = name, eta, min(steps, schedule.num_train_timesteps)
+        self.scheduler = getattr(diffusers, kind.scheduler)(
+            num_train_timesteps=schedule.num_train_timesteps, beta_schedule=schedule.beta_schedule,
+            prediction_type="epsilon", timestep_spacing=spacing, steps_offset=0,
+            **kind.options, **(kind.clip if clip_x0 else kind.no_clip))
+        self.kind = kind
+        self.reset()
 
     @classmethod
-    def from_config(cls, schedule: Schedule, sampler: str, steps: int, eta: float) -> "Sampler":
-        if sampler == "ddpm":
-            return cls(schedule, schedule.num_train_timesteps, eta=1.0)
-        return cls(schedule, steps, eta)
+    def from_config(cls, schedule: Schedule, sample_cfg) -> "Sampler":
+        return cls(schedule, sample_cfg.sampler, sample_cfg.steps, sample_cfg.eta, sample_cfg.spacing,
+                   sample_cfg.clip_x0)
+
+    def reset(self) -> None:
+        """Timesteps set afresh and a multistep scheduler's history cleared: call before each batch."""
+        self.scheduler.set_timesteps(self.steps)
+        self.timesteps = self.scheduler.timesteps
 
     def __len__(self):
         return len(self.timesteps)
 
-    def abar_pair(self, i: int):
-        t = self.timesteps[i]
-        abar_t = self.alphas_cumprod[t]
-        abar_prev = self.alphas_cumprod[self.timesteps[i + 1]] if i + 1 < len(self) else torch.tensor(1.0)
-        return abar_t, abar_prev
+    @property
+    def init_noise_sigma(self) -> float:
+        return float(self.scheduler.init_noise_sigma)
 
-    def posterior(self, xt, eps_hat, i: int):
-        """(mean, sigma) of x_{t_prev} given x_t and eps_hat, DDIM Eq. 12."""
-        abar_t, abar_prev = (a.to(xt.device) for a in self.abar_pair(i))
-        # 1. predicted clean image
-        x0_hat = (xt - (1 - abar_t).sqrt() * eps_hat) / abar_t.sqrt()
-        if self.clip_x0:
-            x0_hat = x0_hat.clamp(-1, 1)
-            # keep eps consistent with the clipped x0 so the direction term points at it
-            eps_hat = (xt - abar_t.sqrt() * x0_hat) / (1 - abar_t).sqrt()
-        # 2. noise scale of this step
-        sigma = self.eta * ((1 - abar_prev) / (1 - abar_t)).sqrt() * (1 - abar_t / abar_prev).sqrt()
-        # 3. mean: re-noise x0_hat to the previous level along eps_hat
-        mean = abar_prev.sqrt() * x0_hat + (1 - abar_prev - sigma**2).clamp(min=0).sqrt() * eps_hat
-        return mean, sigma
+    def model_input(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        """What the denoiser sees at step i (x itself, except for samplers of x0 + sigma eps)."""
+        return self.scheduler.scale_model_input(x, self.timesteps[i])
+
+    def step(self, xt: torch.Tensor, eps_hat: torch.Tensor, i: int, generator: torch.Generator) -> torch.Tensor:
+        """x at the next level from x_t and eps_hat; the step's noise, if any, from `generator`."""
+        t, sched = self.timesteps[i], self.scheduler
+        if self.kind.noise == "eta":
+            # eps re-derived from the clipped x0 (use_clipped_model_output): the direction points at it
+            noise = torch.randn(xt.shape, generator=generator).to(xt.device) if self.eta > 0 else None
+            return sched.step(eps_hat, t, xt, eta=self.eta, use_clipped_model_output=True,
+                              variance_noise=noise).prev_sample
+        if self.kind.noise == "generator":
+            return sched.step(eps_hat, t, xt, generator=generator).prev_sample
+        return sched.step(eps_hat, t, xt).prev_sample
+
+    def noise_scales(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(s_t, s_prev): sqrt(1 - abar) at step i's level and at the level its update lands on."""
+        if not self.kind.vp_samples:
+            raise ValueError(f"sampler {self.name!r} does not keep samples as x_t = a_t x0 + s_t eps")
+        sched, t = self.scheduler, int(self.timesteps[i])
+        if hasattr(sched, "sigmas"):        # multistep solvers: sigma = s / a per step, 0 at the end
+            sigma_t, sigma_prev = sched.sigmas[i].double(), sched.sigmas[i + 1].double()
+            return tuple((sg / (1 + sg**2).sqrt()).float() for sg in (sigma_t, sigma_prev))
+        abar = sched.alphas_cumprod
+        if hasattr(sched, "previous_timestep"):
+            prev, final = int(sched.previous_timestep(t)), sched.one
+        else:                               # DDIM's own rule: one stride back, whatever the spacing
+            prev, final = t - sched.config.num_train_timesteps // sched.num_inference_steps, sched.final_alpha_cumprod
+        abar_prev = abar[prev] if prev >= 0 else final
+        return (1 - abar[t]).sqrt(), (1 - abar_prev).sqrt()

@@ -41,14 +41,21 @@ def run_id(cfg: Config, variant: str, train_seed: int) -> str:
 def build_plan(cfg: Config) -> list[RunSpec]:
     """The grid, every variant and metric name validated (BenchError) before anything is written:
     each variant's parameters are also resolved on the suite's U-Net architecture (hooks, layers,
-    encoders), so a bad one stops the suite here instead of failing its runs later."""
+    encoders) and checked against the sampler, so a bad one stops the suite here instead of failing
+    its runs later."""
+    from bench.diffusion import sampler_kind
     from bench.metrics import check_metric_names
     check_metric_names(cfg.metrics.names)
+    sampler = sampler_kind(cfg.sample.sampler, cfg.sample.clip_x0)
     unet = _architecture(cfg)
     variants = []
     for text in cfg.suite.methods:
         cls, params = parse_variant(text)
         variant = canonical_variant(cls.name, params)
+        try:
+            cls.check_sampler(params, sampler)
+        except ValueError as err:
+            raise BenchError(f"method {variant} cannot sample with sampler {cfg.sample.sampler!r}: {err}") from None
         if variant in variants:
             raise BenchError(f"method variant {variant!r} is listed twice; list each variant once")
         try:

@@ -1,7 +1,7 @@
 """Sampling a trained model with the suite's sampler and a method's sampling hooks.
 
-Paired seeds: for generation seed s, every method draws its initial and per-step noise from the
-same seeded stream, in chunks of `sample.batch_size` images, so methods differ only in how they
+Paired seeds: for generation seed s, every method draws its initial noise and its sampler's per-step
+noise from the same seeded stream, in chunks of `sample.batch_size` images, so methods differ only in how they
 condition. Condition draws (e.g. an SSL embedding bank) use a separate stream so they never shift
 the noise.
 """
@@ -34,7 +34,7 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 def sample_images(built: Built, cfg: Config, labels: np.ndarray, gen_seed: int,
                   device: torch.device, on_step=None) -> np.ndarray:
     method, model = built.method, built.model
-    sampler = Sampler.from_config(built.schedule, cfg.sample.sampler, cfg.sample.steps, cfg.sample.eta)
+    sampler = Sampler.from_config(built.schedule, cfg.sample)
     ctx = method.ctx
     shape1 = (ctx.channels, ctx.image_size, ctx.image_size)
     out = []
@@ -44,15 +44,15 @@ def sample_images(built: Built, cfg: Config, labels: np.ndarray, gen_seed: int,
         shape = (len(y), *shape1)
         noise_gen = torch.Generator().manual_seed(gen_seed * 100_003 + c)
         cond_gen = torch.Generator(device).manual_seed(gen_seed * 100_003 + c + 50_000)
-        x = method.initial_noise(shape, noise_gen, "cpu").to(device)
+        sampler.reset()
+        x = method.initial_noise(shape, noise_gen, "cpu").to(device) * sampler.init_noise_sigma
         cond = method.sample_condition(model, y, cond_gen)
         finite = torch.ones((), dtype=torch.bool, device=device)  # one flag, read once: no sync per step
         for i, t in enumerate(sampler.timesteps):
             tt = t.expand(len(y)).to(device)
             with autocast(cfg, device):
-                eps_hat = method.sampling_denoise(model, x, tt, cond, y).float()
-            noise = torch.randn(shape, generator=noise_gen).to(device)
-            x = method.step(sampler, x, eps_hat, i, noise)
+                eps_hat = method.sampling_denoise(model, sampler.model_input(x, i), tt, cond, y).float()
+            x = method.step(sampler, x, eps_hat, i, noise_gen)
             finite &= torch.isfinite(eps_hat).all() & torch.isfinite(x).all()
             if on_step:
                 on_step(i + 1, len(sampler))

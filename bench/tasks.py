@@ -26,6 +26,7 @@ from bench.store import (DONE, FAILED, SHORT_LOCK_TIMEOUT_S, FileLock, SuiteStor
 
 METRICS_FILE = "metrics.json"
 SAMPLES_FILE = "samples.npz"
+FEATURES_FILE = "features.npz"
 
 
 def _hash(obj) -> str:
@@ -112,7 +113,7 @@ def train_task(cfg: Config, spec: RunSpec, results: Path, data_path: Path, on_st
         atomic_write_json(run_dir / "config.json", {
             "run_id": spec.run_id, "dataset": spec.dataset, "method": spec.variant, "method_name": cls_name,
             "method_params": spec.variant.partition(":")[2], "train_seed": spec.train_seed,
-            "class_names": list(data.class_names),
+            "class_names": list(data.class_names), "augment": data.meta.get("augment", "none"),
             "code_version": __version__, "config": cfg.to_dict()})
         device = resolve_device(cfg.execution.device)
         try:
@@ -154,6 +155,10 @@ def eval_task(cfg: Config, spec: RunSpec, gen_seed: int, results: Path, data_pat
             images = sample_images(built, cfg, labels, gen_seed, device)
             _save_npz(out / SAMPLES_FILE, images=images, labels=labels)
             save_grid(images, labels, out / "grid.png")
+            # a method's features of real images do not depend on the generation seed: stored once
+            features = built.method.evaluation_features(built.model) if gen_seed == 0 else None
+            if features is not None:
+                _save_npz(out / FEATURES_FILE, **features)
             real_x, real_y = data.split("test")
             scored = np.isin(real_y, data.scored_classes)
             result = evaluate_samples(

@@ -115,7 +115,7 @@ def step_seed(seed: int, step: int, salt: int = 0) -> int:
 
 
 def augment(x, generator):
-    """A random element of the dihedral group per batch: histology tiles have no up or left."""
+    """A random element of the dihedral group per batch, for data sets that declare no up or left."""
     k = int(torch.randint(0, 4, (1,), generator=generator, device=generator.device))
     x = torch.rot90(x, k, (2, 3))
     return x.flip(3) if bool(torch.randint(0, 2, (1,), generator=generator, device=generator.device)) else x
@@ -149,11 +149,12 @@ def train_model(cfg: Config, variant: str, train_seed: int, data: PreparedData, 
             return train_model(cfg, variant, train_seed, data, run_dir, expert_loader, cache_dir, on_step)
     log_lines = _read_log(log_path, upto=start)
     model.train()
+    dihedral = data.meta.get("augment") == "dihedral"   # declared by the data source (or data.augment)
     t_start = time.time()
     for step in range(start, cfg.train.steps):
         generator = torch.Generator(device).manual_seed(step_seed(train_seed, step))
         x0, labels = batches(step)
-        if cfg.train.augment:
+        if dihedral:
             x0 = augment(x0, generator)
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(cfg, step)

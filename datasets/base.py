@@ -12,6 +12,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -30,6 +31,8 @@ class DataConfig:
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)  # sources without their own split
     split_seed: int = 0                 # seeds the split and any procedural generation
     root: str = ""                      # where downloaded/extracted files live ("" = default)
+    augment: Literal["source", "none", "dihedral"] = "source"  # training flips/rotations: "source" =
+    #                                     what the data source declares (dihedral only for orientation-free sets)
 
 
 @dataclass(frozen=True)

@@ -47,4 +47,4 @@ def load(cfg: DataConfig, path: str) -> PreparedData:
     splits = {"train": (x[train], y[train]), "val": (x[val], y[val]), "test": (x[test], y[test])}
     meta = {"source": f"folder:{root.resolve()}", "split": list(cfg.split),
             "split_seed": cfg.split_seed, **notes}
-    return assemble(cfg, f"folder:{path}", class_names, splits, meta)
+    return assemble(cfg, f"folder:{path}", class_names, splits, meta, augment="none")  # orientation unknown

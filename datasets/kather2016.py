@@ -98,7 +98,7 @@ def read(path: Path, cfg: DataConfig, tiles_per_class: int | None = TILES_PER_CL
     meta = {"source": "kather2016", "file": str(path.resolve()), "native_size": KATHER.image_size,
             "split": list(cfg.split), "split_seed": cfg.split_seed, "licence": KATHER.licence,
             "citation": KATHER.citation, **notes}
-    return assemble(cfg, "kather2016", KATHER.class_names, splits, meta)
+    return assemble(cfg, "kather2016", KATHER.class_names, splits, meta, augment=KATHER.augment)
 
 
 def load(cfg: DataConfig) -> PreparedData:

@@ -37,6 +37,7 @@ class KnownSet:
     counts: dict                        # images per split ({"all": n} when there is no split)
     licence: str
     citation: str
+    augment: str = "none"               # training augmentation: "dihedral" only if the images have no up or left
 
 
 KATHER_BASE = "https://zenodo.org/records/53169/files"
@@ -54,7 +55,7 @@ KATHER = KnownSet(
     file=RemoteFile(f"{KATHER_TOP}.zip", KATHER_BASE, size=258_098_431,
                     sha256="936d0b95ae0f04f1f7b18a2b7e8c55776c3e887d102f645bcee752d1a6626a32"),
     kind="kather-zip", class_names=KATHER_CLASSES, image_size=150, channels=3,
-    counts={"all": 5000}, licence="CC BY 4.0",
+    counts={"all": 5000}, licence="CC BY 4.0", augment="dihedral",
     citation="Kather et al., Multi-class texture analysis in colorectal cancer histology, "
              "Scientific Reports 6:27988 (2016); doi:10.5281/zenodo.53169")
 
@@ -94,6 +95,9 @@ _MEDMNIST_MD5 = {
     "organamnist": {28: "68e3f8846a6bd62f0c9bf841c0d9eacc", 64: "2dcccc29b88e6da5a01161ef20cda288",
                     128: "eeae80d0a227a8d099027e1b3cfd3b60", 224: "50747347e05c87dd3aaf92c49f9f3170"},
 }
+# Histology tiles have no up or left; X-ray, OCT, CT slices, dermoscopy and blood smears are left
+# unaugmented (anatomy, text, acquisition orientation): a user who knows better sets data.augment.
+ORIENTATION_FREE = ("pathmnist",)
 
 
 def medmnist_name(base: str, size: int) -> str:
@@ -110,7 +114,7 @@ def _medmnist_sets() -> dict[str, KnownSet]:
                 name=name, file=RemoteFile(f"{name}.npz", MEDMNIST_BASE, md5=_MEDMNIST_MD5[base][size]),
                 kind="medmnist-npz", class_names=classes, image_size=size, channels=channels,
                 counts={"train": n_train, "val": n_val, "test": n_test}, licence="CC BY 4.0",
-                citation=MEDMNIST_CITATION)
+                citation=MEDMNIST_CITATION, augment="dihedral" if base in ORIENTATION_FREE else "none")
     return sets
 
 

@@ -49,4 +49,4 @@ def load(cfg: DataConfig) -> PreparedData:
             "native_size": known_set.image_size, "licence": known_set.licence,
             "citation": known_set.citation,
             "checksum": f"md5 {known_set.file.md5}"}
-    return assemble(cfg, cfg.name, names, pairs, meta)
+    return assemble(cfg, cfg.name, names, pairs, meta, augment=known_set.augment)

@@ -120,4 +120,4 @@ def load(cfg: DataConfig, path: str) -> PreparedData:
     meta = {"source": f"npz:{file.resolve()}", "native_size": int(pairs[next(iter(pairs))][0].shape[1])}
     if not has_split:
         meta.update(split=list(cfg.split), split_seed=cfg.split_seed)
-    return assemble(cfg, f"npz:{path}", names, to_splits(pairs, cfg), meta)
+    return assemble(cfg, f"npz:{path}", names, to_splits(pairs, cfg), meta, augment="none")  # orientation unknown

@@ -359,4 +359,4 @@ def load(cfg: DataConfig) -> PreparedData:
         splits[s] = (x, np.repeat(np.arange(len(CLASS_NAMES)), per))
     meta = {"source": "synth-tissue", "generator": "bench.datasets.synth_tissue.generate",
             "seeds": seeds, "licence": "generated; no third-party data"}
-    return assemble(cfg, "synth-tissue", CLASS_NAMES, splits, meta)
+    return assemble(cfg, "synth-tissue", CLASS_NAMES, splits, meta, augment="dihedral")  # tissue has no up

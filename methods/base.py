@@ -7,6 +7,7 @@ Notation shared by every hook (DDPM, Ho et al. 2020):
   eps     the Gaussian noise; eps_hat the denoiser's estimate of it
   labels  class indices (B,)
   cond    the cross-attention tokens handed to the U-Net (B, L, D)
+  sampler the suite's diffusers scheduler (bench.diffusion.Sampler); `step` wraps its update
 
 The plain class-conditional baseline is this class itself; a method subclass sets `name`,
 `paper`, a frozen `Params` dataclass, and overrides only the hooks where it differs.
@@ -25,7 +26,7 @@ from bench.errors import BenchError
 from bench.models.unet import unet_forward
 
 if TYPE_CHECKING:
-    from bench.diffusion import Sampler, Schedule
+    from bench.diffusion import Sampler, SamplerKind, Schedule
     from bench.methods.context import MethodContext
 
 REGISTRY: dict[str, type["ConditioningMethod"]] = {}
@@ -123,10 +124,19 @@ class ConditioningMethod:
         """The denoiser call at sampling time (labels are the targets); default: `denoise`."""
         return self.denoise(model, xt, t, cond)
 
-    def step(self, sampler: "Sampler", xt, eps_hat, i: int, noise) -> torch.Tensor:
-        """x_{t-1} from x_t: the sampler's mean, then its added noise."""
-        mean, sigma = sampler.posterior(xt, eps_hat, i)
-        return mean + sigma * noise
+    def step(self, sampler: "Sampler", xt, eps_hat, i: int, generator) -> torch.Tensor:
+        """x at the next level from x_t: the sampler's step (its noise, if any, drawn from `generator`)."""
+        return sampler.step(xt, eps_hat, i, generator)
+
+    @classmethod
+    def check_sampler(cls, params, kind: "SamplerKind") -> None:
+        """Raise ValueError naming what is missing if this method cannot sample with `kind`."""
+
+    # ---- evaluation --------------------------------------------------------------------------
+    def evaluation_features(self, model: "Denoiser") -> dict | None:
+        """Arrays an evaluation stores as features.npz (e.g. the method's own features of held-out real
+        images, for the report); default: none."""
+        return None
 
     # ---- names ---------------------------------------------------------------------------
     @property

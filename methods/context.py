@@ -33,5 +33,10 @@ class MethodContext:
 
     def train_images(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The train split in model space: float (N, C, H, W) in [-1, 1], int64 labels."""
-        x = torch.from_numpy(self.data.train_x).permute(0, 3, 1, 2).float() / 127.5 - 1
-        return x.to(self.device), torch.from_numpy(self.data.train_y).long().to(self.device)
+        return self.split_images("train")
+
+    def split_images(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """A split (train, val, test) in model space: float (N, C, H, W) in [-1, 1], int64 labels."""
+        x, y = self.data.split(split)
+        x = torch.from_numpy(x).permute(0, 3, 1, 2).float() / 127.5 - 1
+        return x.to(self.device), torch.from_numpy(y).long().to(self.device)

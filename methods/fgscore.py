@@ -1,17 +1,27 @@
-"""Feature-guided score diffusion (Kadkhodaie, Mallat & Simoncelli 2024): one network gives the
-score and the features that condition it.
+"""Feature-guided score diffusion (Kadkhodaie, Mallat & Simoncelli 2024, arXiv 2410.11646): one network
+gives the score and the features that condition it.
 
 phi(x_t)   the spatial means mean_hw(a_l) of the channel activations a_l (B, C_l, H_l, W_l) at the
-           selected layers l of the same U-Net (default: the mid block and every decoder block)
+           selected layers l of the same U-Net: the mid block and every decoder block except the last
+           (the paper's phi, Sec. 3). The last decoder block's output feeds eps_hat directly: pinning its
+           channel means fixes the colour of eps_hat, and x0_hat multiplies that error, so the authors
+           never match it and neither may a variant here.
 Matching   "additive mean matching" at every selected layer, via forward hooks replacing outputs:
                a_l <- a_l - mean_hw(a_l) + phi_l^target
            (`match_std`: a_l <- (a_l - mean_hw(a_l)) / std_hw(a_l) * std_l^target + phi_l^target)
+           The same layers and mode at training and at sampling. (The authors train with mid-block
+           matching and sample matching the mid block and the decoder; one network must be used the
+           way it was trained, so here both passes match the same set: `layers = mid_block` is the
+           authors' training set.)
 Training   the conditioner of image x0 is another random train image x0' of the same class, noised
            at the same level (same t, its own noise); pass 1 computes phi(x_t') with a plain forward,
            pass 2 denoises x_t with matching to it; L = the suite's (min-SNR weighted) epsilon MSE.
            Gradients flow through both passes: features and score are learned together.
-Sampling   phi^target for class c = the centroid of phi over `n_refs` fixed class-c train images,
-           noised (fixed generator) to the current step's t; the matching is applied at every step.
+Sampling   phi^target for class c at level t = the centroid of phi over `n_refs` fixed class-c train
+           images (the paper: at least 64), each noised to t with `n_draws` noise draws; computed once
+           per timestep for every class and cached. The matching is applied at every step.
+Report     evaluations store phi of the held-out real test images at a few noise levels and the accuracy
+           of their nearest class centroid (features.npz): the paper's clustering claim, measured.
 The paper's network has no class input, so the cross-attention token is a fixed zero (null) token.
 The authors' coarse-to-fine stochastic sampler is not used: every method uses the suite's sampler.
 """
@@ -21,35 +31,56 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 
+import numpy as np
 import torch
 
 from bench.methods.aligned import check_feature_maps, resolve_module
 from bench.methods.base import ConditioningMethod
 
 STD_EPS = 1e-5
+FEATURE_LEVELS = (0.1, 0.5, 0.9)   # fractions of the schedule at which evaluations store phi of real images
+
+
+LAST_DECODER_BLOCK = "up_blocks.-1"
 
 
 @dataclass(frozen=True)
 class FGScoreParams:
-    layers: tuple[str, ...] = ("mid_block", "up_blocks")  # U-Net modules whose outputs are matched;
-    #                                  a ModuleList ("up_blocks") means each of its blocks
+    layers: tuple[str, ...] = ("mid_block", "up_blocks.:-1")  # U-Net modules whose outputs are matched;
+    #                                  a slice of a ModuleList ("up_blocks.:-1") means each block in it
     match_std: bool = False         # also match channel std (authors' training default: off)
-    n_refs: int = 16                # fixed reference train images per class for the sampling centroids
+    n_refs: int = 64                # reference train images per class for the sampling centroids
+    n_draws: int = 4                # noise draws per reference and level, averaged into the centroid
     ref_seed: int = 0               # picks the references and seeds their noise at each t
 
     def __post_init__(self):
         if not self.layers or not all(self.layers):
             raise ValueError(f"layers needs U-Net module paths separated by '/', got {'/'.join(self.layers)!r}")
-        if self.n_refs < 1:
-            raise ValueError(f"n_refs must be >= 1, got {self.n_refs}")
+        if any(p == "up_blocks" or p.startswith(LAST_DECODER_BLOCK) for p in self.layers):
+            raise ValueError("layers may not include the last decoder block (it feeds eps_hat directly); "
+                             "use up_blocks.:-1 for every other decoder block")
+        if self.n_refs < 1 or self.n_draws < 1:
+            raise ValueError(f"n_refs and n_draws must be >= 1, got {self.n_refs} and {self.n_draws}")
 
 
 def layer_paths(unet, layers: tuple[str, ...]) -> list[str]:
-    """The module paths `layers` names, a ModuleList expanded into its blocks."""
+    """Module paths of the matched layers; a ModuleList or a slice of one ("up_blocks.:-1") expands to
+    each of its blocks. Refuses (ValueError) any layer in the last decoder block."""
     paths = []
     for path in layers:
+        head, _, last = path.rpartition(".")
+        if ":" in last:
+            blocks = resolve_module(unet, head)
+            picked = range(len(blocks))[slice(*(int(p) if p else None for p in last.split(":")))]
+            paths += [f"{head}.{i}" for i in picked]
+            continue
         module = resolve_module(unet, path)
         paths += [f"{path}.{i}" for i in range(len(module))] if isinstance(module, torch.nn.ModuleList) else [path]
+    forbidden = {id(m) for m in resolve_module(unet, LAST_DECODER_BLOCK).modules()}
+    for path in paths:
+        if id(resolve_module(unet, path)) in forbidden:
+            raise ValueError(f"fgscore layer {path} is in the last decoder block, whose output feeds eps_hat "
+                             "directly; match the mid block and the other decoder blocks (up_blocks.:-1)")
     return paths
 
 
@@ -93,6 +124,7 @@ class FGScore(ConditioningMethod):
         self._targets: list | None = None      # set while matched(): (mean, std) per layer
         self._train_set = None                 # (x, y, keys) of the train split
         self._refs = None                      # (x, y) of the fixed sampling references
+        self._centroids: dict[int, list] = {}  # t -> per layer (mean, std) centroids of every class
 
     def build_modules(self, unet):
         return {}  # no class embedding: the network has no class input
@@ -184,34 +216,71 @@ class FGScore(ConditioningMethod):
             self._refs = x[pick], y[pick]
         return self._refs
 
+    def reference_noise(self, x: torch.Tensor, t: int, draw: int) -> torch.Tensor:
+        """The noise of draw `draw` for the references `x` at level t: fixed by (ref_seed, t, draw)."""
+        g = torch.Generator().manual_seed((self.params.ref_seed * 100_003 + int(t)) * 1_009 + draw)
+        return torch.randn(x.shape, generator=g).to(x.device)
+
+    @torch.no_grad()
+    def class_centroids(self, model, t: int, batch_size: int = 256) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer, the (mean, std) centroids (num_classes, C_l) of phi over every class's references,
+        each noised to level t with `n_draws` draws; computed once per t (the weights are fixed while
+        sampling). A class without references gets zeros."""
+        t = int(t)
+        if t not in self._centroids:
+            x, y = self.references()
+            onehot = torch.nn.functional.one_hot(y, self.ctx.num_classes).float()
+            weights = (onehot / onehot.sum(0).clamp(min=1)).T / self.params.n_draws     # (K, N_refs)
+            sums = None
+            for draw in range(self.params.n_draws):
+                eps = self.reference_noise(x, t, draw)
+                for rows in torch.arange(len(x), device=x.device).split(batch_size):
+                    tt = torch.full((len(rows),), t, device=x.device, dtype=torch.long)
+                    stats = self.phi(model, self.add_noise(self.ctx.schedule, x[rows], eps[rows], tt), tt)
+                    part = [(weights[:, rows] @ m.float(), weights[:, rows] @ s.float()) for m, s in stats]
+                    sums = part if sums is None else [(a + m, b + s) for (a, b), (m, s) in zip(sums, part)]
+            self._centroids[t] = sums
+        return self._centroids[t]
+
     def centroids(self, model, labels, t) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per target row, the mean (and std) centroid of phi over its class's noisy references."""
+        """Per layer, the (mean, std) centroid of phi for each target row's class at level t."""
         if not bool((t == t[0]).all()):
             raise ValueError("fgscore centroids need one noise level per batch")
-        x, y = self.references()
-        # noise every reference (whatever classes this batch holds), so a class's centroid at t is fixed
-        g = torch.Generator().manual_seed(self.params.ref_seed * 100_003 + int(t[0]))
-        eps = torch.randn(x.shape, generator=g).to(x.device)
-        wanted = torch.isin(y, labels.to(y.device))
-        x, y, eps = x[wanted], y[wanted], eps[wanted]
-        stats = self.phi(model, self.add_noise(self.ctx.schedule, x, eps, t[:1].expand(len(x))), t[:1].expand(len(x)))
-        weights = (labels.to(y.device)[:, None] == y[None, :]).float()
-        weights = weights / weights.sum(1, keepdim=True)
-        return [(weights @ mean, weights @ std) for mean, std in stats]
+        index = labels.to(self.ctx.device)
+        return [(mean[index], std[index]) for mean, std in self.class_centroids(model, int(t[0]))]
 
     def sampling_denoise(self, model, xt, t, cond, labels):
         return self.matched_denoise(model, xt, t, self.centroids(model, labels, t))
 
+    def flat(self, stats: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """phi as one vector per row: the layers' channel means (and stds with `match_std`), concatenated."""
+        return torch.cat([s for pair in stats for s in (pair if self.params.match_std else pair[:1])], 1)
+
     def features(self, model, x0, t: int, generator: torch.Generator | None = None,
                  batch_size: int = 256) -> torch.Tensor:
-        """phi (N, D) of images x0 noised to level t: the concatenated channel means of the selected
-        layers (and stds with `match_std`), for the report's PCA figure of features by class."""
+        """phi (N, D) of images x0 noised to level t (`flat`)."""
         generator = generator or torch.Generator().manual_seed(self.params.ref_seed)
         out = []
         with torch.no_grad():
             for chunk in x0.split(batch_size):
                 eps = torch.randn(chunk.shape, generator=generator, device=generator.device).to(chunk.device)
                 tt = torch.full((len(chunk),), int(t), device=chunk.device, dtype=torch.long)
-                stats = self.phi(model, self.add_noise(self.ctx.schedule, chunk, eps, tt), tt)
-                out.append(torch.cat([s for pair in stats for s in (pair if self.params.match_std else pair[:1])], 1))
+                out.append(self.flat(self.phi(model, self.add_noise(self.ctx.schedule, chunk, eps, tt), tt)))
         return torch.cat(out)
+
+    def evaluation_features(self, model):
+        """phi of the held-out real test images of the scored classes at FEATURE_LEVELS of the schedule,
+        and at each level the accuracy of assigning each image the class of its nearest centroid (all
+        classes compete): the paper's claim that phi clusters by class, measured on this model."""
+        x, y = self.ctx.split_images("test")
+        scored = torch.isin(y, torch.tensor(self.ctx.data.scored_classes, device=y.device))
+        x, y = x[scored], y[scored]
+        levels = [round(f * (self.ctx.schedule.num_train_timesteps - 1)) for f in FEATURE_LEVELS]
+        phis, accuracy = [], []
+        for t in levels:
+            phi = self.features(model, x, t)
+            nearest = torch.cdist(phi, self.flat(self.class_centroids(model, t))).argmin(1)
+            phis.append(phi)
+            accuracy.append(float((nearest == y).float().mean()))
+        return {"phi": torch.stack(phis).float().cpu().numpy(), "labels": y.cpu().numpy(),
+                "t": np.array(levels), "accuracy": np.array(accuracy)}

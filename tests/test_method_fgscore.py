@@ -1,6 +1,11 @@
-"""fgscore: mean matching, both passes' gradients, same-class conditioners, class centroids."""
+"""fgscore: mean matching, both passes' gradients, same-class conditioners, class centroids, and
+never the last decoder block."""
+import numpy as np
+import pytest
 import torch
 
+from bench.errors import BenchError
+from bench.methods import parse_variant
 from bench.methods.aligned import resolve_module
 from bench.methods.fgscore import FGScore, image_keys, layer_paths
 from bench.testing import MethodConformance
@@ -31,11 +36,43 @@ def _layer_outputs(method, model):
     return seen
 
 
-def test_default_layers_are_the_mid_block_and_every_decoder_block(toy_data, tiny_config):
+def test_default_layers_are_the_mid_block_and_every_decoder_block_but_the_last(toy_data, tiny_config):
     built = _built(toy_data, tiny_config)
     n_up = len(built.model.unet.up_blocks)
-    assert layer_paths(built.model.unet, built.method.params.layers) == ["mid_block"] + [f"up_blocks.{i}" for i in range(n_up)]
+    assert layer_paths(built.model.unet, built.method.params.layers) == ["mid_block"] + [f"up_blocks.{i}" for i in range(n_up - 1)]
+    last = built.model.unet.up_blocks[-1]
+    assert not any(m._forward_hooks for m in last.modules())  # nothing in it is ever matched
     assert isinstance(built.method, FGScore) and len(built.model.modules_) == 0  # no class input
+
+
+def test_the_last_decoder_block_is_refused(toy_data, tiny_config):
+    for layers in ("up_blocks", "mid_block/up_blocks.-1", "up_blocks.-1.resnets.0"):
+        with pytest.raises(BenchError, match="last decoder block"):
+            parse_variant(f"fgscore:layers={layers}")
+    n_up = len(_built(toy_data, tiny_config).model.unet.up_blocks)
+    with pytest.raises(ValueError, match="last decoder block"):   # named by its index: refused on build
+        _built(toy_data, tiny_config, f"fgscore:layers=mid_block/up_blocks.{n_up - 1}")
+
+
+def test_training_and_sampling_match_the_same_layers(toy_data, tiny_config, monkeypatch):
+    built = _built(toy_data, tiny_config)
+    method, model = built.method, built.model
+    matched = []
+    original = FGScore._hook
+
+    def recording_hook(self, index, module, inputs, output):
+        if self._targets is not None:
+            matched.append(index)
+        return original(self, index, module, inputs, output)
+
+    monkeypatch.setattr(FGScore, "_hook", recording_hook)
+    method.prepare(model)   # hooks bound to the recording method
+    x0, labels, _ = _train_batch(toy_data)
+    method.loss(model, built.schedule, x0, labels, torch.Generator().manual_seed(0))
+    at_training, matched[:] = sorted(set(matched)), []
+    with torch.no_grad():
+        method.sampling_denoise(model, x0, torch.full((len(x0),), 500), None, labels)
+    assert at_training == sorted(set(matched)) == list(range(len(layer_paths(model.unet, method.params.layers))))
 
 
 def test_matching_sets_each_layers_channel_means_to_the_target(toy_data, tiny_config):
@@ -117,22 +154,43 @@ def test_image_keys_are_dihedral_invariant_and_tell_images_apart(toy_data):
         assert torch.equal(image_keys(torch.rot90(x0, k, (2, 3)).flip(3)), keys)
 
 
-def test_centroids_differ_per_class_and_are_fixed_per_noise_level(toy_data, tiny_config):
+def test_centroids_average_every_reference_over_several_noise_draws(toy_data, tiny_config):
+    built = _built(toy_data, tiny_config, "fgscore:n_draws=3")
+    method, model = built.method, built.model
+    x, y = method.references()
+    assert len(x) == min(64, 8) * 3 and set(y.tolist()) == {0, 1, 2}  # 64 per class, all of a smaller one
+    t = 200
+    with torch.no_grad():
+        per_draw = []
+        for draw in range(3):
+            tt = torch.full((len(x),), t)
+            means = method.phi(model, built.schedule.add_noise(x, method.reference_noise(x, t, draw), tt), tt)
+            per_draw.append([torch.stack([m[y == c].mean(0) for c in range(3)]) for m, _ in means])
+        cents = method.class_centroids(model, t)
+    for layer, (mean, _) in enumerate(cents):
+        expected = torch.stack([d[layer] for d in per_draw]).mean(0)
+        assert torch.allclose(mean, expected, atol=1e-5)
+    assert not torch.allclose(per_draw[0][0], per_draw[1][0])  # the draws differ
+
+
+def test_centroids_differ_per_class_are_cached_per_noise_level(toy_data, tiny_config, monkeypatch):
     built = _built(toy_data, tiny_config)
     method, model = built.method, built.model
     labels = torch.tensor([0, 1, 2, 0])
     t = torch.full((4,), 200)
     with torch.no_grad():
         cents = method.centroids(model, labels, t)
+        calls = []
+        monkeypatch.setattr(FGScore, "phi", lambda *a: calls.append(1))
         again = method.centroids(model, torch.tensor([0]), t[:1])
+        assert not calls                                   # cached: no forward pass for a known t
+        monkeypatch.undo()
         later = method.centroids(model, labels, torch.full((4,), 900))
     mean = cents[0][0]
     assert torch.equal(mean[0], mean[3])
     assert not torch.allclose(mean[0], mean[1]) and not torch.allclose(mean[1], mean[2])
-    assert torch.allclose(again[0][0][0], mean[0], atol=1e-5)  # batch composition does not move it
+    assert torch.equal(again[0][0][0], mean[0])  # batch composition does not move it
     assert not torch.allclose(later[0][0][0], mean[0])
-    x, y = method.references()
-    assert len(x) == min(16, 8) * 3 and set(y.tolist()) == {0, 1, 2}
 
 
 def test_features_have_one_row_per_image_and_the_documented_width(toy_data, tiny_config):
@@ -143,3 +201,24 @@ def test_features_have_one_row_per_image_and_the_documented_width(toy_data, tiny
     width = sum(m.shape[1] for m, _ in method.phi(model, x0, torch.zeros(5, dtype=torch.long)))
     assert phi.shape == (5, width) and torch.isfinite(phi).all()
     assert torch.equal(phi, method.features(model, x0, 100))
+
+
+def test_evaluation_stores_phi_of_real_images_and_the_report_shows_its_clustering(monkeypatch, capsys, tmp_path):
+    from test_cli import run_cli
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bench.toml").write_text('[suite]\nname = "f"\nseeds = 2\nmethods = ["baseline", "fgscore:n_refs=4,n_draws=1"]\n'
+                                         '[metrics]\nnames = ["ssim"]\n')
+    code, out, err = run_cli(monkeypatch, capsys, "run", "--preset", "tiny", "--executor", "local",
+                             "--results", "results")
+    assert code in (0, None), out + err
+    root = tmp_path / "results" / "f"
+    (stored,) = root.glob("runs/**/features.npz")          # fgscore only, once per trained model
+    assert stored.parent.name == "seed=0" and "fgscore" in stored.relative_to(root).parts[2]
+    with np.load(stored) as z:
+        phi, labels, levels, accuracy = z["phi"], z["labels"], z["t"], z["accuracy"]
+    assert phi.shape[:2] == (3, len(labels)) and levels.tolist() == [100, 500, 899]
+    assert np.isfinite(phi).all() and ((0 <= accuracy) & (accuracy <= 1)).all()
+    code, out, err = run_cli(monkeypatch, capsys, "report", "--results", "results")
+    html = (root / "report" / "report.html").read_text()
+    assert "nearest-centroid accuracy" in html and f"{accuracy[0]:.3f}" in html
+    assert (root / "report" / "figures" / "synth-tissue_phi_pca.png").is_file()

@@ -75,8 +75,9 @@ def make_store(tmp_path, methods=METHODS, train_seeds=(0,), gen_seeds=(0, 1, 2),
                 np.savez(eval_dir / "samples.npz", labels=labels,
                          images=rng.integers(0, 255, (6, 8, 8, channels), dtype=np.uint8))
                 if method == "fgscore":
-                    np.savez(eval_dir / "features.npz", labels=labels,
-                             phi=rng.normal(size=(6, 5)).astype(np.float32) + labels[:, None])
+                    np.savez(eval_dir / "features.npz", labels=labels, t=np.array([99, 899]),
+                             accuracy=np.array([0.875, 0.5]),
+                             phi=rng.normal(size=(2, 6, 5)).astype(np.float32) + labels[:, None])
     order = plan_order(runs) if plan_order else runs
     atomic_write_json(store.plan_path, {"suite": "suite", "config": {"sample": {
         "samples_per_class": 10}}, "runs": order, "baseline": "baseline"})
@@ -117,6 +118,9 @@ def test_outputs_and_csv_columns_exactly_as_specified(tmp_path):
         f"synth-tissue_{k}.png" for k in ("samples", "confusion", "strip", "loss", "phi_pca"))
     assert {f.name for f in report.files} >= {"leaderboard.csv", "report.html"}
     assert build_report(root).tables[0].leaderboard.equals(report.tables[0].leaderboard)
+    html = (out / "report.html").read_text()
+    assert "nearest-centroid accuracy of held-out real images" in html
+    assert "<td>99</td><td>0.875</td><td>6</td>" in html and "<td>899</td><td>0.500</td>" in html
 
 
 def test_paired_test_pairs_by_seed_whatever_the_file_order(tmp_path):

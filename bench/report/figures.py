@@ -242,28 +242,40 @@ def loss_curves(data: SuiteData, t: DatasetTables) -> bytes | None:
     return _png(fig)
 
 
+def feature_accuracy(data: SuiteData, t: DatasetTables) -> list[tuple[str, Evaluation, dict]]:
+    """(method, evaluation, arrays) of each method's showcased features.npz: phi (levels, N, D) of
+    held-out real images, their labels, the noise levels t and the nearest-centroid accuracy at each."""
+    out = []
+    for method, e in showcase(data, t, "features.npz").items():
+        with np.load(e.eval_dir / "features.npz") as npz:
+            out.append((method, e, {k: npz[k] for k in ("phi", "labels", "t", "accuracy")}))
+    return out
+
+
 @_plain_text
 def feature_pca(data: SuiteData, t: DatasetTables) -> bytes | None:
-    """2-D PCA of phi (features.npz, fgscore) coloured by class, one panel per method."""
-    chosen = showcase(data, t, "features.npz")
-    if not chosen:
+    """2-D PCA of phi of held-out real images coloured by class: one panel per method and noise level,
+    titled with the level's nearest-centroid accuracy."""
+    panels = [(method, e, arrays, k) for method, e, arrays in feature_accuracy(data, t)
+              for k in range(len(arrays["t"]))]
+    if not panels:
         return None
-    fig, axes = _figure(len(chosen), axis_w=3.4, axis_h=3.0, left=0.7, bottom=0.6)
-    for ax, (method, e) in zip(axes, chosen.items()):
-        with np.load(e.eval_dir / "features.npz") as npz:
-            phi, labels = npz["phi"].astype(np.float64), npz["labels"]
+    fig, axes = _figure(len(panels), axis_w=3.4, axis_h=3.0, left=0.7, bottom=0.6)
+    for ax, (method, e, arrays, k) in zip(axes, panels):
+        phi, labels = arrays["phi"][k].astype(np.float64), arrays["labels"]
         centred = phi - phi.mean(axis=0)
         _, sv, vt = np.linalg.svd(centred, full_matrices=False)
         coords = centred @ vt[:2].T
         explained = sv[:2] ** 2 / max((sv ** 2).sum(), 1e-12)
         names = _class_names(e)
-        for k in np.unique(labels):
-            pts = coords[labels == k]
+        for c in np.unique(labels):
+            pts = coords[labels == c]
             ax.scatter(pts[:, 0], pts[:, -1], s=10, alpha=0.8,
-                       label=names[k] if k < len(names) else str(k))
+                       label=names[c] if c < len(names) else str(c))
         ax.set_xlabel(f"PC1 ({explained[0]:.0%})", fontsize=8)
         ax.set_ylabel(f"PC2 ({explained[-1]:.0%})", fontsize=8)
-        ax.set_title(f"{method}: phi, gen seed {e.gen_seed}", fontsize=9)
+        ax.set_title(f"{method}: t = {int(arrays['t'][k])}, nearest-centroid acc "
+                     f"{float(arrays['accuracy'][k]):.2f}", fontsize=8)
         ax.legend(fontsize=6, markerscale=1.2)
     return _png(fig)
 
@@ -273,4 +285,4 @@ FIGURES = (("samples", "Samples (one row per class, same seeds for every method)
             confusion_matrices),
            ("strip", "Every observation per metric (bar = mean, colour = train seed)", strip_plots),
            ("loss", "Training loss", loss_curves),
-           ("phi_pca", "PCA of the fgscore features phi, by class", feature_pca))
+           ("phi_pca", "PCA of a method's features phi of held-out real images, by class", feature_pca))

@@ -6,6 +6,7 @@ import json
 from html import escape
 
 from bench.report.collect import VOLATILE_PROVENANCE_KEYS, SuiteData
+from bench.report.figures import feature_accuracy
 from bench.report.render import (PER_CLASS_TITLES, REFERENCE_LABEL, aggregation_text, decimals,
                                  delta_parts, fmt, method_label, metric_cell, problem_runs,
                                  reference_cell)
@@ -96,6 +97,20 @@ def _figures(items: list[tuple[str, str, bytes]]) -> str:
         for title, name, png in items)
 
 
+def _feature_accuracy(data: SuiteData, t: DatasetTables) -> str:
+    """Per method that stores features of real images: nearest-centroid accuracy per noise level."""
+    rows = [[f'<td class="label">{escape(method)}</td>', str(e.train_seed), str(int(level)), f"{float(acc):.3f}",
+             str(len(arrays["labels"]))]
+            for method, e, arrays in feature_accuracy(data, t) for level, acc in zip(arrays["t"], arrays["accuracy"])]
+    if not rows:
+        return ""
+    return ("<h3>Features cluster by class: nearest-centroid accuracy of held-out real images</h3>"
+            "<p class=note>Each held-out real test image, noised to level t, is given the class whose "
+            "centroid of the method's features phi is nearest (every class competes; the centroids are "
+            "the method's sampling targets).</p>"
+            + _table(["method", "train seed", "t", "accuracy", "images"], rows))
+
+
 def _provenance(tables: list[DatasetTables]) -> str:
     parts = []
     for t in tables:
@@ -136,6 +151,7 @@ def page(data: SuiteData, tables: list[DatasetTables],
                         "real test images (expert accuracy: the ceiling; SSIM: the real data's "
                         "diversity).</p>")
         body += [_per_class(t, key) for key in t.per_class]
+        body.append(_feature_accuracy(data, t))
         body.append(_figures(figures.get(t.dataset, [])))
     problems = problem_runs(data)
     body.append('<h2 id="problems">Failed and missing runs</h2>')
