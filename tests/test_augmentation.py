@@ -39,7 +39,7 @@ def test_each_source_declares_its_augmentation(tmp_path, npz_source):
     assert turned_on.meta["augment"] == "dihedral" and turned_on.meta["augment_from"] == "data.augment"
     for c in ("a", "b"):
         (tmp_path / "tree" / c).mkdir(parents=True)
-        for i in range(5):
+        for i in range(20):  # enough that val and test get images of each class too
             Image.fromarray(_oriented_images(1)[0]).save(tmp_path / "tree" / c / f"{i}.png")
     assert load_prepared(DataConfig(name=f"folder:{tmp_path / 'tree'}", image_size=8)).meta["augment"] == "none"
     assert KATHER.augment == "dihedral"

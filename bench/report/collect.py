@@ -81,8 +81,8 @@ def _reason_line(text: str, limit: int = 300) -> str:
 
 def _read_metrics(path: Path) -> dict:
     try:
-        record = read_json(path)
-    except (OSError, json.JSONDecodeError) as e:
+        record = read_json(path)  # a corrupt file is already a BenchError naming it
+    except OSError as e:
         raise BenchError(f"unreadable {path}: {e}; delete it and re-run `bench run` to redo "
                          "that evaluation") from e
     if record.get("schema") != METRICS_SCHEMA:
