@@ -38,6 +38,7 @@ from test_plugins import readme_plugin_source
 ENV = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_AUTH_MODE": "disabled",
        "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 BENCH = [sys.executable, "-m", "bench.cli"]
+RAY = [sys.executable, "-m", "ray.scripts.scripts"]  # `ray` of this environment: its workers import this bench
 
 
 def write_suite(path: Path, **sections) -> Path:
@@ -240,7 +241,7 @@ def _kill_session(sid: int) -> None:
 def _start_node(args: list[str], env: dict) -> subprocess.Popen:
     # A killed node is declared dead after 3 missed 1 s health checks (default 5 x 3 s).
     env = {**env, "RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3"}
-    node = subprocess.Popen(["ray", "start", *args, "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
+    node = subprocess.Popen([*RAY, "start", *args, "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
                              "--block", "--disable-usage-stats"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     for line in node.stdout:  # `--block` prints this once the node has joined
@@ -250,7 +251,6 @@ def _start_node(args: list[str], env: dict) -> subprocess.Popen:
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.skipif(shutil.which("ray") is None, reason="the `ray` command line is not installed")
 def test_two_node_cluster_two_drivers_and_a_lost_node(tmp_path):
     """Two `bench run` processes on one store, one joining by --address, one by $RAY_ADDRESS, on a
     two-node loopback cluster secured with a token as the README says; the second node is killed while
@@ -296,7 +296,7 @@ def test_two_node_cluster_two_drivers_and_a_lost_node(tmp_path):
         wait_for(training_on_second_node_after_both_ran_tasks, 400, "a training on the second node", drivers[0])
         _kill_session(second)
         outputs = [d.communicate(timeout=600) for d in drivers]
-        listed = subprocess.run(["ray", "list", "tasks", "--address", address, "--format", "json", "--limit", "10000"],
+        listed = subprocess.run([*RAY, "list", "tasks", "--address", address, "--format", "json", "--limit", "10000"],
                                 env=cluster_env, capture_output=True, text=True, timeout=120)
     finally:
         for proc in drivers:
