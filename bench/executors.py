@@ -6,7 +6,7 @@
 (`max_retries`) but never a Python exception: tasks record their own deterministic failures.
 
 A private Ray instance is reachable from this machine only: every Ray process binds the loopback
-interface, and every port demands a random token that only this process and its children know.
+interface, and its services demand a random token that only this process and its children know.
 """
 from __future__ import annotations
 
@@ -197,9 +197,9 @@ def _secure_private_instance() -> Callable[[], None]:
 
     Single-machine mode (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, Ray's default on macOS and Windows) makes
     the node address 127.0.0.1: GCS, raylet, workers, agents and metrics bind loopback only. The token
-    guards every port against other users of this machine. It overrides an inherited
-    RAY_AUTH_MODE=disabled (CI and cluster recipes set it, for clusters): nobody else needs to reach a
-    private instance, so it never runs unauthenticated."""
+    guards its services (all but the read-only metrics) against other users of this machine. It
+    overrides an inherited RAY_AUTH_MODE=disabled (CI and cluster recipes set it, for clusters): nobody
+    else needs to reach a private instance, so it never runs unauthenticated."""
     from ray._private import ray_constants
     from ray._raylet import AuthenticationTokenLoader, Config
 
