@@ -4,7 +4,6 @@ Exit codes: 0 all done; 1 the grid finished but some runs FAILED; 2 bad input or
 """
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -13,8 +12,6 @@ import typer
 from rich.console import Console
 
 from bench.errors import BenchError
-
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark conditioning methods for diffusion models on medical images.")

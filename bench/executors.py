@@ -4,10 +4,14 @@
 (possibly none, after `timeout` seconds); `result(handle)` their return value or raises their error;
 `cancel(handles)` stops unfinished ones. Ray retries a task whose worker or node was lost
 (`max_retries`) but never a Python exception: tasks record their own deterministic failures.
+
+A private Ray instance is reachable from this machine only: every Ray process binds the loopback
+interface, and its services demand a random token that only this process and its children know.
 """
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass
 from typing import Callable
 
@@ -33,13 +37,13 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(self, cfg: ExecutionConfig):
-        self.cfg = cfg
+    def __init__(self, cfg: ExecutionConfig, py_modules: tuple[str, ...] = ()):
+        self.cfg = cfg  # plug-ins are loaded in this process already
 
     def describe(self) -> str:
         return "local executor: one task at a time in this process"
 
-    def submit(self, fn, *args, kind: str = "task") -> _LocalTask:
+    def submit(self, fn, *args, kind: str = "task", name: str = "") -> _LocalTask:
         return _LocalTask(fn, args)
 
     def wait(self, handles: list, timeout: float | None = None) -> list:
@@ -67,34 +71,42 @@ class LocalExecutor:
 
 
 class RayExecutor:
-    """Ray Core tasks on a private local instance (default) or an existing cluster (`address`)."""
+    """Ray Core tasks on an existing cluster (`address`, else $RAY_ADDRESS, as `ray job submit` sets it)
+    or else on a private instance on this machine. `py_modules`: local files or folders that Ray ships
+    to every worker of this job and puts on its `sys.path` (so no node needs a shared path to them)."""
 
     name = "ray"
 
-    def __init__(self, cfg: ExecutionConfig):
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    def __init__(self, cfg: ExecutionConfig, py_modules: tuple[str, ...] = ()):
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        self.address = ray_address(cfg)
         import ray
         self.ray = ray
         self.cfg = cfg
         self._owns_ray = not ray.is_initialized()
+        self._undo_private_settings = None
+        if self._owns_ray and not self.address:
+            self._undo_private_settings = _secure_private_instance()
         if self._owns_ray:
             # Recent Ray no longer hides GPUs from tasks that reserve none (ray-project/ray#54868); this
             # restores it, so with num_gpus = 0 tasks run on CPU instead of sharing GPU 0 unscheduled.
             # A local instance inherits this process's environment; a cluster's workers get it from
-            # the job (a runtime_env costs fresh worker processes, so only there).
+            # the job (a runtime_env costs fresh worker processes, so only where needed).
             os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "1")
             # Ray starts workers at nice 15: on a machine shared with other jobs they would get only the
             # CPU left over. The tasks are the work here, so a local instance runs them at normal priority.
             os.environ.setdefault("RAY_worker_niceness", "0")
-            job_env = {"env_vars": {"RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "1"}} if cfg.address else None
+            job_env = {"env_vars": {"RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "1"}} if self.address else {}
+            if py_modules:  # only a job's runtime_env uploads local paths, a task's cannot
+                job_env["py_modules"] = list(py_modules)
             try:
                 # "local" starts a private instance even when a `ray start` cluster runs here.
-                ray.init(address=cfg.address or "local", include_dashboard=False, logging_level="WARNING",
-                         log_to_driver=True, runtime_env=job_env)
+                ray.init(address=self.address or "local", include_dashboard=False, logging_level="WARNING",
+                         log_to_driver=True, runtime_env=job_env or None)
             except ConnectionError as err:
-                raise BenchError(f"cannot reach the Ray cluster at {cfg.address!r} ({err}); start it with "
-                                 "`ray start --head` or drop --address to run locally") from None
+                source = "--address" if cfg.address else "$RAY_ADDRESS"
+                raise BenchError(f"cannot reach the Ray cluster at {self.address!r} (from {source}: {err}); "
+                                 f"start it with `ray start --head`, or drop {source} to run locally") from None
         self._check_resources()
         self._remote = {}
 
@@ -117,7 +129,9 @@ class RayExecutor:
 
     def describe(self) -> str:
         total = self.ray.cluster_resources()
-        where = f"cluster at {self.cfg.address}" if self.cfg.address else "local instance"
+        where = (f"cluster at {self.address}" if self.address else
+                 "private instance (loopback only, token authentication)" if self._undo_private_settings else
+                 "instance started by the caller")
         text = (f"Ray {where}: {len([n for n in self.ray.nodes() if n['Alive']])} node(s), "
                 f"{total.get('CPU', 0):g} CPUs, {total.get('GPU', 0):g} GPUs; per task "
                 f"{self.cfg.num_cpus:g} CPU, {self.cfg.num_gpus:g} GPU, {self.cfg.threads} thread(s)")
@@ -129,11 +143,11 @@ class RayExecutor:
         return {"num_cpus": self.cfg.num_cpus, "num_gpus": self.cfg.num_gpus if kind in GPU_KINDS else 0,
                 "max_retries": self.cfg.max_retries, "retry_exceptions": False}
 
-    def submit(self, fn, *args, kind: str = "task"):
-        key = (fn, kind)
-        if key not in self._remote:
-            self._remote[key] = self.ray.remote(fn).options(**self._options(kind))
-        return self._remote[key].remote(*args)
+    def submit(self, fn, *args, kind: str = "task", name: str = ""):
+        """`name`: what `ray list tasks` and the dashboard show for this task."""
+        if fn not in self._remote:
+            self._remote[fn] = self.ray.remote(fn)
+        return self._remote[fn].options(**self._options(kind), name=name or kind).remote(*args)
 
     def wait(self, handles: list, timeout: float | None = None) -> list:
         ready, _ = self.ray.wait(list(handles), num_returns=1, timeout=timeout)
@@ -161,7 +175,52 @@ class RayExecutor:
     def shutdown(self) -> None:
         if self._owns_ray:
             self.ray.shutdown()
+        if self._undo_private_settings:
+            self._undo_private_settings()
+            self._undo_private_settings = None
 
 
-def make_executor(cfg: ExecutionConfig):
-    return {"local": LocalExecutor, "ray": RayExecutor}[cfg.executor](cfg)
+def ray_address(cfg: ExecutionConfig) -> str:
+    """The cluster to join: --address (or execution.address), then $RAY_ADDRESS; "" = a private instance."""
+    return cfg.address or os.environ.get("RAY_ADDRESS", "")
+
+
+# One token per process: Ray's token loader keeps the first token it reads for the process's lifetime.
+_PRIVATE_TOKEN = secrets.token_hex(32)
+_PRIVATE_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": _PRIVATE_TOKEN,
+                "RAY_AUTH_TOKEN_PATH": None}
+
+
+def _secure_private_instance() -> Callable[[], None]:
+    """Settings for a private instance, in this process and the Ray processes it starts (they inherit
+    its environment); returns what restores the previous ones, at shutdown.
+
+    Single-machine mode (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, Ray's default on macOS and Windows) makes
+    the node address 127.0.0.1: GCS, raylet, workers, agents and metrics bind loopback only. The token
+    guards its services (all but the read-only metrics) against other users of this machine. It
+    overrides an inherited RAY_AUTH_MODE=disabled (CI and cluster recipes set it, for clusters): nobody
+    else needs to reach a private instance, so it never runs unauthenticated."""
+    from ray._private import ray_constants
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    saved_env = {key: os.environ.get(key) for key in _PRIVATE_ENV}
+    saved_cluster_mode = ray_constants.ENABLE_RAY_CLUSTER
+
+    def apply(env: dict[str, str | None], cluster_mode: bool) -> None:
+        for key, value in env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        # This process's Ray read these settings when it was imported: make it read them again, as Ray's
+        # own token set-up does (ray._private.authentication).
+        ray_constants.ENABLE_RAY_CLUSTER = cluster_mode
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
+
+    apply(_PRIVATE_ENV, False)
+    return lambda: apply(saved_env, saved_cluster_mode)
+
+
+def make_executor(cfg: ExecutionConfig, py_modules: tuple[str, ...] = ()):
+    return {"local": LocalExecutor, "ray": RayExecutor}[cfg.executor](cfg, py_modules)

@@ -7,6 +7,7 @@ Ray task retried after a lost worker continues from its run's last checkpoint.
 """
 from __future__ import annotations
 
+import hashlib
 import sys
 import uuid
 from dataclasses import dataclass, field
@@ -56,26 +57,53 @@ def write_plan(cfg: Config, plan: list[RunSpec], store: SuiteStore) -> None:
                                         "runs": [s.to_dict() for s in plan]})
 
 
-def plugin_sources(plan: list[RunSpec]) -> dict[str, str]:
-    """method name -> what `load_plugin` needs to register it again in a Ray worker, for the plan's
-    methods that came from plug-ins (a worker imports bench, not the driver's --plugin files)."""
+@dataclass(frozen=True)
+class PluginSource:
+    """How a Ray worker registers a plug-in method again: by importing its installed `module`, or by
+    loading its `file`, which the job ships to every worker (runtime_env `py_modules`). The worker finds
+    the shipped copy on its `sys.path` by content, since a file of the same name may come first there
+    (Ray also puts the driver's script folder on it)."""
+    module: str = ""    # an installed module, or
+    file: str = ""      # the driver's path to a plug-in file
+    sha256: str = ""    # of the file's content
+
+    def load(self) -> None:
+        from bench.methods import load_plugin
+        if self.module:
+            load_plugin(self.module)
+            return
+        copies = (Path(folder) / Path(self.file).name for folder in sys.path)
+        shipped = next((c for c in copies if c.is_file() and _sha256(c) == self.sha256), None)
+        load_plugin(str(shipped or self.file))  # not shipped (Ray started by the caller): a shared path
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def plugin_sources(plan: list[RunSpec]) -> dict[str, PluginSource]:
+    """method name -> its PluginSource, for the plan's methods that came from plug-ins (a worker imports
+    bench, not the driver's --plugin files)."""
     from bench.methods import REGISTRY
     sources = {}
     for name in {_method(s) for s in plan}:
         module = REGISTRY[name].__module__
         if module.startswith("bench.") or module == "__main__":
             continue
-        is_file = module.startswith("bench_plugin_")  # how load_plugin names a module loaded from a file
-        sources[name] = str(Path(sys.modules[module].__file__).resolve()) if is_file else module
+        if module.startswith("bench_plugin_"):  # how load_plugin names a module loaded from a file
+            path = Path(sys.modules[module].__file__).resolve()
+            sources[name] = PluginSource(file=str(path), sha256=_sha256(path))
+        else:
+            sources[name] = PluginSource(module=module)
     return sources
 
 
-def run_task(kind: str, fn, args: tuple, progress: str, token: str, plugins: dict[str, str]):
+def run_task(kind: str, fn, args: tuple, progress: str, token: str, plugins: dict[str, PluginSource]):
     """What a worker runs around a task body: plug-ins registered, progress reported."""
-    from bench.methods import REGISTRY, load_plugin
+    from bench.methods import REGISTRY
     for name, source in plugins.items():
         if name not in REGISTRY:
-            load_plugin(source)
+            source.load()
     writer = ProgressWriter(Path(progress), token)
     writer.start()
     try:
@@ -100,17 +128,25 @@ class _Job:
         seeds = f"train seed {self.spec.train_seed}" + (f", gen seed {self.gen_seed}" if self.kind == "eval" else "")
         return f"{self.spec.variant} ({seeds})"
 
+    @property
+    def task_name(self) -> str:
+        """What `ray list tasks` and the dashboard show: `train drift:delta=0.1 seed 0`, `eval ... gen 2`."""
+        if self.spec is None:
+            return self.kind
+        return (f"{self.kind} {self.spec.variant} seed {self.spec.train_seed}"
+                + (f" gen {self.gen_seed}" if self.kind == "eval" else ""))
+
 
 class _Grid:
     """One invocation's driver loop: submits jobs, holds back those that need the expert until it
     exists, settles finished ones into the summary and the live view."""
 
     def __init__(self, cfg: Config, store: SuiteStore, data_path: Path, executor, summary: Summary,
-                 plan: list[RunSpec], console: Console):
+                 plan: list[RunSpec], plugins: dict[str, PluginSource], console: Console):
         self.cfg, self.store, self.data_path, self.executor, self.summary = cfg, store, data_path, executor, summary
         self.console = console
         self.token = uuid.uuid4().hex[:12]
-        self.plugins = plugin_sources(plan)
+        self.plugins = plugins
         self.view = GridView(self.token)
         self.pending: dict[object, _Job] = {}
         self.held: list[_Job] = []
@@ -159,7 +195,7 @@ class _Grid:
             fn, args = eval_task, (cfg, job.spec, job.gen_seed, results, self.data_path)
             progress = SuiteStore.eval_dir(_run_dir(self.store, job.spec), job.gen_seed) / PROGRESS_FILE
         handle = self.executor.submit(run_task, job.kind, fn, args, str(progress), self.token, self.plugins,
-                                      kind=job.kind)
+                                      kind=job.kind, name=job.task_name)
         self.pending[handle] = job
         self.view.submitted(handle, job.kind, job.label, progress)
 
@@ -224,9 +260,10 @@ def run_suite(cfg: Config, results: Path, console: Console | None = None) -> Sum
 
 def _execute(cfg: Config, store: SuiteStore, data_path: Path, plan: list[RunSpec], summary: Summary,
              console: Console) -> None:
-    executor = make_executor(cfg.execution)
+    plugins = plugin_sources(plan)
+    executor = make_executor(cfg.execution, tuple(sorted({p.file for p in plugins.values() if p.file})))
     try:
-        grid = _Grid(cfg, store, data_path, executor, summary, plan, console)
+        grid = _Grid(cfg, store, data_path, executor, summary, plan, plugins, console)
         console.print(f"{executor.describe()}\nresults: {store.root}", highlight=False, soft_wrap=True)
         try:
             with Live(grid.view, console=console, refresh_per_second=2, transient=False):

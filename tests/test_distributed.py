@@ -1,37 +1,44 @@
-"""Fault tolerance and distribution of `bench run` under Ray, checked the way a user meets them.
+"""Fault tolerance, distribution and safety of `bench run` under Ray, checked the way a user meets them.
 
-Two grids (each Ray start costs ~10 s here): one on a local Ray instance (a worker SIGKILLed mid-run,
-then Ctrl-C, then the same command again) and one on a two-node loopback cluster (two `bench run`
-processes on one store at once, the second node stopped mid-run). Plus cheap checks of the driver
-loop (a failed expert), the live view and the executor's resource rules.
+Two grids (each Ray start costs ~10 s here): one on a private local Ray instance (reachable from this
+machine only, with a token; a worker SIGKILLed mid-run, then Ctrl-C, then the same command again) and
+one on a two-node loopback cluster secured with a token (two `bench run` processes on one store at
+once, one joining by --address, one by $RAY_ADDRESS; the second node stopped mid-run; tasks listed by
+name). Plus cheap checks of the driver loop (a failed expert), the live view and the executor's rules.
 """
+import ipaddress
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 from rich.console import Console
 
 from bench.config import PRESETS, ExecutionConfig, load_config
 from bench.errors import BenchError
-from bench.executors import RayExecutor
+from bench.executors import RayExecutor, ray_address
 from bench.methods import REGISTRY, load_plugin
 from bench.progress import PROGRESS_FILE, GridView, ProgressWriter, read_progress
 from bench.runner import run_suite
 from bench.store import DONE, FAILED
 from test_plugins import readme_plugin_source
 
-ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1",
-       "HF_HUB_OFFLINE": "1"}
+# RAY_AUTH_MODE=disabled as CI sets it: bench's private instance must be safe all the same.
+ENV = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_AUTH_MODE": "disabled",
+       "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 BENCH = [sys.executable, "-m", "bench.cli"]
+RAY = [sys.executable, "-m", "ray.scripts.scripts"]  # `ray` of this environment: its workers import this bench
 
 
 def write_suite(path: Path, **sections) -> Path:
@@ -72,12 +79,62 @@ def wait_for(predicate, timeout: float, what: str, proc=None):
     pytest.fail(f"timed out waiting for {what}")
 
 
+def _ctrl_c_reaches_it():
+    """In the child: SIGINT as in a terminal. A background job of a non-interactive shell (as CI may run
+    this suite) ignores SIGINT, children inherit that, and `bench run` would finish its grid."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def listening_sockets(sid: int) -> list[tuple[str, int, int, str]]:
+    """(address, port, pid, program) of every TCP socket listening in session `sid` (a Ray instance's
+    processes share the session of the process that started it), from /proc like `ss -ltnp`."""
+    listening = {}
+    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":  # TCP_LISTEN
+                address, port = fields[1].split(":")
+                words = [int(address[i:i + 8], 16) for i in range(0, len(address), 8)]  # native-order u32s
+                listening[fields[9]] = socket.inet_ntop(family, struct.pack(f"={len(words)}I", *words)), int(port, 16)
+    found = []
+    for pid in _session_pids(sid):
+        try:
+            program = Path(f"/proc/{pid}/cmdline").read_text().split("\0")[0]
+            links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        except OSError:  # gone meanwhile
+            continue
+        inodes = {link[len("socket:["):-1] for link in links if link.startswith("socket:[")}
+        found += [(*listening[inode], pid, program) for inode in inodes & listening.keys()]
+    return found
+
+
+def _is_loopback(address: str) -> bool:
+    return (getattr(ip := ipaddress.ip_address(address), "ipv4_mapped", None) or ip).is_loopback
+
+
+def check_private_instance(driver: int) -> None:
+    """Nothing of the Ray instance started by `driver` listens beyond loopback, and its GCS refuses a
+    caller without the instance's token (or with another one) but answers one with it."""
+    sockets = listening_sockets(driver)
+    assert sockets and all(_is_loopback(address) for address, *_ in sockets), sockets
+    (gcs_port, gcs_pid), = {(port, pid) for _, port, pid, program in sockets if program.endswith("gcs_server")}
+    environ = dict(v.split("=", 1) for v in Path(f"/proc/{gcs_pid}/environ").read_text().split("\0") if "=" in v)
+    get_nodes = grpc.insecure_channel(f"127.0.0.1:{gcs_port}").unary_unary("/ray.rpc.NodeInfoGcsService/GetAllNodeInfo")
+    for token in (None, secrets.token_hex(32)):
+        with pytest.raises(grpc.RpcError) as refused:
+            get_nodes(b"", metadata=[("authorization", f"Bearer {token}")] if token else [], timeout=30)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    get_nodes(b"", metadata=[("authorization", f"Bearer {environ['RAY_AUTH_TOKEN']}")], timeout=30)
+
+
 @pytest.mark.timeout(900)
 def test_killed_worker_and_ctrl_c_resume_to_identical_samples(tmp_path):
-    """A Ray worker SIGKILLed mid-training is retried from its checkpoint; Ctrl-C stops `bench run`
-    cleanly (exit 130); the same command finishes the grid without retraining finished runs; a NaN
-    variant is recorded FAILED (not retried); samples equal those of uninterrupted local runs."""
-    plugin = tmp_path / "offset_noise.py"
+    """The private Ray instance listens on loopback only and demands its token; a worker SIGKILLed
+    mid-training is retried from its checkpoint, with the plug-in the job shipped (its file is gone);
+    Ctrl-C mid-grid stops `bench run` cleanly (exit 130); the same command finishes the grid without
+    retraining; a NaN variant is FAILED (not retried); samples equal those of uninterrupted runs."""
+    plugin = tmp_path / "plugins" / "offset_noise.py"
+    plugin.parent.mkdir()
     plugin.write_text(readme_plugin_source())  # a plug-in method: Ray workers must register it too
     methods = ["baseline", "drift", "offset-noise:strength=0.2", "drift:delta=1e30"]
     config = write_suite(tmp_path / "bench.toml", suite={"name": "grid", "methods": methods, "seeds": 1},
@@ -87,13 +144,15 @@ def test_killed_worker_and_ctrl_c_resume_to_identical_samples(tmp_path):
     root = tmp_path / "results" / "grid"
 
     first = subprocess.Popen(command, env=ENV, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, start_new_session=True)
+                             text=True, start_new_session=True, preexec_fn=_ctrl_c_reaches_it)
     try:
         def running_past_checkpoint():
             return next(((d, r) for d, r in progress_records(root)
                          if r["state"] == "running" and r["node"] and r["step"] >= 6), None)
         killed_dir, record = wait_for(running_past_checkpoint, 300, "a training past its first checkpoint", first)
         assert record["pid"] != first.pid  # a Ray worker, not the driver
+        check_private_instance(first.pid)
+        plugin.unlink()  # the job holds its copy: the worker that retries the killed task must use it
         os.kill(record["pid"], signal.SIGKILL)
 
         def one_done_one_training():
@@ -108,15 +167,17 @@ def test_killed_worker_and_ctrl_c_resume_to_identical_samples(tmp_path):
     finally:
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)
-    if first.returncode == 130:
-        assert "interrupted" in err and "run the same command again" in " ".join(err.split()) and "Traceback" not in err
-    else:  # seen once in a full-suite run: the grid ended before Ctrl-C took effect; the resume checks below hold
-        assert first.returncode == 1 and "Traceback" not in err, err[-3000:]
+    assert first.returncode == 130, err[-3000:]
+    assert "interrupted" in err and "run the same command again" in " ".join(err.split()) and "Traceback" not in err
     finished = sorted(p.parent for p in root.glob(f"runs/*/*/train-seed=*/*/{DONE}"))
     unfinished = sorted(d for d in {p.parent for p in root.glob("runs/*/*/train-seed=*/*/config.json")}
                         if not (d / DONE).exists() and not (d / FAILED).exists())
+    assert unfinished  # Ctrl-C landed mid-grid
+    failures = [line for line in err.splitlines() if line.startswith("failed ")]
+    assert all("drift:delta=nan" in line for line in failures), failures  # the retry found the shipped plug-in
     stamps = {d: (d / DONE).stat().st_mtime_ns for d in finished}
 
+    plugin.write_text(readme_plugin_source())
     again = subprocess.run(command, env=ENV, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert again.returncode == 1, again.stderr[-3000:]  # the NaN variant failed, everything else finished
     assert re.search(r"1 failed:\s+drift:delta=1e\+30 \(train seed 0\): loss became nan", again.stdout)
@@ -172,10 +233,10 @@ def _kill_session(sid: int) -> None:
             pass
 
 
-def _start_node(args: list[str]) -> subprocess.Popen:
+def _start_node(args: list[str], env: dict) -> subprocess.Popen:
     # A killed node is declared dead after 3 missed 1 s health checks (default 5 x 3 s).
-    env = {**ENV, "RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3"}
-    node = subprocess.Popen(["ray", "start", *args, "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
+    env = {**env, "RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3"}
+    node = subprocess.Popen([*RAY, "start", *args, "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
                              "--block", "--disable-usage-stats"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     for line in node.stdout:  # `--block` prints this once the node has joined
@@ -185,27 +246,32 @@ def _start_node(args: list[str]) -> subprocess.Popen:
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.skipif(shutil.which("ray") is None, reason="the `ray` command line is not installed")
 def test_two_node_cluster_two_drivers_and_a_lost_node(tmp_path):
-    """Two `bench run --address` processes on one store, on a two-node loopback cluster; the second
-    node is killed while it trains. Both finish; every run and evaluation exists once, computed once."""
-    port = _free_port()
+    """Two `bench run` processes on one store, one joining by --address, one by $RAY_ADDRESS, on a
+    two-node loopback cluster secured with a token as the README says; the second node is killed while
+    it trains. Both finish; every run and evaluation exists once, computed once; the plug-in method
+    reaches the workers with the job; `ray list tasks` names each task after its work."""
+    address = f"127.0.0.1:{(port := _free_port())}"
     temp_dir = Path(f"/tmp/rb{os.getpid()}")  # short: Ray's socket paths must fit in 107 bytes
-    config = write_suite(tmp_path / "bench.toml",
-                         suite={"name": "cluster", "methods": ["baseline", "drift"], "seeds": 1},
+    plugin = tmp_path / "offset_noise.py"
+    plugin.write_text(readme_plugin_source())
+    methods = ["baseline", "offset-noise:strength=0.2"]
+    config = write_suite(tmp_path / "bench.toml", suite={"name": "cluster", "methods": methods, "seeds": 1},
                          train={"steps": 20, "checkpoint_every": 5}, metrics={"names": ["expert_acc", "ssim"]},
                          execution={"device": "cpu"})
-    command = [*BENCH, "run", "--config", str(config), "--results", str(tmp_path / "results"),
-               "--address", f"127.0.0.1:{port}"]
+    command = [*BENCH, "run", "--config", str(config), "--results", str(tmp_path / "results"), "--plugin", str(plugin)]
+    cluster_env = {**ENV, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     root = tmp_path / "results" / "cluster"
     nodes, drivers = [], []
     try:
-        nodes.append(_start_node(["--head", "--port", str(port), "--include-dashboard", "false",
-                                  "--temp-dir", str(temp_dir)]))
-        nodes.append(_start_node(["--address", f"127.0.0.1:{port}"]))
+        nodes.append(_start_node(["--head", "--port", str(port), "--dashboard-port", str(_free_port()),
+                                  "--temp-dir", str(temp_dir)], cluster_env))  # the dashboard serves `ray list`
+        nodes.append(_start_node(["--address", address], cluster_env))
         second = nodes[1].pid  # its session id: every process of that node carries it
-        drivers = [subprocess.Popen(command, env=ENV, cwd=tmp_path, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        drivers = [subprocess.Popen(command + ["--address", address], env=cluster_env, cwd=tmp_path,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
+                   subprocess.Popen(command, env={**cluster_env, "RAY_ADDRESS": address}, cwd=tmp_path,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
         seen_sessions = set()
 
         def training_on_second_node_after_both_ran_tasks():
@@ -223,6 +289,8 @@ def test_two_node_cluster_two_drivers_and_a_lost_node(tmp_path):
         wait_for(training_on_second_node_after_both_ran_tasks, 400, "a training on the second node", drivers[0])
         _kill_session(second)
         outputs = [d.communicate(timeout=600) for d in drivers]
+        listed = subprocess.run([*RAY, "list", "tasks", "--address", address, "--format", "json", "--limit", "10000"],
+                                env=cluster_env, capture_output=True, text=True, timeout=120)
     finally:
         for proc in drivers:
             if proc.poll() is None:
@@ -233,8 +301,12 @@ def test_two_node_cluster_two_drivers_and_a_lost_node(tmp_path):
         shutil.rmtree(temp_dir, ignore_errors=True)
     for proc, (out, err) in zip(drivers, outputs):
         assert proc.returncode == 0, err[-3000:]
-        assert "Traceback" not in err
+        assert "Traceback" not in err and f"Ray cluster at {address}" in err
     assert second in seen_sessions and len(seen_sessions) >= 2  # tasks ran on both nodes
+    assert seen_sessions <= {nodes[0].pid, second}  # and only there: no driver started Ray of its own
+    names = {task["name"] for task in json.loads(listed.stdout)}
+    assert {"expert", "train baseline seed 0", "train offset-noise:strength=0.2 seed 0", "eval baseline seed 0 gen 0",
+            "eval offset-noise:strength=0.2 seed 0 gen 0"} <= names and "run_task" not in names, listed.stderr[-2000:]
     trained, evaluated = zip(*(counts(out) for out, _ in outputs))
     assert sum(trained) == 2 and sum(evaluated) == 2  # each computed by exactly one of the two
     runs = sorted(p.parent for p in root.glob(f"runs/*/*/train-seed=*/*/{DONE}"))
@@ -308,6 +380,7 @@ class _FakeRay:
 def test_ray_executor_refuses_resources_the_cluster_lacks(execution, resources, fragment):
     executor = RayExecutor.__new__(RayExecutor)
     executor.cfg, executor.ray, executor._owns_ray = ExecutionConfig(**execution), _FakeRay(resources), False
+    executor._undo_private_settings = None
     with pytest.raises(BenchError, match=fragment):
         executor._check_resources()
 
@@ -318,3 +391,10 @@ def test_gpus_go_to_every_task_that_runs_a_network():
     for kind in ("expert", "train", "eval"):
         assert executor._options(kind) == {"num_cpus": 4, "num_gpus": 1, "max_retries": 2, "retry_exceptions": False}
     assert executor._options("noop")["num_gpus"] == 0
+
+
+def test_ray_address_comes_from_the_option_then_the_environment(monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")  # what `ray job submit` gives its entrypoint
+    assert [ray_address(ExecutionConfig(address="auto")), ray_address(ExecutionConfig())] == ["auto", "10.0.0.1:6379"]
+    monkeypatch.delenv("RAY_ADDRESS")
+    assert ray_address(ExecutionConfig()) == ""  # a private instance
