@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from bench.datasets.base import DataConfig
+from bench.diffusion import SAMPLERS
 from bench.errors import BenchError
 from bench.models.expert import ExpertConfig
 
@@ -53,7 +54,8 @@ class SampleConfig:
     sampler: str = "ddim"               # a diffusers scheduler by name: ddim | ddpm | dpmsolver++ | unipc | euler
     steps: int = 50                     # sampling steps (the scheduler's inference timesteps)
     eta: float = 0.0                    # DDIM stochasticity, ddim only; 0 = deterministic
-    spacing: Literal["trailing", "leading", "linspace"] = "trailing"  # timesteps; trailing starts at T - 1 (Lin et al. 2024)
+    spacing: Literal["trailing", "leading", "linspace"] = "trailing"  # timesteps; trailing starts at
+    #                                     T - 1 (Lin et al. 2024), leading at T - T / steps
     clip_x0: bool = True                # clip the predicted x0 to [-1, 1] at every step
     samples_per_class: int = 10         # images per scored class per generation seed
     batch_size: int = 128               # images per denoiser call
@@ -111,6 +113,7 @@ _RANGES = {
     ("train", "checkpoint_every"): (lambda v: v >= 1, "an integer >= 1"),
     ("train", "log_every"): (lambda v: v >= 1, "an integer >= 1"),
     ("train", "num_train_timesteps"): (lambda v: v >= 2, "an integer >= 2"),
+    ("sample", "sampler"): (lambda v: v in SAMPLERS, "one of " + ", ".join(map(repr, SAMPLERS))),
     ("sample", "steps"): (lambda v: v >= 1, "an integer >= 1"),
     ("sample", "eta"): (lambda v: 0 <= v <= 1, "in [0, 1]"),
     ("sample", "samples_per_class"): (lambda v: v >= 2, "an integer >= 2 (SSIM needs pairs)"),

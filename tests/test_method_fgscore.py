@@ -226,7 +226,8 @@ def test_features_have_one_row_per_image_and_the_documented_width(toy_data, tiny
 def test_evaluation_stores_phi_of_real_images_and_the_report_shows_its_clustering(monkeypatch, capsys, tmp_path):
     from test_cli import run_cli
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "bench.toml").write_text('[suite]\nname = "f"\nseeds = 2\nmethods = ["baseline", "fgscore:n_refs=4,n_draws=1"]\n'
+    (tmp_path / "bench.toml").write_text('[suite]\nname = "f"\nseeds = 2\n'
+                                         'methods = ["baseline", "fgscore:n_refs=4,n_draws=1"]\n'
                                          '[metrics]\nnames = ["ssim"]\n')
     code, out, err = run_cli(monkeypatch, capsys, "run", "--preset", "tiny", "--executor", "local",
                              "--results", "results")
