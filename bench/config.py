@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from bench.datasets.base import DataConfig
+from bench.diffusion import SAMPLERS
 from bench.errors import BenchError
 from bench.models.expert import ExpertConfig, known_backbone
 from bench.numbers import finite_float
@@ -56,7 +57,8 @@ class SampleConfig:
     sampler: str = "ddim"               # a diffusers scheduler by name: ddim | ddpm | dpmsolver++ | unipc | euler
     steps: int = 50                     # sampling steps (the scheduler's inference timesteps)
     eta: float = 0.0                    # DDIM stochasticity, ddim only; 0 = deterministic
-    spacing: Literal["trailing", "leading", "linspace"] = "trailing"  # timesteps; trailing starts at T - 1 (Lin et al. 2024)
+    spacing: Literal["trailing", "leading", "linspace"] = "trailing"  # timesteps; trailing starts at
+    #                                     T - 1 (Lin et al. 2024), leading at T - T / steps
     clip_x0: bool = True                # clip the predicted x0 to [-1, 1] at every step
     samples_per_class: int = 10         # images per scored class per generation seed
     batch_size: int = 128               # images per denoiser call
@@ -131,6 +133,7 @@ _RANGES = {
     ("train", "checkpoint_every"): _ints(1),
     ("train", "log_every"): _ints(1),
     ("train", "num_train_timesteps"): _ints(2, 100_000),
+    ("sample", "sampler"): (lambda v: v in SAMPLERS, "one of " + ", ".join(map(repr, SAMPLERS))),
     ("sample", "steps"): _ints(1, 100_000),
     ("sample", "eta"): (lambda v: 0 <= v <= 1, "in [0, 1]"),
     ("sample", "samples_per_class"): _ints(2, 100_000, " (SSIM needs pairs)"),

@@ -1,8 +1,8 @@
 """Sampling a trained model with the suite's sampler and a method's sampling hooks.
 
 Paired seeds: for generation seed s, every method draws its initial noise and its sampler's per-step
-noise from the same seeded stream, in chunks of `sample.batch_size` images, so methods differ only in how they
-condition. Condition draws (e.g. an SSL embedding bank) use a separate stream so they never shift
+noise from the same seeded stream, in chunks of `sample.batch_size` images, so methods differ only in
+how they condition. Condition draws (e.g. an SSL embedding bank) use a separate stream so they never shift
 the noise.
 """
 from __future__ import annotations

@@ -19,7 +19,8 @@ Training   the conditioner of image x0 is another random train image x0' of the 
            Gradients flow through both passes: features and score are learned together.
 Sampling   phi^target for class c at level t = the centroid of phi over `n_refs` fixed class-c train
            images (the paper: at least 64), each noised to t with `n_draws` noise draws; computed once
-           per timestep for every class and cached. The matching is applied at every step.
+           per timestep for every class and cached (in the suite cache, keyed by the weights, so the
+           evaluations of one model at several seeds share them). The matching is applied at every step.
 Report     evaluations store phi of the held-out real test images at a few noise levels and the accuracy
            of their nearest class centroid (features.npz): the paper's clustering claim, measured.
 The paper's network has no class input, so the cross-attention token is a fixed zero (null) token.
@@ -27,15 +28,20 @@ The authors' coarse-to-fine stochastic sampler is not used: every method uses th
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load, save
 
 from bench.methods.aligned import check_feature_maps, resolve_module
 from bench.methods.base import ConditioningMethod
+from bench.store import FileLock, atomic_write_bytes
 
 STD_EPS = 1e-5
 FEATURE_LEVELS = (0.1, 0.5, 0.9)   # fractions of the schedule at which evaluations store phi of real images
@@ -125,6 +131,7 @@ class FGScore(ConditioningMethod):
         self._train_set = None                 # (x, y, keys) of the train split
         self._refs = None                      # (x, y) of the fixed sampling references
         self._centroids: dict[int, list] = {}  # t -> per layer (mean, std) centroids of every class
+        self._weights_key: str | None = None   # names the centroids of these weights in the cache
 
     def build_modules(self, unet):
         return {}  # no class embedding: the network has no class input
@@ -221,26 +228,55 @@ class FGScore(ConditioningMethod):
         g = torch.Generator().manual_seed((self.params.ref_seed * 100_003 + int(t)) * 1_009 + draw)
         return torch.randn(x.shape, generator=g).to(x.device)
 
-    @torch.no_grad()
-    def class_centroids(self, model, t: int, batch_size: int = 256) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def class_centroids(self, model, t: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per layer, the (mean, std) centroids (num_classes, C_l) of phi over every class's references,
-        each noised to level t with `n_draws` draws; computed once per t (the weights are fixed while
-        sampling). A class without references gets zeros."""
+        each noised to level t with `n_draws` draws. Computed once per t for these weights (they are
+        fixed while sampling) and, with a cache folder, shared with the other evaluations of the model."""
         t = int(t)
         if t not in self._centroids:
-            x, y = self.references()
-            onehot = torch.nn.functional.one_hot(y, self.ctx.num_classes).float()
-            weights = (onehot / onehot.sum(0).clamp(min=1)).T / self.params.n_draws     # (K, N_refs)
-            sums = None
-            for draw in range(self.params.n_draws):
-                eps = self.reference_noise(x, t, draw)
-                for rows in torch.arange(len(x), device=x.device).split(batch_size):
-                    tt = torch.full((len(rows),), t, device=x.device, dtype=torch.long)
-                    stats = self.phi(model, self.add_noise(self.ctx.schedule, x[rows], eps[rows], tt), tt)
-                    part = [(weights[:, rows] @ m.float(), weights[:, rows] @ s.float()) for m, s in stats]
-                    sums = part if sums is None else [(a + m, b + s) for (a, b), (m, s) in zip(sums, part)]
-            self._centroids[t] = sums
+            path = self._cache_file(model, t)
+            if path is None:
+                self._centroids[t] = self._compute_centroids(model, t)
+            else:
+                with FileLock(path.with_suffix(".lock")):
+                    if not path.exists():
+                        stats = self._compute_centroids(model, t)
+                        atomic_write_bytes(path, save({f"{i}.{k}": v.contiguous().cpu() for i, pair in enumerate(stats)
+                                                       for k, v in zip(("mean", "std"), pair)}))
+                    saved = load(path.read_bytes())
+                self._centroids[t] = [(saved[f"{i}.mean"].to(self.ctx.device), saved[f"{i}.std"].to(self.ctx.device))
+                                      for i in range(len(saved) // 2)]
         return self._centroids[t]
+
+    def _cache_file(self, model, t: int) -> Path | None:
+        """Where the centroids of these weights, data, schedule and parameters at level t are kept."""
+        if self.ctx.cache_dir is None:
+            return None
+        if self._weights_key is None:
+            h = hashlib.sha256(repr((dataclasses.asdict(self.params), self.ctx.data.fingerprint(),
+                                     self.ctx.schedule.beta_schedule, self.ctx.schedule.num_train_timesteps)).encode())
+            for name, tensor in sorted(model.state_dict().items()):
+                h.update(name.encode())
+                h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+            self._weights_key = h.hexdigest()[:20]
+        return Path(self.ctx.cache_dir) / "fgscore-centroids" / self._weights_key / f"t{t:04d}.safetensors"
+
+    @torch.no_grad()
+    def _compute_centroids(self, model, t: int, batch_size: int = 256) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The class means of phi over the references and their noise draws at level t (zeros for a class
+        without references)."""
+        x, y = self.references()
+        onehot = torch.nn.functional.one_hot(y, self.ctx.num_classes).float()
+        weights = (onehot / onehot.sum(0).clamp(min=1)).T / self.params.n_draws     # (K, N_refs)
+        sums = None
+        for draw in range(self.params.n_draws):
+            eps = self.reference_noise(x, t, draw)
+            for rows in torch.arange(len(x), device=x.device).split(batch_size):
+                tt = torch.full((len(rows),), t, device=x.device, dtype=torch.long)
+                stats = self.phi(model, self.add_noise(self.ctx.schedule, x[rows], eps[rows], tt), tt)
+                part = [(weights[:, rows] @ m.float(), weights[:, rows] @ s.float()) for m, s in stats]
+                sums = part if sums is None else [(a + m, b + s) for (a, b), (m, s) in zip(sums, part)]
+        return sums
 
     def centroids(self, model, labels, t) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per layer, the (mean, std) centroid of phi for each target row's class at level t."""

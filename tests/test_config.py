@@ -23,6 +23,7 @@ def test_repo_default_config_loads():
     ("[suite]\nseeds = 'three'\n", "suite.seeds"),
     ("[suite]\nseeds = 0\n", "suite.seeds"),
     ("[train]\nlr = -1.0\n", "train.lr"),
+    ("[sample]\nsampler = 'plms'\n", "must be one of 'ddim', 'ddpm'"),
     ("[data]\nsplit = [0.5, 0.5, 0.5]\n", "data.split"),
     ("[data]\ngrayscale = 1\n", "must be true or false"),
     ("[suite\n", "is not valid TOML"),

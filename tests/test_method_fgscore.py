@@ -193,6 +193,26 @@ def test_centroids_differ_per_class_are_cached_per_noise_level(toy_data, tiny_co
     assert not torch.allclose(later[0][0][0], mean[0])
 
 
+def test_centroids_are_shared_through_the_cache_by_evaluations_of_the_same_weights(toy_data, tiny_config,
+                                                                                  tmp_path, monkeypatch):
+    def built(seed):
+        torch.manual_seed(seed)
+        return build(tiny_config, "fgscore", toy_data, torch.device("cpu"), cache_dir=tmp_path)
+
+    with torch.no_grad():
+        first = built(0)
+        computed = first.method.class_centroids(first.model, 300)
+        second = built(0)                                  # another evaluation task of the same model
+        monkeypatch.setattr(FGScore, "phi", lambda *a: pytest.fail("recomputed"))
+        shared = second.method.class_centroids(second.model, 300)
+        monkeypatch.undo()
+        other = built(1)                                   # other weights: their own centroids
+        theirs = other.method.class_centroids(other.model, 300)
+    assert all(torch.equal(a, b) for pa, pb in zip(computed, shared) for a, b in zip(pa, pb))
+    assert not torch.allclose(theirs[0][0], computed[0][0])
+    assert len(list(tmp_path.glob("fgscore-centroids/*/t0300.safetensors"))) == 2
+
+
 def test_features_have_one_row_per_image_and_the_documented_width(toy_data, tiny_config):
     built = _built(toy_data, tiny_config)
     method, model = built.method, built.model
@@ -206,7 +226,8 @@ def test_features_have_one_row_per_image_and_the_documented_width(toy_data, tiny
 def test_evaluation_stores_phi_of_real_images_and_the_report_shows_its_clustering(monkeypatch, capsys, tmp_path):
     from test_cli import run_cli
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "bench.toml").write_text('[suite]\nname = "f"\nseeds = 2\nmethods = ["baseline", "fgscore:n_refs=4,n_draws=1"]\n'
+    (tmp_path / "bench.toml").write_text('[suite]\nname = "f"\nseeds = 2\n'
+                                         'methods = ["baseline", "fgscore:n_refs=4,n_draws=1"]\n'
                                          '[metrics]\nnames = ["ssim"]\n')
     code, out, err = run_cli(monkeypatch, capsys, "run", "--preset", "tiny", "--executor", "local",
                              "--results", "results")

@@ -94,7 +94,8 @@ def test_tiny_suite_runs_with_every_sampler(monkeypatch, capsys, tmp_path, name)
 
 
 @pytest.mark.parametrize("toml, fragment", [
-    ('[sample]\nsampler = "plms"\n', "unknown sampler 'plms' in [sample] sampler; known: ddim, ddpm"),
+    ('[sample]\nsampler = "plms"\n',
+     "sample.sampler in bench.toml + preset tiny + command-line flags must be one of 'ddim', 'ddpm'"),
     ('[suite]\nmethods = ["baseline", "drift"]\n[sample]\nsampler = "euler"\nclip_x0 = false\n',
      "method drift cannot sample with sampler 'euler': its reverse shifts samples x_t = a_t x0 + s_t eps"),
     ('[sample]\nsampler = "euler"\n', "sampler 'euler' cannot clip x0; set [sample] clip_x0 = false"),
