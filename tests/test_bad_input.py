@@ -2,17 +2,17 @@
 no traceback, nothing written in the results store. Every case fails before any work starts."""
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from bench import cli
 from bench.config import load_config
 from bench.plan import build_plan
 from bench.store import SuiteStore
 from bench.tasks import prepare_data
+
+from cli_runner import run_cli
 
 # The tiny preset written out as a file (so [expert] keys are not overridden by the preset).
 TINY = {
@@ -37,14 +37,6 @@ def toml(**changes) -> str:
 
     tables = {s: {**t, **changes.get(s, {})} for s, t in TINY.items()}
     return "".join(f"[{s}]\n" + "".join(f"{k} = {value(v)}\n" for k, v in t.items()) for s, t in tables.items())
-
-
-def bench(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["bench", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    out = capsys.readouterr()
-    return exit_info.value.code, out.out, out.err
 
 
 def files(root):
@@ -114,7 +106,7 @@ RUN = ("run", "--results", "results")
 def test_bad_suite_is_refused_at_planning(monkeypatch, capsys, tmp_path, changes, args, fragment):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bench.toml").write_text(toml(**changes))
-    code, _, err = bench(monkeypatch, capsys, *RUN, *args)
+    code, _, err = run_cli(monkeypatch, capsys, *RUN, *args)
     assert_refused(code, err, fragment, files(tmp_path / "results"))
 
 
@@ -131,12 +123,12 @@ def test_bad_data_is_refused_before_the_cache_or_plan_is_written(monkeypatch, ca
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bench.toml").write_text(toml(**changes))
     kind, _, name = dataset.partition(":")
-    code, _, err = bench(monkeypatch, capsys, *RUN, "--dataset", f"{kind}:{inputs / name}")
+    code, _, err = run_cli(monkeypatch, capsys, *RUN, "--dataset", f"{kind}:{inputs / name}")
     assert_refused(code, err, fragment, files(tmp_path / "results"))
 
 
 def test_splits_that_disagree_name_the_classes_missing_from_each(monkeypatch, capsys, inputs):
-    code, _, err = bench(monkeypatch, capsys, "data", "verify", f"npz:{inputs / 'disagree.npz'}")
+    code, _, err = run_cli(monkeypatch, capsys, "data", "verify", f"npz:{inputs / 'disagree.npz'}")
     assert_refused(code, err, "train lacks 50 classes ('0', '1', '2', '3', '4', '5', '6', '7', ...); "
                               "val lacks 50 classes ('10', '11',")
     assert "test lacks 50 classes" in err
@@ -145,7 +137,7 @@ def test_splits_that_disagree_name_the_classes_missing_from_each(monkeypatch, ca
 def test_plugin_calling_sys_exit(monkeypatch, capsys, tmp_path, inputs):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bench.toml").write_text(toml())
-    code, _, err = bench(monkeypatch, capsys, *RUN, "--plugin", str(inputs / "exits.py"))
+    code, _, err = run_cli(monkeypatch, capsys, *RUN, "--plugin", str(inputs / "exits.py"))
     assert_refused(code, err, "exits.py failed to import: it called sys.exit(3)", files(tmp_path / "results"))
 
 
@@ -157,7 +149,7 @@ def test_plugin_calling_sys_exit(monkeypatch, capsys, tmp_path, inputs):
 ])
 def test_bad_eval_input(monkeypatch, capsys, tmp_path, inputs, args, fragment):
     monkeypatch.chdir(inputs)  # the inputs by name, the cache in this test's folder
-    code, _, err = bench(monkeypatch, capsys, "eval", "--real", "tiles", "--metrics", "ssim,kid[inception]",
+    code, _, err = run_cli(monkeypatch, capsys, "eval", "--real", "tiles", "--metrics", "ssim,kid[inception]",
                          "--cache", str(tmp_path / "cache"), *args)
     assert_refused(code, err, fragment, files(tmp_path / "cache"))
 
@@ -166,7 +158,7 @@ def test_a_file_where_the_store_should_be(monkeypatch, capsys, tmp_path):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bench.toml").write_text(toml())
     (tmp_path / "results").write_text("not a folder")
-    code, _, err = bench(monkeypatch, capsys, *RUN)
+    code, _, err = run_cli(monkeypatch, capsys, *RUN)
     assert_refused(code, err, f"Not a directory: {tmp_path / 'results' / 't' / 'cache'}; fix that path")
 
 
@@ -175,7 +167,7 @@ def test_a_read_only_store(monkeypatch, capsys, tmp_path):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bench.toml").write_text(toml())
     (tmp_path / "results").mkdir(mode=0o555)
-    code, _, err = bench(monkeypatch, capsys, *RUN)
+    code, _, err = run_cli(monkeypatch, capsys, *RUN)
     assert_refused(code, err, f"Permission denied: {tmp_path / 'results'}", files(tmp_path / "results"))
 
 
@@ -190,12 +182,12 @@ def test_corrupt_plan_json_and_config_json(monkeypatch, capsys, tmp_path):
     config.parent.mkdir(parents=True)
     config.write_text('{"run_id": "torn')
     before = {p: p.stat().st_mtime_ns for p in files(tmp_path / "results")}
-    code, _, err = bench(monkeypatch, capsys, *RUN)
+    code, _, err = run_cli(monkeypatch, capsys, *RUN)
     assert_refused(code, err, f"{config} is corrupt (Unterminated string")
     assert {p: p.stat().st_mtime_ns for p in files(tmp_path / "results")} == before
 
     store.plan_path.write_text("{nope")
-    code, _, err = bench(monkeypatch, capsys, "report", "--results", "results")
+    code, _, err = run_cli(monkeypatch, capsys, "report", "--results", "results")
     assert_refused(code, err, "results/t/plan.json is corrupt (Expecting property name")
 
 
@@ -214,7 +206,7 @@ def test_dollar_signs_in_class_names_are_drawn_as_text(monkeypatch, capsys, tmp_
 
     for path in root.rglob("metrics.json"):
         path.write_text(json.dumps(rename(json.loads(path.read_text()))))
-    code, _, err = bench(monkeypatch, capsys, "report", "--results", str(tmp_path / "results"))
+    code, _, err = run_cli(monkeypatch, capsys, "report", "--results", str(tmp_path / "results"))
     assert code in (0, None), err
     assert (root / "report" / "figures" / "synth-tissue_confusion.png").is_file()
 
@@ -225,14 +217,14 @@ def test_one_grammar_for_data_set_specs(monkeypatch, capsys, tmp_path, inputs):
     monkeypatch.chdir(inputs)
     printed = []
     for given in ("tiles", "fake.npz", "synth-tissue"):
-        code, out, err = bench(monkeypatch, capsys, "data", "verify", given)
+        code, out, err = run_cli(monkeypatch, capsys, "data", "verify", given)
         assert code in (0, None), err
         printed.append(out.split()[1].rstrip(":"))          # "OK <spec>: ..."
-        code, again, err = bench(monkeypatch, capsys, "data", "verify", printed[-1])
+        code, again, err = run_cli(monkeypatch, capsys, "data", "verify", printed[-1])
         assert code in (0, None) and again == out, err
     assert printed == ["folder:tiles", "npz:fake.npz", "synth-tissue"]
     from bench.datasets import parse_spec
     assert [parse_spec(p).name for p in printed] == printed
-    code, out, err = bench(monkeypatch, capsys, "eval", "--real", "npz:fake.npz", "--fake", "fake.npz",
+    code, out, err = run_cli(monkeypatch, capsys, "eval", "--real", "npz:fake.npz", "--fake", "fake.npz",
                            "--metrics", "ssim", "--cache", str(tmp_path / "cache"))
     assert code in (0, None), err

@@ -1,19 +1,11 @@
 """The command line as a user meets it: bad input, a whole tiny suite, resume, report."""
 import json
-import sys
 
 import pytest
 
-from bench import cli
 from bench.store import DONE
 
-
-def run_cli(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["bench", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    out = capsys.readouterr()
-    return exit_info.value.code, out.out, out.err
+from cli_runner import run_cli
 
 
 @pytest.mark.parametrize("extra, toml, fragment", [

@@ -1,15 +1,15 @@
 """Hostile input: weights files that would run code, names that would leave the store, a plug-in that
 would stand in for a built-in, a lock held forever. Each is refused with one line (exit 2)."""
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from bench import cli
 from bench.errors import BenchError
 from bench.methods import REGISTRY, ConditioningMethod, load_plugin
 from bench.store import FileLock, SuiteStore, folder_name
+
+from cli_runner import run_cli
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 
@@ -28,14 +28,6 @@ def plant_pickle(path: Path, marker: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(_RunsCode(marker), path)
     return path
-
-
-def run_cli(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["bench", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    out = capsys.readouterr()
-    return exit_info.value.code, out.out, out.err
 
 
 def files_under(root: Path) -> set[Path]:

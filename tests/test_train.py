@@ -1,7 +1,6 @@
 """The training/sampling loop on a tiny model: learning, resume, determinism, failure."""
 import dataclasses
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
