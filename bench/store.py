@@ -6,7 +6,7 @@ results/<suite>/
   runs/<dataset>/<method-variant>/train-seed=<k>/<run_id>/
       config.json checkpoint.safetensors train_log.jsonl DONE | FAILED
       eval/seed=<s>/ samples.npz grid.png metrics.json
-  report/                                    leaderboard.md/.csv, report.html, figures/
+  report/                                    leaderboard.md/.csv, observations.csv, report.html, figures/
 
 metrics.json (one evaluation = one trained model x one generation seed):
 {
