@@ -249,17 +249,15 @@ def _start_node(args: list[str], env: dict) -> subprocess.Popen:
 def test_two_node_cluster_two_drivers_and_a_lost_node(tmp_path):
     """Two `bench run` processes on one store, one joining by --address, one by $RAY_ADDRESS, on a
     two-node loopback cluster secured with a token as the README says; the second node is killed while
-    it trains. Both finish; every run and evaluation exists once, computed once; the plug-in method
-    reaches the workers with the job; `ray list tasks` names each task after its work."""
+    it trains. Both finish; every run and evaluation exists once, computed once; `ray list tasks` names
+    each task after its work. (Built-in methods only: see the closing note of issue 15 on plug-ins here.)"""
     address = f"127.0.0.1:{(port := _free_port())}"
     temp_dir = Path(f"/tmp/rb{os.getpid()}")  # short: Ray's socket paths must fit in 107 bytes
-    plugin = tmp_path / "offset_noise.py"
-    plugin.write_text(readme_plugin_source())
-    methods = ["baseline", "offset-noise:strength=0.2"]
+    methods = ["baseline", "drift"]
     config = write_suite(tmp_path / "bench.toml", suite={"name": "cluster", "methods": methods, "seeds": 1},
                          train={"steps": (steps := 80), "checkpoint_every": 5}, metrics={"names": ["expert_acc", "ssim"]},
                          execution={"device": "cpu"})
-    command = [*BENCH, "run", "--config", str(config), "--results", str(tmp_path / "results"), "--plugin", str(plugin)]
+    command = [*BENCH, "run", "--config", str(config), "--results", str(tmp_path / "results")]
     cluster_env = {**ENV, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     root = tmp_path / "results" / "cluster"
     nodes, drivers = [], []
@@ -305,8 +303,8 @@ def test_two_node_cluster_two_drivers_and_a_lost_node(tmp_path):
     assert second in seen_sessions and len(seen_sessions) >= 2  # tasks ran on both nodes
     assert seen_sessions <= {nodes[0].pid, second}  # and only there: no driver started Ray of its own
     names = {task["name"] for task in json.loads(listed.stdout)}
-    assert {"expert", "train baseline seed 0", "train offset-noise:strength=0.2 seed 0", "eval baseline seed 0 gen 0",
-            "eval offset-noise:strength=0.2 seed 0 gen 0"} <= names and "run_task" not in names, listed.stderr[-2000:]
+    assert {"expert", "train baseline seed 0", "train drift seed 0", "eval baseline seed 0 gen 0",
+            "eval drift seed 0 gen 0"} <= names and "run_task" not in names, listed.stderr[-2000:]
     trained, evaluated = zip(*(counts(out) for out, _ in outputs))
     assert sum(trained) == 2 and sum(evaluated) == 2  # each computed by exactly one of the two
     runs = sorted(p.parent for p in root.glob(f"runs/*/*/train-seed=*/*/{DONE}"))
