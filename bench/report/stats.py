@@ -6,9 +6,25 @@ observation of one method variant on one metric:
 - several train seeds: a two-level percentile bootstrap that resamples train seeds, then
   generation seeds within each drawn train seed (Davison & Hinkley 1997, sec. 3.8, "strategy 1"),
   so the between-model variance is not mistaken for noise of the sampler. Seeded: reproducible.
-Δ vs the baseline pairs observations by (train seed, generation seed) and tests with the
-Wilcoxon signed-rank test (scipy.stats.wilcoxon, two-sided); p-values are Holm-corrected across
-the methods of one metric (Holm 1979).
+
+Δ vs the baseline pairs observations by (train seed, generation seed). Its unit is the trained
+model whenever the two methods share K >= 2 train seeds (MODEL_LEVEL):
+- each shared train seed gives one paired difference, the mean over its shared generation seeds
+  of (method - baseline); Δ is the mean of these K per-model differences;
+- Δ's CI: the two-level bootstrap of the paired differences (train seeds, then generation seeds
+  within), the statistic being the mean of the drawn models' means;
+- p: the exact sign-flip permutation test of the K per-model differences
+  (scipy.stats.permutation_test, permutation_type="samples", statistic the mean, two-sided;
+  exact, every one of the 2**K sign patterns, up to K = 16 train seeds).
+With one shared train seed (SAMPLER_LEVEL, "single trained models: sampler variance only") the
+units are the generation seeds: Δ's CI is the Student-t interval of the paired differences and
+p the two-sided Wilcoxon signed-rank test (scipy.stats.wilcoxon). Either way p-values are
+Holm-corrected across the methods of one metric (Holm 1979).
+
+The smallest detectable Δ is the paired-t approximation at α = 0.05 two-sided and power 0.8,
+(t_{1-α/2, n-1} + t_{power, n-1}) * sd_diff / sqrt(n), n the test's unit count and sd_diff the
+sample std (ddof 1) of its unit differences. Both exact tests need n >= 6 to reach p < 0.05 at
+all (their smallest two-sided p is 2 / 2**n).
 """
 from __future__ import annotations
 
@@ -19,8 +35,16 @@ import numpy as np
 from scipy import stats
 
 CONFIDENCE = 0.95          # level of every interval in the report
+ALPHA = 1.0 - CONFIDENCE   # two-sided level of the detectable-Δ figure
+POWER = 0.8                # power of the detectable-Δ figure (Cohen's convention)
 BOOTSTRAP_RESAMPLES = 10_000  # two-level bootstrap draws; the CI ends move < 1% of a std between seeds
 BOOTSTRAP_SEED = 0         # fixed: the same store always gives the same report
+PERMUTATION_RESAMPLES = 2 ** 16  # >= 2**K sign patterns, so exact up to K = 16 train seeds
+
+MODEL_LEVEL = "trained models"
+SAMPLER_LEVEL = "single trained models: sampler variance only"
+PERMUTATION_TEST = "exact sign-flip permutation test over train seeds"
+WILCOXON_TEST = "Wilcoxon signed-rank test over generation seeds"
 
 T_METHOD = "t"
 BOOTSTRAP_METHOD = "bootstrap2"
@@ -40,8 +64,14 @@ class CellSummary:
 @dataclass(frozen=True)
 class PairedTest:
     n_pairs: int           # (train seed, generation seed) keys observed for both methods
-    delta: float           # mean of method - baseline over the pairs
-    p: float               # two-sided Wilcoxon signed-rank p-value, uncorrected
+    level: str             # MODEL_LEVEL or SAMPLER_LEVEL ("" when nothing is paired)
+    n_units: int           # the test's units: shared train seeds, or the pairs of one
+    test: str              # PERMUTATION_TEST or WILCOXON_TEST ("" when nothing is paired)
+    delta: float           # mean of the units' paired differences (method - baseline)
+    ci_low: float
+    ci_high: float
+    p: float               # two-sided, uncorrected
+    detectable: float      # smallest Δ detectable at ALPHA with POWER (paired t), NaN if n < 2
 
 
 def t_interval(values: np.ndarray) -> tuple[float, float]:
@@ -57,13 +87,13 @@ def t_interval(values: np.ndarray) -> tuple[float, float]:
 
 
 def two_level_bootstrap(groups: list[np.ndarray], resamples: int = BOOTSTRAP_RESAMPLES,
-                        seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
-    """Percentile CI of the mean over all observations; groups = values per train seed.
+                        seed: int = BOOTSTRAP_SEED, per_model: bool = False) -> tuple[float, float]:
+    """Percentile CI of a mean; groups = values per train seed.
 
     Each draw picks len(groups) train seeds with replacement, then, inside each picked seed,
-    as many generation seeds as it holds, with replacement; the statistic is the mean of
-    every drawn observation (the point estimate's definition, so seeds with more evaluations
-    weigh more in both).
+    as many generation seeds as it holds, with replacement. The statistic is the mean of every
+    drawn observation (a cell's point estimate: seeds with more evaluations weigh more), or with
+    per_model the mean of the drawn models' means (Δ's point estimate: one model, one unit).
     """
     rng = np.random.default_rng(seed)
     sizes = np.array([len(g) for g in groups])
@@ -76,7 +106,8 @@ def two_level_bootstrap(groups: list[np.ndarray], resamples: int = BOOTSTRAP_RES
     within = (rng.random((resamples, len(groups), sizes.max())) * n_picked[..., None]).astype(int)
     drawn = padded[picked[..., None], within]                              # (B, K, max)
     valid = slots[None, None, :] < n_picked[..., None]
-    means = np.where(valid, drawn, 0.0).sum(axis=(1, 2)) / valid.sum(axis=(1, 2))
+    sums, counts = np.where(valid, drawn, 0.0).sum(axis=2), valid.sum(axis=2)    # (B, K)
+    means = (sums / counts).mean(axis=1) if per_model else sums.sum(axis=1) / counts.sum(axis=1)
     alpha = (1.0 - CONFIDENCE) / 2
     low, high = np.quantile(means, [alpha, 1.0 - alpha])
     return float(low), float(high)
@@ -101,23 +132,55 @@ def summarize(values_by_train_seed: dict[int, np.ndarray]) -> CellSummary:
     return CellSummary(n, len(groups), float(np.mean(values)), std, low, high, method)
 
 
+def detectable_delta(unit_diffs: np.ndarray) -> float:
+    """Smallest |Δ| a paired t test would detect at ALPHA two-sided with POWER, given these
+    unit differences' spread: (t_{1-ALPHA/2, n-1} + t_{POWER, n-1}) * sd / sqrt(n)."""
+    n = len(unit_diffs)
+    if n < 2:
+        return float("nan")
+    quantiles = stats.t.ppf(1.0 - ALPHA / 2, n - 1) + stats.t.ppf(POWER, n - 1)
+    return float(quantiles * np.std(unit_diffs, ddof=1) / np.sqrt(n))
+
+
+def _sign_flip_p(unit_diffs: np.ndarray) -> float:
+    result = stats.permutation_test((unit_diffs,), np.mean, vectorized=True,
+                                    permutation_type="samples", alternative="two-sided",
+                                    n_resamples=PERMUTATION_RESAMPLES, random_state=BOOTSTRAP_SEED)
+    return float(result.pvalue)
+
+
+def _wilcoxon_p(unit_diffs: np.ndarray) -> float:
+    with warnings.catch_warnings():                # scipy warns on ties/zeros with tiny n
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(stats.wilcoxon(unit_diffs).pvalue)
+
+
 def paired_test(method: dict[tuple[int, int], float],
                 baseline: dict[tuple[int, int], float]) -> PairedTest:
-    """Wilcoxon signed-rank test of method vs baseline on their shared (train, gen) seeds.
+    """Method vs baseline on their shared (train seed, generation seed) keys, at MODEL_LEVEL
+    when they share two or more train seeds, else at SAMPLER_LEVEL (see the module docstring).
 
     A key missing (or NaN) on either side drops that pair; pair order never matters.
     """
     keys = sorted(k for k in method.keys() & baseline.keys()
                   if np.isfinite(method[k]) and np.isfinite(baseline[k]))
     if not keys:
-        return PairedTest(0, float("nan"), float("nan"))
-    diffs = np.array([method[k] - baseline[k] for k in keys])
-    if not np.any(diffs):
-        return PairedTest(len(keys), 0.0, 1.0)    # identical on every pair: nothing to rank
-    with warnings.catch_warnings():                # scipy warns on ties/zeros with tiny n
-        warnings.simplefilter("ignore", RuntimeWarning)
-        p = float(stats.wilcoxon(diffs).pvalue)
-    return PairedTest(len(keys), float(diffs.mean()), p)
+        return PairedTest(0, "", 0, "", *(float("nan"),) * 5)
+    by_model: dict[int, list[float]] = {}
+    for k in keys:
+        by_model.setdefault(k[0], []).append(method[k] - baseline[k])
+    groups = [np.array(d) for _, d in sorted(by_model.items())]
+    if len(groups) >= 2:
+        level, test, units = MODEL_LEVEL, PERMUTATION_TEST, np.array([g.mean() for g in groups])
+        low, high = two_level_bootstrap(groups, per_model=True)
+        p_of = _sign_flip_p
+    else:
+        level, test, units = SAMPLER_LEVEL, WILCOXON_TEST, groups[0]
+        low, high = t_interval(units)
+        p_of = _wilcoxon_p
+    p = p_of(units) if np.any(units) else 1.0    # identical on every unit: nothing to test
+    return PairedTest(len(keys), level, len(units), test, float(units.mean()), low, high, p,
+                      detectable_delta(units))
 
 
 def holm(pvalues: list[float]) -> list[float]:
@@ -134,6 +197,7 @@ def holm(pvalues: list[float]) -> list[float]:
     return out.tolist()
 
 
-def smallest_wilcoxon_p(n_pairs: int) -> float:
-    """The smallest two-sided p the exact test can reach with n pairs: 2 / 2**n."""
-    return min(1.0, 2.0 / 2.0 ** n_pairs) if n_pairs else float("nan")
+def smallest_exact_p(n_units: int) -> float:
+    """The smallest two-sided p either exact test (sign-flip, Wilcoxon) reaches with n units:
+    2 / 2**n, all differences of one sign."""
+    return min(1.0, 2.0 / 2.0 ** n_units) if n_units else float("nan")

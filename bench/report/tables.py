@@ -9,31 +9,58 @@ import pandas as pd
 from bench.report.collect import SuiteData
 from bench.report.stats import holm, paired_test, summarize
 
-# Which way is better: expert accuracy up; SSIM down (more diverse); FID/KID down.
-_DIRECTIONS = (("expert_acc", 1), ("ssim", -1), ("fid", -1), ("kid", -1))
-PER_CLASS_KEYS = ("expert_recall", "ssim")
+HIGHER, LOWER, CLOSEST_TO_REAL = "higher", "lower", "closest to real"
+# How each metric kind is judged, in column order (the one place this is declared). SSIM's best
+# value is the real data's own (its reference): lower is not better, or pure noise would win.
+JUDGEMENT = {"acc": HIGHER, "expert_acc": HIGHER, "ssim": CLOSEST_TO_REAL, "fid": LOWER,
+             "kid": LOWER, "precision": HIGHER, "recall": HIGHER}
+NETWORK_ORDER = ("scorer", "expert", "inception", "effnet")   # acc[scorer], the headline, first
+ARROWS = {HIGHER: "↑", LOWER: "↓", CLOSEST_TO_REAL: "closest to real"}
+DISTANCE_TO_REAL = "distance to real"     # what Δ compares for CLOSEST_TO_REAL metrics
 
-LEADERBOARD_COLUMNS = ["method", "metric", "n", "n_train_seeds", "mean", "std", "ci_low",
-                       "ci_high", "ci_method", "n_pairs", "delta", "p", "p_holm"]
+# The statistics of one (method, metric) cell: its summary, then Δ vs the baseline (at `level`,
+# over `n_units` units, with its CI and `test`), then the smallest Δ the design could detect.
+CELL_STATS = ["n", "n_train_seeds", "mean", "std", "ci_low", "ci_high", "ci_method", "n_pairs",
+              "level", "n_units", "test", "delta_of", "delta", "delta_ci_low", "delta_ci_high",
+              "p", "p_holm", "detectable_delta"]
+LEADERBOARD_COLUMNS = ["method", "metric", *CELL_STATS]
+WIDE_STATS = ("mean", "std", "ci_low", "ci_high")
+WIDE_TEST_STATS = ("delta", "delta_ci_low", "delta_ci_high", "p", "p_holm", "level",
+                   "detectable_delta")
+
+
+def wide_column(metric: str, stat: str) -> str:
+    """leaderboard.csv's name for one statistic of one metric, e.g. acc[scorer]_ci_low."""
+    return f"{metric}_{stat}"
+
+
+def _split(metric: str) -> tuple[str, str]:
+    kind, _, net = metric.partition("[")
+    return kind, net.rstrip("]")
+
+
+def judgement(metric: str) -> str:
+    """HIGHER, LOWER, CLOSEST_TO_REAL, or "" (unknown: no arrow, no bold)."""
+    return JUDGEMENT.get(_split(metric)[0], "")
 
 
 def direction(metric: str) -> int:
-    """+1 higher is better, -1 lower is better, 0 unknown (no arrow, no bold)."""
-    family = metric.split("[", 1)[0]
-    return next((d for name, d in _DIRECTIONS if family == name), 0)
+    """+1 higher is better, -1 lower is better, 0 neither (unknown, or judged against real)."""
+    return {HIGHER: 1, LOWER: -1}.get(judgement(metric), 0)
 
 
 def arrow(metric: str) -> str:
-    return {1: "↑", -1: "↓"}.get(direction(metric), "")
+    return ARROWS.get(judgement(metric), "")
 
 
 def ordered_metrics(names) -> list[str]:
-    """The design's column order (expert_acc, ssim, fid[...], kid[...]), unknown ones last."""
-    families = [name for name, _ in _DIRECTIONS]
+    """The design's column order (acc, ssim, fid, kid, ...; scorer first), unknown ones last."""
+    kinds = list(JUDGEMENT)
 
     def key(metric: str):
-        family = metric.split("[", 1)[0]
-        return (families.index(family) if family in families else len(families), metric)
+        kind, net = _split(metric)
+        return (kinds.index(kind) if kind in kinds else len(kinds),
+                NETWORK_ORDER.index(net) if net in NETWORK_ORDER else len(NETWORK_ORDER), metric)
 
     return sorted(set(names), key=key)
 
@@ -60,36 +87,55 @@ class DatasetTables:
         return lb[(lb.method == method) & (lb.metric == metric)].iloc[0]
 
     def best(self, metric: str) -> set[str]:
-        """Methods with the best mean (ties all win); empty when the metric has no direction."""
-        sign = direction(metric)
+        """Methods with the best mean (ties all win): the highest, the lowest, or the closest to
+        the real data's value; empty when the metric has no judgement (or no real value)."""
         lb = self.leaderboard[(self.leaderboard.metric == metric) & (self.leaderboard.n > 0)]
-        if not sign or lb.empty:
+        if lb.empty:
             return set()
-        best = (sign * lb["mean"]).max()
-        return set(lb.loc[np.isclose(sign * lb["mean"], best, rtol=1e-12, atol=0), "method"])
+        if judgement(metric) == CLOSEST_TO_REAL and metric in self.reference:
+            score = -(lb["mean"] - self.reference[metric]).abs()
+        elif direction(metric):
+            score = direction(metric) * lb["mean"]
+        else:
+            return set()
+        return set(lb.loc[np.isclose(score, score.max(), rtol=1e-12, atol=0), "method"])
+
+
+def _judged_values(metric: str, values: pd.Series, reference: dict[str, float]) -> tuple[pd.Series, str]:
+    """What Δ compares: the value, or for CLOSEST_TO_REAL metrics its distance to the real one."""
+    if judgement(metric) == CLOSEST_TO_REAL and metric in reference:
+        return (values - reference[metric]).abs(), DISTANCE_TO_REAL
+    return values, "value"
 
 
 def _leaderboard(obs: pd.DataFrame, methods: tuple[str, ...], baseline: str,
-                 metrics: tuple[str, ...]) -> pd.DataFrame:
+                 metrics: tuple[str, ...], reference: dict[str, float]) -> pd.DataFrame:
     rows = []
     for metric in metrics:
         m_obs = obs[obs.metric == metric]
-        keyed = {m: {(int(t), int(g)): v for t, g, v in
-                     m_obs.loc[m_obs.method == m, ["train_seed", "gen_seed", "value"]].itertuples(
-                         index=False)} for m in methods}
+        judged, delta_of = _judged_values(metric, m_obs["value"], reference)
+        keyed = {m: {(int(t), int(g)): v for t, g, v in zip(
+                     m_obs.train_seed[m_obs.method == m], m_obs.gen_seed[m_obs.method == m],
+                     judged[m_obs.method == m])} for m in methods}
         block = []
         for method in methods:
             cell = m_obs[m_obs.method == method]
             s = summarize({int(k): g["value"].to_numpy() for k, g in cell.groupby("train_seed")})
             test = (paired_test(keyed[method], keyed[baseline])
                     if method != baseline and baseline in keyed else None)
-            block.append([method, metric, s.n, s.n_train_seeds, s.mean, s.std, s.ci_low,
-                          s.ci_high, s.ci_method, test.n_pairs if test else 0,
-                          test.delta if test else np.nan, test.p if test else np.nan, np.nan])
-        adjusted = holm([row[11] for row in block])           # across methods, per metric
-        for row, p_holm in zip(block, adjusted):
-            row[12] = p_holm
-        rows.extend(block)
+            block.append({"method": method, "metric": metric, "n": s.n,
+                          "n_train_seeds": s.n_train_seeds, "mean": s.mean, "std": s.std,
+                          "ci_low": s.ci_low, "ci_high": s.ci_high, "ci_method": s.ci_method,
+                          "n_pairs": test.n_pairs if test else 0,
+                          "level": test.level if test else "", "n_units": test.n_units if test else 0,
+                          "test": test.test if test else "", "delta_of": delta_of,
+                          "delta": test.delta if test else np.nan,
+                          "delta_ci_low": test.ci_low if test else np.nan,
+                          "delta_ci_high": test.ci_high if test else np.nan,
+                          "p": test.p if test else np.nan,
+                          "detectable_delta": test.detectable if test else np.nan})
+        adjusted = holm([row["p"] for row in block])           # across methods, per metric
+        rows.extend({**row, "p_holm": p_holm} for row, p_holm in zip(block, adjusted))
     return pd.DataFrame(rows, columns=LEADERBOARD_COLUMNS)
 
 
@@ -135,37 +181,39 @@ def dataset_tables(data: SuiteData, dataset: str) -> DatasetTables:
         for name, v in e.record.get("reference", {}).items():
             if v is not None:
                 references.setdefault(name, []).append(float(v))
+    reference = {k: float(np.mean(v)) for k, v in references.items()}
+    per_class_keys = ordered_metrics(k for e in evals for k in e.record.get("per_class", {}))
     provenance = {}
     for e in evals:
         for metric, prov in e.record.get("provenance", {}).items():
             provenance.setdefault(metric, prov)
     return DatasetTables(
         dataset=dataset, baseline=data.baseline, methods=methods, metrics=metrics,
-        leaderboard=_leaderboard(obs, methods, data.baseline, metrics), row_n=row_n,
+        leaderboard=_leaderboard(obs, methods, data.baseline, metrics, reference), row_n=row_n,
         row_status={m: _row_status(statuses[m], row_n[m]) for m in methods},
         runs_failed={m: statuses[m].count("failed") for m in methods},
         runs_missing={m: statuses[m].count("missing") for m in methods},
         runs_total={m: len(statuses[m]) for m in methods},
-        per_class={k: _per_class(data, dataset, methods, k) for k in PER_CLASS_KEYS},
+        per_class={k: _per_class(data, dataset, methods, k) for k in per_class_keys},
         classes=_class_names(evals[0].record) if evals else (),
-        reference={k: float(np.mean(v)) for k, v in references.items()},
+        reference=reference,
         provenance={m: provenance[m] for m in ordered_metrics(provenance)})
 
 
 def csv_frame(tables: list[DatasetTables]) -> pd.DataFrame:
-    """One row per (dataset, method variant): dataset, method, n, then per metric mean, std,
-    ci_low, ci_high; then per metric delta, p, p_holm (vs the baseline); then the row status."""
+    """One row per (dataset, method variant): dataset, method, n, then per metric WIDE_STATS;
+    then per metric WIDE_TEST_STATS (Δ vs the baseline, its level, the detectable Δ); then the
+    row status. Column names come from wide_column."""
     metrics = ordered_metrics(m for t in tables for m in t.metrics)
-    stat_cols = [f"{m}_{s}" for m in metrics for s in ("mean", "std", "ci_low", "ci_high")]
-    test_cols = [f"{m}_{s}" for m in metrics for s in ("delta", "p", "p_holm")]
+    stat_cols = [wide_column(m, s) for m in metrics for s in WIDE_STATS]
+    test_cols = [wide_column(m, s) for m in metrics for s in WIDE_TEST_STATS]
     rows = []
     for t in tables:
         for method in t.methods:
             row = {"dataset": t.dataset, "method": method, "n": t.row_n[method]}
             for metric in t.metrics:
                 c = t.cell(method, metric)
-                for s in ("mean", "std", "ci_low", "ci_high", "delta", "p", "p_holm"):
-                    row[f"{metric}_{s}"] = c[s]
+                row.update({wide_column(metric, s): c[s] for s in (*WIDE_STATS, *WIDE_TEST_STATS)})
             row.update(status=t.row_status[method], runs_failed=t.runs_failed[method],
                        runs_missing=t.runs_missing[method])
             rows.append(row)
