@@ -18,7 +18,8 @@ DATASET = "synth-tissue"
 METHODS = ("baseline", "drift:delta=-0.05", "aligned", "fgscore")
 CLASSES = ["tumor", "stroma", "empty"]
 SCORED = ["tumor", "stroma"]
-METRICS = ["expert_acc", "ssim", "fid[expert]", "kid[expert]"]
+METRICS = ["acc[scorer]", "acc[expert]", "ssim", "fid[scorer]", "kid[scorer]"]
+REFERENCE = {"acc[scorer]": 0.93, "acc[expert]": 0.97, "ssim": 0.15}
 
 
 def run_id(method, train_seed):
@@ -28,25 +29,28 @@ def run_id(method, train_seed):
 def value(method, train_seed, gen_seed, metric):
     """Deterministic, different per (method, seed, metric), so every statistic is non-trivial."""
     h = int(hashlib.sha256(f"{method}{train_seed}{gen_seed}{metric}".encode()).hexdigest(), 16)
-    return 0.3 + 0.05 * METHODS.index(method) + (h % 1000) / 20000 + 0.02 * train_seed
+    above_chance = 0.4 if metric.startswith("acc[") else 0.0   # 2 scored classes: chance 0.5
+    return 0.3 + above_chance + 0.05 * METHODS.index(method) + (h % 1000) / 20000 + 0.02 * train_seed
 
 
-def metrics_record(method, train_seed, gen_seed, code_version="0.1.0", n_gen=20, extra=None):
-    prov = {m: {"extractor": "expert", "weights_sha256": "abc", "n_gen": n_gen, "n_ref": 128,
-                "versions": {"torch": "2.4"}, "elapsed_s": 0.1 * gen_seed} for m in METRICS}
+def metrics_record(method, train_seed, gen_seed, code_version="0.1.0", n_gen=20, extra=None,
+                   value_of=value):
+    prov = {m: {"extractor": m.partition("[")[2].rstrip("]") or "none", "weights_sha256": "abc",
+                "n_gen": n_gen, "n_ref": 128, "versions": {"torch": "2.4"},
+                "elapsed_s": 0.1 * gen_seed} for m in METRICS}
     prov.update(extra or {})
     return {"schema": 1, "dataset": DATASET, "method": method, "run_id": run_id(method, train_seed),
             "train_seed": train_seed, "gen_seed": gen_seed, "code_version": code_version,
             "class_names": CLASSES, "scored_classes": SCORED,
-            "metrics": {m: value(method, train_seed, gen_seed, m) for m in METRICS},
-            "per_class": {"expert_recall": {"tumor": 0.5, "stroma": 0.25 + 0.1 * gen_seed},
+            "metrics": {m: value_of(method, train_seed, gen_seed, m) for m in METRICS},
+            "per_class": {"recall[scorer]": {"tumor": 0.5, "stroma": 0.25 + 0.1 * gen_seed},
                           "ssim": {"tumor": 0.1, "stroma": 0.2}},
-            "confusion": [[3, 1], [2, 2]], "reference": {"expert_acc": 0.97, "ssim": 0.15},
+            "confusion": [[3, 1], [2, 2]], "reference": dict(REFERENCE),
             "provenance": prov}
 
 
 def make_store(tmp_path, methods=METHODS, train_seeds=(0,), gen_seeds=(0, 1, 2), failed=(),
-               missing=(), plan_order=None, channels=3):
+               missing=(), plan_order=None, channels=3, value_of=value):
     store = SuiteStore(tmp_path / "results", "suite")
     runs = []
     for method in methods:
@@ -69,7 +73,8 @@ def make_store(tmp_path, methods=METHODS, train_seeds=(0,), gen_seeds=(0, 1, 2),
             atomic_write_bytes(run_dir / DONE, b"")
             for g in gen_seeds:
                 eval_dir = store.eval_dir(run_dir, g)
-                atomic_write_json(eval_dir / "metrics.json", metrics_record(method, k, g))
+                atomic_write_json(eval_dir / "metrics.json",
+                                  metrics_record(method, k, g, value_of=value_of))
                 rng = np.random.default_rng(g)
                 labels = np.repeat(np.arange(2), 3)
                 np.savez(eval_dir / "samples.npz", labels=labels,
@@ -102,9 +107,13 @@ def test_outputs_and_csv_columns_exactly_as_specified(tmp_path):
         assert (out / name).is_file()
     header = next(csv.reader(open(out / "leaderboard.csv")))
     stat = [f"{m}_{s}" for m in METRICS for s in ("mean", "std", "ci_low", "ci_high")]
-    tests = [f"{m}_{s}" for m in METRICS for s in ("delta", "p", "p_holm")]
+    tests = [f"{m}_{s}" for m in METRICS for s in ("delta", "delta_ci_low", "delta_ci_high", "p",
+                                                   "p_holm", "level", "detectable_delta")]
     assert header == ["dataset", "method", "n", *stat, *tests, "status", "runs_failed",
                       "runs_missing"]
+    html = (out / "report.html").read_text()
+    for column in ("acc[scorer]_mean", "acc[scorer]_ci_low", "acc[scorer]_ci_high", "acc[expert]_mean"):
+        assert column in header and f"<th>{column}</th>" in html
     rows = read_csv(out / "leaderboard.csv")
     assert [r["method"] for r in rows] == list(METHODS) and all(r["n"] == "3" for r in rows)
     # one train seed: mean, std and the t interval equal scipy's on the same numbers
@@ -136,9 +145,9 @@ def test_paired_test_pairs_by_seed_whatever_the_file_order(tmp_path):
     key = ["method", "metric"]
     a, b = ordered.sort_values(key).reset_index(drop=True), shuffled.sort_values(key).reset_index(drop=True)
     assert a.drop(columns=key).equals(b.drop(columns=key))
-    x = [value("drift:delta=-0.05", 0, g, "fid[expert]") for g in range(3)]
-    y = [value("baseline", 0, g, "fid[expert]") for g in range(3)]
-    row = a[(a.method == "drift:delta=-0.05") & (a.metric == "fid[expert]")].iloc[0]
+    x = [value("drift:delta=-0.05", 0, g, "fid[scorer]") for g in range(3)]
+    y = [value("baseline", 0, g, "fid[scorer]") for g in range(3)]
+    row = a[(a.method == "drift:delta=-0.05") & (a.metric == "fid[scorer]")].iloc[0]
     assert row.p == pytest.approx(stats.wilcoxon(x, y).pvalue)
     assert row.delta == pytest.approx(np.mean(np.subtract(x, y)))
 
@@ -148,10 +157,10 @@ def test_missing_seed_in_one_method_drops_that_pair(tmp_path):
     run_dir = SuiteStore(root.parent, root.name).run_dir(DATASET, "aligned", 0, run_id("aligned", 0))
     (run_dir / "eval" / "seed=1" / "metrics.json").unlink()
     report = build_report(root)
-    c = cell(report, "aligned", "expert_acc")
+    c = cell(report, "aligned", "acc[scorer]")
     seeds = [0, 2, 3, 4]
-    x = [value("aligned", 0, g, "expert_acc") for g in seeds]
-    y = [value("baseline", 0, g, "expert_acc") for g in seeds]
+    x = [value("aligned", 0, g, "acc[scorer]") for g in seeds]
+    y = [value("baseline", 0, g, "acc[scorer]") for g in seeds]
     assert (c.n, c.n_pairs) == (4, 4)
     assert c.p == pytest.approx(stats.wilcoxon(x, y).pvalue)
     assert report.tables[0].row_status["aligned"] == "partial"
@@ -176,8 +185,8 @@ def test_holm_correction_across_methods_per_metric(tmp_path):
 
 def test_two_train_seeds_use_the_seeded_two_level_bootstrap(tmp_path):
     report = build_report(make_store(tmp_path, train_seeds=(0, 1), channels=1), ("md",))
-    c = cell(report, "aligned", "kid[expert]")
-    groups = [np.array([value("aligned", k, g, "kid[expert]") for g in range(3)]) for k in (0, 1)]
+    c = cell(report, "aligned", "kid[scorer]")
+    groups = [np.array([value("aligned", k, g, "kid[scorer]") for g in range(3)]) for k in (0, 1)]
     assert c.ci_method == "bootstrap2" and c.n == 6
     assert (c.ci_low, c.ci_high) == pytest.approx(two_level_bootstrap(groups))
     md = (tmp_path / "results/suite/report/leaderboard.md").read_text()
@@ -192,7 +201,7 @@ def test_failed_and_missing_runs_are_shown_in_every_format(tmp_path):
     assert (rows["aligned"]["status"], rows["aligned"]["runs_failed"], rows["aligned"]["n"]) == (
         "failed", "1", "0")
     assert (rows["fgscore"]["status"], rows["fgscore"]["runs_missing"]) == ("missing", "1")
-    assert rows["aligned"]["expert_acc_mean"] == ""
+    assert rows["aligned"]["acc[scorer]_mean"] == ""
     md = (root / "report" / "leaderboard.md").read_text()
     html = (root / "report" / "report.html").read_text()
     for text in (md, html):
@@ -203,7 +212,7 @@ def test_failed_and_missing_runs_are_shown_in_every_format(tmp_path):
     console = Console(record=True, width=200)
     print_leaderboard(report, console)
     shown = console.export_text()
-    assert "fid[expert]" in shown and "loss is NaN" in shown and "failed" in shown
+    assert "fid[scorer]" in shown and "loss is NaN" in shown and "failed" in shown
 
 
 def test_incompatible_runs_are_refused(tmp_path):
@@ -225,7 +234,7 @@ def test_incompatible_runs_are_refused(tmp_path):
     assert not (root / "report").exists()            # refused before writing anything
     # a volatile field (timing) may differ
     atomic_write_json(path, metrics_record("aligned", 0, 2, extra={"ssim": {
-        "n_gen": 20, "extractor": "expert", "weights_sha256": "abc", "n_ref": 128,
+        "n_gen": 20, "extractor": "none", "weights_sha256": "abc", "n_ref": 128,
         "versions": {"torch": "2.4"}, "elapsed_s": 99.0}}))
     build_report(root)
 

@@ -43,7 +43,7 @@ def test_observations_csv_has_one_row_per_evaluation_and_metric(tmp_path):
     row = obs[(obs.method == "aligned") & (obs.gen_seed == 2) & (obs.metric == "ssim")].iloc[0]
     assert row.value == value("aligned", 0, 2, "ssim")
     assert (row.run_id, row.code_version, row.extractor, row.n_gen) == (test_report.run_id("aligned", 0),
-                                                                        "0.1.0", "expert", 20)
+                                                                        "0.1.0", "none", 20)
 
 
 def test_formats_not_written_this_time_are_removed(tmp_path):

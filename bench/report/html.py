@@ -7,10 +7,12 @@ from html import escape
 
 from bench.report.collect import VOLATILE_PROVENANCE_KEYS, SuiteData
 from bench.report.figures import feature_accuracy
-from bench.report.render import (PER_CLASS_TITLES, REFERENCE_LABEL, aggregation_text, decimals,
-                                 delta_parts, fmt, method_label, metric_cell, problem_runs,
-                                 reference_cell)
-from bench.report.tables import DatasetTables, arrow
+from bench.report.render import (DETECTABLE_TITLE, REFERENCE_LABEL, REFERENCE_NOTE, WARNING_LABEL,
+                                 aggregation_text, decimals, delta_parts, delta_title,
+                                 detectable_table, fmt, method_label, metric_cell, per_class_title,
+                                 problem_runs, reference_cell)
+from bench.report.tables import DatasetTables, arrow, csv_frame
+from bench.report.verdict import warnings_text
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;
@@ -32,6 +34,7 @@ details{margin:.5rem 0;border:1px solid #ddd;border-radius:4px;padding:.3rem .7r
 summary{cursor:pointer;font-weight:600}
 pre{background:#f6f8fa;padding:.6rem;overflow:auto;font-size:12px;max-height:40rem}
 nav a{margin-right:1rem}div.wide{overflow-x:auto}table.text td{text-align:left}
+div.warn{border:2px solid #b3261e;background:#fdecea;padding:.4rem 1rem;margin:1rem 0;max-width:1100px}
 div.prov{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:0 1rem}
 """
 
@@ -53,8 +56,9 @@ def _table(header: list[str] | str, rows: list[list[str]],
 def _leaderboard(t: DatasetTables) -> str:
     header = ('<tr><th class=label rowspan=2>method</th><th rowspan=2>N</th>'
               + "".join(f"<th colspan=2>{escape(f'{m} {arrow(m)}'.strip())}</th>" for m in t.metrics)
-              + "</tr><tr>" + "<th>mean ± std<small>95% CI</small></th><th>Δ<small>p (Holm)"
-              "</small></th>" * len(t.metrics) + "</tr>")
+              + "</tr><tr>" + "".join(f"<th>mean ± std<small>95% CI</small></th><th>"
+                                      f"{escape(delta_title(t, m))}<small>95% CI · p (Holm)</small></th>"
+                                      for m in t.metrics) + "</tr>")
     rows, classes = [], []
     for method in t.methods:
         row = [f'<td class="label">{escape(method_label(t, method))}</td>', str(t.row_n[method])]
@@ -85,8 +89,27 @@ def _per_class(t: DatasetTables, key: str) -> str:
         rows.append([f'<td class="label">{escape(method)}</td>']
                     + [f"{fmt(sub.at[c, 'mean'], places)}<small>± {fmt(sub.at[c, 'std'], places)}"
                        "</small>" if c in sub.index else "—" for c in t.classes])
-    return (f"<h3>{escape(PER_CLASS_TITLES[key])}</h3>"
+    return (f"<h3>{escape(per_class_title(key))}</h3>"
             + _table(["method", *map(escape, t.classes)], rows))
+
+
+def _detectable(t: DatasetTables) -> str:
+    header, rows = detectable_table(t)
+    if not rows:
+        return ""
+    return (f"<h3>{escape(DETECTABLE_TITLE)}</h3>"
+            + _table([*map(escape, header)],
+                     [[f'<td class="label">{escape(r[0])}</td>', *map(escape, r[1:])] for r in rows]))
+
+
+def _wide_leaderboard(tables: list[DatasetTables]) -> str:
+    """leaderboard.csv's table, its column names included (acc[scorer]_mean, ...)."""
+    frame = csv_frame(tables)
+    rows = [[f'<td class="label">{escape(str(row[0]))}</td>',
+             *(escape(fmt(v, 6) if isinstance(v, float) else str(v)) for v in row[1:])]
+            for row in frame.itertuples(index=False)]
+    return ("<details><summary>The leaderboard as in leaderboard.csv</summary><div class=wide>"
+            + _table([*map(escape, frame.columns)], rows) + "</div></details>")
 
 
 def _figures(items: list[tuple[str, str, bytes]]) -> str:
@@ -143,13 +166,14 @@ def page(data: SuiteData, tables: list[DatasetTables],
     body = [f"<h1>bench report — suite <code>{escape(data.suite)}</code></h1>",
             f"<nav>{nav}<a href=\"#problems\">failed/missing runs</a>"
             "<a href=\"#provenance\">provenance</a></nav>",
+            *(f"<div class=warn><p><b>{escape(WARNING_LABEL)}</b> {escape(text)}</p></div>"
+              for text in warnings_text(tables)),
             f"<p class=note>{escape(aggregation_text(data, tables))}</p>"]
     for i, t in enumerate(tables):
         body += [f'<h2 id="ds-{i}">{escape(t.dataset)}</h2>', _leaderboard(t)]
         if t.reference:
-            body.append(f"<p class=note>The {REFERENCE_LABEL} row holds the same statistic on "
-                        "real test images (expert accuracy: the ceiling; SSIM: the real data's "
-                        "diversity).</p>")
+            body.append(f"<p class=note>{escape(REFERENCE_NOTE)}</p>")
+        body.append(_detectable(t))
         body += [_per_class(t, key) for key in t.per_class]
         body.append(_feature_accuracy(data, t))
         body.append(_figures(figures.get(t.dataset, [])))
@@ -166,6 +190,7 @@ def page(data: SuiteData, tables: list[DatasetTables],
         body.append("<h3>Run folders not in plan.json (not scored)</h3><ul>" + "".join(
             f"<li><code>{escape(str(p.relative_to(data.root)))}</code></li>"
             for p in data.unplanned) + "</ul>")
+    body.append(_wide_leaderboard(tables))
     body += ['<h2 id="provenance">Provenance</h2>', _provenance(tables), _runs(data),
              "<details><summary>Resolved configuration (plan.json)</summary><pre>"
              + escape(json.dumps(data.plan.get("config", {}), indent=2, sort_keys=True,

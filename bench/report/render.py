@@ -7,12 +7,21 @@ import re
 from dataclasses import dataclass
 
 from bench.report.collect import RunStatus, SuiteData
-from bench.report.stats import (BOOTSTRAP_METHOD, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE,
-                                T_METHOD, smallest_wilcoxon_p)
-from bench.report.tables import DatasetTables, arrow
+from bench.report.stats import (ALPHA, BOOTSTRAP_METHOD, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED,
+                                CONFIDENCE, MODEL_LEVEL, POWER, SAMPLER_LEVEL, T_METHOD,
+                                smallest_exact_p)
+from bench.report.tables import DISTANCE_TO_REAL, DatasetTables, arrow
+from bench.report.verdict import warnings_text
 
 REFERENCE_LABEL = "real data (reference)"
-PER_CLASS_TITLES = {"expert_recall": "Expert recall per class ↑", "ssim": "SSIM per class ↓"}
+WARNING_LABEL = "Uninformative comparison."
+DETECTABLE_TITLE = f"Smallest detectable Δ (α = {ALPHA:g} two-sided, power {POWER:g}, paired t)"
+REFERENCE_NOTE = ("The reference row holds the same statistic on real test images (accuracies: the "
+                  "ceiling; SSIM: the real data's diversity, the value to be closest to).")
+
+
+def per_class_title(key: str) -> str:
+    return f"{key} per class {arrow(key)}".strip()
 
 
 def decimals(values) -> int:
@@ -63,8 +72,22 @@ def metric_cell(t: DatasetTables, method: str, metric: str) -> Cell:
     return Cell(main, ci, note, method in t.best(metric))
 
 
+def delta_title(t: DatasetTables, metric: str) -> str:
+    """The Δ column's name: Δ of the value, or of its distance to the real data's value."""
+    lb = t.leaderboard
+    distance = (lb.loc[lb.metric == metric, "delta_of"] == DISTANCE_TO_REAL).any()
+    return f"Δ |{metric} − real|" if distance else f"Δ {metric}"
+
+
+def _units(n_units: int, level: str) -> str:
+    if level == MODEL_LEVEL:
+        return f"{n_units} trained models"
+    return f"{n_units} seed pairs · {SAMPLER_LEVEL}"
+
+
 def delta_parts(t: DatasetTables, method: str, metric: str) -> tuple[str, str]:
-    """("+0.029", "p=0.250, 3 pairs"): the paired difference and its Holm-corrected test."""
+    """("+0.029", "[-0.010, 0.068] · p=0.250 · 3 trained models"): the paired difference, its CI,
+    its Holm-corrected test and the level of its unit (SAMPLER_LEVEL spelled out)."""
     if method == t.baseline:
         return "baseline", ""
     c = t.cell(method, metric)
@@ -74,12 +97,37 @@ def delta_parts(t: DatasetTables, method: str, metric: str) -> tuple[str, str]:
         return "—", f"no {t.baseline} in this data set"
     if c.n_pairs == 0:
         return "—", "no shared seeds"
-    return f"{c.delta:+.{metric_places(t, metric)}f}", f"p={fmt_p(c.p_holm)} · {c.n_pairs} pairs"
+    places = metric_places(t, metric)
+    ci = (f"[{c.delta_ci_low:+.{places}f}, {c.delta_ci_high:+.{places}f}] · "
+          if math.isfinite(c.delta_ci_low) else "")
+    return (f"{c.delta:+.{places}f}",
+            f"{ci}p={fmt_p(c.p_holm)} · {_units(int(c.n_units), c.level)}")
 
 
 def delta_cell(t: DatasetTables, method: str, metric: str) -> str:
     main, note = delta_parts(t, method, metric)
     return f"{main} ({note})" if note and main != "—" else main
+
+
+def detectable_table(t: DatasetTables) -> tuple[list[str], list[list[str]]]:
+    """Header and rows (plain text) of the smallest Δ each comparison could detect, per metric."""
+    header = ["method", *(delta_title(t, m) for m in t.metrics)]
+    rows = []
+    for method in t.methods:
+        if method == t.baseline:
+            continue
+        row = [method]
+        for metric in t.metrics:
+            c = t.cell(method, metric)
+            if c.n_units < 2:
+                row.append("—")
+                continue
+            text = f"{fmt(c.detectable_delta, metric_places(t, metric))} (n={c.n_units})"
+            if smallest_exact_p(int(c.n_units)) > ALPHA:
+                text += f"; the exact test cannot reach p < {ALPHA:g} with {c.n_units} units"
+            row.append(text)
+        rows.append(row)
+    return header, rows
 
 
 def method_label(t: DatasetTables, method: str) -> str:
@@ -104,7 +152,6 @@ def aggregation_text(data: SuiteData, tables: list[DatasetTables]) -> str:
     images = f"{per_class} images per scored class" if per_class else "its images"
     lbs = [t.leaderboard for t in tables if not t.leaderboard.empty]
     used = {m for lb in lbs for m in lb.ci_method.unique()}
-    max_pairs = max((int(lb.n_pairs.max()) for lb in lbs), default=0)
     level = f"{CONFIDENCE:.0%}"
     ci = []
     if T_METHOD in used:
@@ -114,19 +161,38 @@ def aggregation_text(data: SuiteData, tables: list[DatasetTables]) -> str:
                   f"draws, seed {BOOTSTRAP_SEED}: train seeds resampled, then generation seeds "
                   "within each; cells with several train seeds; with few train seeds it can "
                   "only recombine the models it has, so read it as optimistic)")
+    levels = {level for lb in lbs for level in lb.level.unique() if level}
+    max_units = max((int(lb.n_units.max()) for lb in lbs), default=0)
     text = (f"One observation = one evaluation: a trained model sampled at one generation seed "
             f"({images}). A cell shows mean ± sample std (ddof 1) over its observations and, in "
             f"brackets, {' or '.join(ci) if ci else 'no interval (fewer than two observations)'}. "
             "N counts observations (n= marks a cell whose N differs from its row's). "
-            "Δ = mean paired difference (method − baseline) over observations that share "
-            "(train seed, generation seed); p = two-sided Wilcoxon signed-rank test "
-            "(scipy.stats.wilcoxon), Holm-corrected across the methods of each metric. "
-            "Best mean per metric in bold; ↑ higher is better, ↓ lower is better "
-            "(SSIM: lower = more diverse).")
-    if max_pairs:
-        text += (f" With {max_pairs} pairs the smallest p the exact test can reach is "
-                 f"{smallest_wilcoxon_p(max_pairs):.3g}: with few seeds a large p is no "
-                 "evidence of equality.")
+            "Δ = method − baseline, paired by (train seed, generation seed), with its "
+            f"{level} CI and p, two-sided and Holm-corrected across the methods of each metric.")
+    if MODEL_LEVEL in levels:
+        text += (" Where the two methods share several train seeds the unit is the trained model: "
+                 "Δ is the mean over train seeds of each model's mean paired difference, its CI a "
+                 "two-level bootstrap of the paired differences (train seeds, then generation seeds "
+                 "within), p the exact sign-flip permutation test over the per-model differences "
+                 "(scipy.stats.permutation_test, permutation_type=\"samples\", every sign pattern).")
+    if SAMPLER_LEVEL in levels:
+        text += (f" Where they share one train seed the Δ is labelled \"{SAMPLER_LEVEL}\": its "
+                 "units are generation seeds of one trained model per method, so its CI (Student t "
+                 "over the paired differences) and p (Wilcoxon signed-rank, scipy.stats.wilcoxon) "
+                 "measure the sampler's noise, not whether the method trains better models; train "
+                 "more seeds (--train-seeds) to test that.")
+    text += (" Best mean per metric in bold; ↑ higher is better, ↓ lower is better, \"closest to "
+             "real\": nearest the real data's own value (SSIM: the real images' within-class "
+             "similarity), so pure noise cannot win by being dissimilar; for such a metric Δ "
+             "compares distances to the real value (negative = closer).")
+    if max_units:
+        text += (f" With {max_units} units the smallest p an exact test can reach is "
+                 f"{smallest_exact_p(max_units):.3g}: with few seeds a large p is no evidence "
+                 "of equality.")
+    text += (f" Smallest detectable Δ (table under each leaderboard): the paired-t approximation "
+             f"at α = {ALPHA:g} two-sided and power {POWER:g}, (t_{{1−α/2, n−1}} + "
+             "t_{power, n−1}) · sd_diff / √n, n the test's units and sd_diff the std (ddof 1) "
+             "of their paired differences.")
     return text
 
 
@@ -156,7 +222,8 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
 def _md_leaderboard(t: DatasetTables) -> list[str]:
     header = ["method", "N"]
     for metric in t.metrics:
-        header += [md_text(f"{metric} {arrow(metric)}".strip()), f"Δ {md_text(metric)} (p Holm)"]
+        header += [md_text(f"{metric} {arrow(metric)}".strip()),
+                   f"{md_text(delta_title(t, metric))} [CI] (p Holm)"]
     rows = []
     for method in t.methods:
         row = [md_text(method_label(t, method)), str(t.row_n[method])]
@@ -181,19 +248,24 @@ def _md_per_class(t: DatasetTables, key: str) -> list[str]:
         sub = frame[frame.method == method].set_index("class")
         rows.append([md_text(method)] + [f"{fmt(sub.at[c, 'mean'], places)} ± {fmt(sub.at[c, 'std'], places)}"
                                          if c in sub.index else "—" for c in t.classes])
-    return [f"### {PER_CLASS_TITLES[key]}", "", *_md_table(["method", *map(md_text, t.classes)], rows), ""]
+    return [f"### {md_text(per_class_title(key))}", "", *_md_table(["method", *map(md_text, t.classes)], rows), ""]
 
 
 def markdown(data: SuiteData, tables: list[DatasetTables],
              figures: dict[str, list[tuple[str, str, bytes]]]) -> str:
     """leaderboard.md: the aggregation, one leaderboard per data set, per-class tables,
     links to the figures (dataset -> (title, file name, PNG)), failed/missing runs."""
-    lines = [f"# bench report — suite {md_text(data.suite)}", "", aggregation_text(data, tables), ""]
+    lines = [f"# bench report — suite {md_text(data.suite)}", ""]
+    lines += [x for text in warnings_text(tables) for x in (f"> **{WARNING_LABEL}** {md_text(text)}", "")]
+    lines += [aggregation_text(data, tables), ""]
     for t in tables:
         lines += [f"## {md_text(t.dataset)}", "", *_md_leaderboard(t), ""]
         if t.reference:
-            lines += ["The reference row holds the same statistic on real test images "
-                      "(expert accuracy: the ceiling; SSIM: the real data's diversity).", ""]
+            lines += [REFERENCE_NOTE, ""]
+        header, rows = detectable_table(t)
+        if rows:
+            lines += [f"### {DETECTABLE_TITLE}", "",
+                      *_md_table([*map(md_text, header)], [[*map(md_text, r)] for r in rows]), ""]
         for key in t.per_class:
             lines += _md_per_class(t, key)
         for title, name, _ in figures.get(t.dataset, []):
@@ -214,6 +286,8 @@ def print_leaderboard(report, console) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    for text in warnings_text(list(report.tables)):
+        console.print(f"[bold red]{WARNING_LABEL}[/bold red] " + escape(text), highlight=False)
     for t in report.tables:
         table = Table(title=escape(f"{report.suite} — {t.dataset}"), show_lines=True)
         table.add_column("method")
