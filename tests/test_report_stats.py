@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bench.report.stats import (BOOTSTRAP_METHOD, T_METHOD, holm, paired_test,
-                                smallest_wilcoxon_p, summarize, t_interval, two_level_bootstrap)
+from bench.report.stats import (BOOTSTRAP_METHOD, MODEL_LEVEL, PERMUTATION_TEST, SAMPLER_LEVEL,
+                                T_METHOD, WILCOXON_TEST, detectable_delta, holm, paired_test,
+                                smallest_exact_p, summarize, t_interval, two_level_bootstrap)
 
 
 def test_one_train_seed_cell_equals_scipy_t_interval():
@@ -53,6 +54,7 @@ def test_paired_test_equals_scipy_and_pairs_by_seed():
     want = stats.wilcoxon([meth[k] for k in keys], [base[k] for k in keys])
     got = paired_test(meth, base)
     assert got.n_pairs == 6 and got.p == pytest.approx(want.pvalue, abs=1e-15)
+    assert (got.level, got.test, got.n_units) == (SAMPLER_LEVEL, WILCOXON_TEST, 6)
     assert got.delta == pytest.approx(np.mean([meth[k] - base[k] for k in keys]))
     # insertion order is irrelevant
     shuffled = dict(reversed(list(meth.items())))
@@ -70,6 +72,8 @@ def test_paired_test_edge_cases():
     assert paired_test({(0, 0): 1.0}, {(1, 0): 1.0}).n_pairs == 0
     same = paired_test({(0, g): 0.5 for g in range(3)}, {(0, g): 0.5 for g in range(3)})
     assert (same.n_pairs, same.delta, same.p) == (3, 0.0, 1.0)
+    models = paired_test({(k, 0): 0.5 for k in range(3)}, {(k, 0): 0.5 for k in range(3)})
+    assert (models.level, models.n_units, models.delta, models.p) == (MODEL_LEVEL, 3, 0.0, 1.0)
 
 
 def test_holm_matches_hand_computation():
@@ -81,7 +85,68 @@ def test_holm_matches_hand_computation():
     assert holm([]) == []
 
 
-def test_smallest_wilcoxon_p():
-    assert smallest_wilcoxon_p(3) == 0.25
-    x = np.arange(1, 6) * 0.1    # five positive differences: the exact minimum
-    assert smallest_wilcoxon_p(5) == pytest.approx(stats.wilcoxon(x).pvalue)
+def test_smallest_exact_p():
+    assert smallest_exact_p(3) == 0.25
+    x = np.arange(1, 6) * 0.1    # five positive differences: the exact minimum of both tests
+    assert smallest_exact_p(5) == pytest.approx(stats.wilcoxon(x).pvalue)
+    signs = stats.permutation_test((x,), np.mean, permutation_type="samples", n_resamples=np.inf)
+    assert smallest_exact_p(5) == pytest.approx(signs.pvalue)
+
+
+def test_one_train_seed_is_labelled_sampler_variance_only_and_keeps_its_ci():
+    base = {(3, g): v for g, v in enumerate([0.30, 0.35, 0.28, 0.33, 0.31])}
+    meth = {(3, g): v for g, v in enumerate([0.36, 0.34, 0.37, 0.40, 0.38])}
+    diffs = np.array([meth[k] - base[k] for k in sorted(base)])
+    got = paired_test(meth, base)
+    assert got.level == SAMPLER_LEVEL == "single trained models: sampler variance only"
+    assert got.n_units == got.n_pairs == 5
+    low, high = stats.t.interval(0.95, 4, loc=diffs.mean(), scale=stats.sem(diffs))
+    assert (got.ci_low, got.ci_high) == pytest.approx((low, high), abs=1e-12)
+    assert got.p == pytest.approx(stats.wilcoxon(diffs).pvalue, abs=1e-15)
+
+
+def test_several_train_seeds_test_the_trained_model_exactly():
+    """K = 6 trained models: the unit is the model. Generation-seed noise is tiny next to the
+    model-to-model spread, so a test over the 18 (train, gen) pairs would call it significant."""
+    rng = np.random.default_rng(1)
+    model_effect = np.array([0.05, -0.02, 0.04, 0.03, -0.01, 0.06])
+    base = {(k, g): 0.4 + rng.normal(0, 1e-3) for k in range(6) for g in range(3)}
+    meth = {(k, g): base[k, g] + model_effect[k] + rng.normal(0, 1e-3) for k, g in base}
+    del meth[(2, 1)]                     # an unpaired evaluation: model 2 averages its 2 pairs
+    per_model = np.array([np.mean([meth[k, g] - base[k, g] for g in range(3) if (k, g) in meth])
+                          for k in range(6)])
+    got = paired_test(meth, base)
+    assert (got.level, got.test, got.n_units, got.n_pairs) == (MODEL_LEVEL, PERMUTATION_TEST, 6, 17)
+    want = stats.permutation_test((per_model,), np.mean, permutation_type="samples",
+                                  n_resamples=np.inf, alternative="two-sided")
+    assert got.p == pytest.approx(want.pvalue, abs=1e-15)
+    flips = np.array(np.meshgrid(*[[-1, 1]] * 6)).reshape(6, -1).T     # all 64 sign patterns
+    by_hand = np.mean(np.abs((flips * per_model).mean(1)) >= abs(per_model.mean()) - 1e-15)
+    assert got.p == pytest.approx(by_hand)
+    assert got.p > 0.05 > stats.wilcoxon([meth[k] - base[k] for k in sorted(meth)]).pvalue
+    assert got.delta == pytest.approx(per_model.mean())
+    groups = [np.array([meth[k, g] - base[k, g] for g in range(3) if (k, g) in meth]) for k in range(6)]
+    assert (got.ci_low, got.ci_high) == pytest.approx(two_level_bootstrap(groups, per_model=True))
+    assert got.ci_low < got.delta < got.ci_high
+    assert got.detectable == pytest.approx(detectable_delta(per_model))
+
+
+def test_detectable_delta_is_the_paired_t_approximation():
+    diffs = np.array([0.02, -0.01, 0.035, 0.0, 0.015, 0.04, -0.005, 0.01])
+    n, sd = len(diffs), np.std(diffs, ddof=1)
+    want = (stats.t.ppf(0.975, n - 1) + stats.t.ppf(0.8, n - 1)) * sd / np.sqrt(n)
+    assert detectable_delta(diffs) == pytest.approx(want, rel=1e-12)
+    base = {(0, g): 0.5 for g in range(n)}
+    meth = {(0, g): 0.5 + d for g, d in enumerate(diffs)}
+    assert paired_test(meth, base).detectable == pytest.approx(want, rel=1e-12)
+    assert np.isnan(detectable_delta(diffs[:1]))
+
+
+def test_per_model_bootstrap_weighs_every_trained_model_equally():
+    # model A: one evaluation at 0; model B: nine at 10. Draws (A,A), (A,B), (B,B): per model
+    # 0, 5, 10; pooled over observations 0, 9, 10. The 50% interval sits around 5 only per model.
+    groups = [np.array([0.0]), np.full(9, 10.0)]
+    assert two_level_bootstrap(groups, resamples=4000, per_model=True)[0] == 0.0
+    assert 0.2 < np.mean([two_level_bootstrap(groups, resamples=1, seed=s, per_model=True)[0] == 5.0
+                          for s in range(200)]) < 0.8
+    assert not any(two_level_bootstrap(groups, resamples=1, seed=s)[0] == 5.0 for s in range(200))

@@ -122,10 +122,10 @@ def detectable_table(t: DatasetTables) -> tuple[list[str], list[list[str]]]:
             if c.n_units < 2:
                 row.append("—")
                 continue
-            text = f"{fmt(c.detectable_delta, metric_places(t, metric))} (n={c.n_units})"
-            if smallest_exact_p(int(c.n_units)) > ALPHA:
-                text += f"; the exact test cannot reach p < {ALPHA:g} with {c.n_units} units"
-            row.append(text)
+            floor = smallest_exact_p(int(c.n_units))
+            reachable = "" if floor <= ALPHA else f", exact test: p ≥ {floor:.3g}"
+            row.append(f"{fmt(c.detectable_delta, metric_places(t, metric))} "
+                       f"(n={c.n_units}{reachable})")
         rows.append(row)
     return header, rows
 
@@ -192,7 +192,8 @@ def aggregation_text(data: SuiteData, tables: list[DatasetTables]) -> str:
     text += (f" Smallest detectable Δ (table under each leaderboard): the paired-t approximation "
              f"at α = {ALPHA:g} two-sided and power {POWER:g}, (t_{{1−α/2, n−1}} + "
              "t_{power, n−1}) · sd_diff / √n, n the test's units and sd_diff the std (ddof 1) "
-             "of their paired differences.")
+             "of their paired differences; where n is too small for the exact test to reach "
+             "p < α whatever the Δ, its smallest p is shown beside the figure.")
     return text
 
 

@@ -15,7 +15,7 @@ HIGHER, LOWER, CLOSEST_TO_REAL = "higher", "lower", "closest to real"
 JUDGEMENT = {"acc": HIGHER, "expert_acc": HIGHER, "ssim": CLOSEST_TO_REAL, "fid": LOWER,
              "kid": LOWER, "precision": HIGHER, "recall": HIGHER}
 NETWORK_ORDER = ("scorer", "expert", "inception", "effnet")   # acc[scorer], the headline, first
-ARROWS = {HIGHER: "↑", LOWER: "↓", CLOSEST_TO_REAL: "closest to real"}
+ARROWS = {HIGHER: "↑", LOWER: "↓", CLOSEST_TO_REAL: f"({CLOSEST_TO_REAL})"}
 DISTANCE_TO_REAL = "distance to real"     # what Δ compares for CLOSEST_TO_REAL metrics
 
 # The statistics of one (method, metric) cell: its summary, then Δ vs the baseline (at `level`,
