@@ -301,7 +301,7 @@ def print_leaderboard(report, console) -> None:
                 c = metric_cell(t, method, metric)
                 main = f"[bold]{escape(c.main)}[/bold]" if c.bold else escape(c.main)
                 extra = [c.ci, c.note, "" if method == t.baseline or t.cell(method, metric).n == 0
-                         else "Δ " + delta_cell(t, method, metric)]
+                         else f"{delta_title(t, metric)} {delta_cell(t, method, metric)}"]
                 cells.append("\n".join(x for x in (main, *map(escape, extra)) if x))
             table.add_row(escape(method_label(t, method)), str(t.row_n[method]), *cells)
         if t.reference:
