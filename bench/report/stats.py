@@ -74,6 +74,9 @@ class PairedTest:
     detectable: float      # smallest Δ detectable at ALPHA with POWER (paired t), NaN if n < 2
 
 
+UNPAIRED = PairedTest(0, "", 0, "", *(float("nan"),) * 5)   # no shared seed, or the baseline itself
+
+
 def t_interval(values: np.ndarray) -> tuple[float, float]:
     """Student-t CI of the mean; NaN with fewer than two observations."""
     n = len(values)
@@ -165,7 +168,7 @@ def paired_test(method: dict[tuple[int, int], float],
     keys = sorted(k for k in method.keys() & baseline.keys()
                   if np.isfinite(method[k]) and np.isfinite(baseline[k]))
     if not keys:
-        return PairedTest(0, "", 0, "", *(float("nan"),) * 5)
+        return UNPAIRED
     by_model: dict[int, list[float]] = {}
     for k in keys:
         by_model.setdefault(k[0], []).append(method[k] - baseline[k])

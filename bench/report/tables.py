@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from bench.report.collect import SuiteData
-from bench.report.stats import holm, paired_test, summarize
+from bench.report.stats import UNPAIRED, holm, paired_test, summarize
 
 HIGHER, LOWER, CLOSEST_TO_REAL = "higher", "lower", "closest to real"
 # How each metric kind is judged, in column order (the one place this is declared). SSIM's best
@@ -101,7 +101,8 @@ class DatasetTables:
         return set(lb.loc[np.isclose(score, score.max(), rtol=1e-12, atol=0), "method"])
 
 
-def _judged_values(metric: str, values: pd.Series, reference: dict[str, float]) -> tuple[pd.Series, str]:
+def _judged_values(metric: str, values: pd.Series,
+                   reference: dict[str, float]) -> tuple[pd.Series, str]:
     """What Δ compares: the value, or for CLOSEST_TO_REAL metrics its distance to the real one."""
     if judgement(metric) == CLOSEST_TO_REAL and metric in reference:
         return (values - reference[metric]).abs(), DISTANCE_TO_REAL
@@ -122,18 +123,14 @@ def _leaderboard(obs: pd.DataFrame, methods: tuple[str, ...], baseline: str,
             cell = m_obs[m_obs.method == method]
             s = summarize({int(k): g["value"].to_numpy() for k, g in cell.groupby("train_seed")})
             test = (paired_test(keyed[method], keyed[baseline])
-                    if method != baseline and baseline in keyed else None)
+                    if method != baseline and baseline in keyed else UNPAIRED)
             block.append({"method": method, "metric": metric, "n": s.n,
                           "n_train_seeds": s.n_train_seeds, "mean": s.mean, "std": s.std,
                           "ci_low": s.ci_low, "ci_high": s.ci_high, "ci_method": s.ci_method,
-                          "n_pairs": test.n_pairs if test else 0,
-                          "level": test.level if test else "", "n_units": test.n_units if test else 0,
-                          "test": test.test if test else "", "delta_of": delta_of,
-                          "delta": test.delta if test else np.nan,
-                          "delta_ci_low": test.ci_low if test else np.nan,
-                          "delta_ci_high": test.ci_high if test else np.nan,
-                          "p": test.p if test else np.nan,
-                          "detectable_delta": test.detectable if test else np.nan})
+                          "n_pairs": test.n_pairs, "level": test.level, "n_units": test.n_units,
+                          "test": test.test, "delta_of": delta_of, "delta": test.delta,
+                          "delta_ci_low": test.ci_low, "delta_ci_high": test.ci_high,
+                          "p": test.p, "detectable_delta": test.detectable})
         adjusted = holm([row["p"] for row in block])           # across methods, per metric
         rows.extend({**row, "p_holm": p_holm} for row, p_holm in zip(block, adjusted))
     return pd.DataFrame(rows, columns=LEADERBOARD_COLUMNS)
