@@ -259,6 +259,19 @@ def test_bad_input_is_a_bench_error(tmp_path):
         build_report(make_store(tmp_path), formats=("pdf",))
 
 
+@pytest.mark.parametrize("section", ["metrics", "reference"])
+def test_a_value_that_is_not_a_number_is_a_bench_error_naming_the_file(tmp_path, section):
+    root = make_store(tmp_path)
+    store = SuiteStore(root.parent, root.name)
+    path = store.eval_dir(store.run_dir(DATASET, "aligned", 0, run_id("aligned", 0)), 1) / "metrics.json"
+    record = json.loads(path.read_text())
+    record[section]["ssim"] = "abc"
+    atomic_write_json(path, record)
+    with pytest.raises(BenchError, match=rf"metrics\.json: {section}\['ssim'\] is 'abc', not a number"):
+        build_report(root)
+    assert not (root / "report").exists()
+
+
 def test_a_plan_with_nothing_run_yet_reports_every_run_missing(tmp_path):
     root = make_store(tmp_path, missing={(m, 0) for m in METHODS})
     report = build_report(root, ("csv", "html"))

@@ -91,6 +91,16 @@ def _read_metrics(path: Path) -> dict:
     return record
 
 
+def store_number(value, path: Path, what: str) -> float:
+    """A number of a metrics.json (None: not computed, NaN); anything else is a BenchError."""
+    if value is None:
+        return float("nan")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BenchError(f"{path}: {what} is {value!r}, not a number; delete the file and re-run "
+                         "`bench run` to redo that evaluation")
+    return float(value)
+
+
 def _variant(spec: dict) -> str:
     """A plan row's method variant (bench.plan.RunSpec writes it as "variant")."""
     return spec["variant"] if "variant" in spec else spec["method"]
@@ -146,7 +156,8 @@ def observations_frame(evaluations: list[Evaluation]) -> pd.DataFrame:
             prov = e.record.get("provenance", {}).get(name)
             prov = prov if isinstance(prov, dict) else {}
             rows.append((e.dataset, e.method, e.run_id, e.train_seed, e.gen_seed, name,
-                         float("nan") if value is None else float(value), e.record.get("code_version"),
+                         store_number(value, e.eval_dir / "metrics.json", f"metrics[{name!r}]"),
+                         e.record.get("code_version"),
                          prov.get("extractor"), prov.get("n_gen"), prov.get("n_ref")))
     return pd.DataFrame(rows, columns=OBSERVATION_COLUMNS)
 
