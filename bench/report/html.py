@@ -9,7 +9,7 @@ from bench.report.collect import VOLATILE_PROVENANCE_KEYS, SuiteData
 from bench.report.figures import feature_accuracy
 from bench.report.render import (PER_CLASS_TITLES, REFERENCE_LABEL, aggregation_text, decimals,
                                  delta_parts, fmt, method_label, metric_cell, problem_runs,
-                                 reference_cell)
+                                 reference_cell, split_text)
 from bench.report.tables import DatasetTables, arrow
 
 CSS = """
@@ -105,7 +105,7 @@ def _feature_accuracy(data: SuiteData, t: DatasetTables) -> str:
     if not rows:
         return ""
     return ("<h3>Features cluster by class: nearest-centroid accuracy of held-out real images</h3>"
-            "<p class=note>Each held-out real test image, noised to level t, is given the class whose "
+            f"<p class=note>Each held-out real {escape(data.eval_split)} image, noised to level t, is given the class whose "
             "centroid of the method's features phi is nearest (every class competes; the centroids are "
             "the method's sampling targets).</p>"
             + _table(["method", "train seed", "t", "accuracy", "images"], rows))
@@ -141,6 +141,7 @@ def page(data: SuiteData, tables: list[DatasetTables],
     """The whole report as one HTML string; figures: dataset -> (title, file name, PNG bytes)."""
     nav = "".join(f'<a href="#ds-{i}">{escape(t.dataset)}</a>' for i, t in enumerate(tables))
     body = [f"<h1>bench report — suite <code>{escape(data.suite)}</code></h1>",
+            f"<p class=note><b>{escape(split_text(data))}</b></p>",
             f"<nav>{nav}<a href=\"#problems\">failed/missing runs</a>"
             "<a href=\"#provenance\">provenance</a></nav>",
             f"<p class=note>{escape(aggregation_text(data, tables))}</p>"]
@@ -148,7 +149,7 @@ def page(data: SuiteData, tables: list[DatasetTables],
         body += [f'<h2 id="ds-{i}">{escape(t.dataset)}</h2>', _leaderboard(t)]
         if t.reference:
             body.append(f"<p class=note>The {REFERENCE_LABEL} row holds the same statistic on "
-                        "real test images (expert accuracy: the ceiling; SSIM: the real data's "
+                        f"real {escape(data.eval_split)} images (expert accuracy: the ceiling; SSIM: the real data's "
                         "diversity).</p>")
         body += [_per_class(t, key) for key in t.per_class]
         body.append(_feature_accuracy(data, t))

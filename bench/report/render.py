@@ -130,6 +130,14 @@ def aggregation_text(data: SuiteData, tables: list[DatasetTables]) -> str:
     return text
 
 
+def split_text(data: SuiteData) -> str:
+    """Which real split scored the suite, in the words the report prints first."""
+    if data.eval_split == "val":
+        return ("Scored against the validation split: numbers for choosing settings, not test results "
+                "(bench run --eval-split test scores the test split, in a suite of its own).")
+    return f"Scored against the {data.eval_split} split."
+
+
 def problem_runs(data: SuiteData) -> list[RunStatus]:
     return [r for r in data.runs if r.status != "done"]
 
@@ -188,11 +196,12 @@ def markdown(data: SuiteData, tables: list[DatasetTables],
              figures: dict[str, list[tuple[str, str, bytes]]]) -> str:
     """leaderboard.md: the aggregation, one leaderboard per data set, per-class tables,
     links to the figures (dataset -> (title, file name, PNG)), failed/missing runs."""
-    lines = [f"# bench report — suite {md_text(data.suite)}", "", aggregation_text(data, tables), ""]
+    lines = [f"# bench report — suite {md_text(data.suite)}", "", f"**{md_text(split_text(data))}**", "",
+             aggregation_text(data, tables), ""]
     for t in tables:
         lines += [f"## {md_text(t.dataset)}", "", *_md_leaderboard(t), ""]
         if t.reference:
-            lines += ["The reference row holds the same statistic on real test images "
+            lines += [f"The reference row holds the same statistic on real {data.eval_split} images "
                       "(expert accuracy: the ceiling; SSIM: the real data's diversity).", ""]
         for key in t.per_class:
             lines += _md_per_class(t, key)
