@@ -116,13 +116,19 @@ def folder_split(folder: str) -> str:
     return "val" if folder.lower().endswith(VAL_SUITE_SUFFIX) else "test"
 
 
+def is_suite_folder(folder: str) -> bool:
+    """Whether `folder` is what `suite_folder` makes of some suite name (a val folder of a name of
+    MAX_NAME_BYTES is longer than a plain folder name may be, and still fine for a filesystem)."""
+    return is_suite_name(folder[:-len(VAL_SUITE_SUFFIX)] if folder_split(folder) == "val" else folder)
+
+
 class SuiteStore:
     """Paths of one suite's store; every writer goes through `atomic_write_*`. `folder` is the
     suite's folder in `results` (`SuiteStore.of` finds it from the suite name and split)."""
 
     def __init__(self, results: str | Path, folder: str):
-        if not is_folder_name(folder):
-            raise BenchError(f"suite name {folder!r} must be {FOLDER_NAME_RULE}")
+        if not is_suite_folder(folder):
+            raise BenchError(f"suite name {folder!r} must be {SUITE_NAME_RULE}")
         self.root = Path(results) / folder
 
     @classmethod

@@ -12,7 +12,7 @@ from bench.datasets.base import PreparedData
 from bench.report.collect import collect
 from bench.report.figures import real_images, sample_grids
 from bench.report.tables import dataset_tables
-from bench.store import folder_split, is_suite_name, suite_folder
+from bench.store import MAX_NAME_BYTES, SuiteStore, folder_split, is_suite_name, suite_folder
 
 from cli_runner import run_cli
 
@@ -49,12 +49,13 @@ executor = "local"
 """
 
 
-@pytest.mark.parametrize("name", ["s", "a@b", "a.b-c", "x@va", "val", "s@val@x", "é"])
-def test_a_val_suite_folder_is_never_a_test_suite_folder(name):
+@pytest.mark.parametrize("name", ["s", "a@b", "a.b-c", "x@va", "val", "s@val@x", "é", "n" * MAX_NAME_BYTES])
+def test_a_val_suite_folder_is_never_a_test_suite_folder(tmp_path, name):
     assert suite_folder(name, "test") == name
     val = suite_folder(name, "val")
     assert not is_suite_name(val) and folder_split(val) == "val" and folder_split(name) == "test"
     assert not is_suite_name(val.upper())   # a case-insensitive filesystem merges those folders
+    assert SuiteStore.of(tmp_path, name, "val").root == SuiteStore(tmp_path, val).root == tmp_path / val
 
 
 @pytest.mark.parametrize("name", ["s@val", "S@VAL", "a@Val"])
