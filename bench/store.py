@@ -103,6 +103,10 @@ def is_suite_name(text: str) -> bool:
 
 def suite_folder(suite: str, eval_split: str) -> str:
     """The folder name of suite `suite` scored against the real split `eval_split`."""
+    if folder_split(suite) == "val" and is_suite_folder(suite):
+        base = suite[:-len(VAL_SUITE_SUFFIX)]
+        raise BenchError(f"{suite!r} is the folder of suite {base!r} scored on the val split; name the suite "
+                         f"{base!r} and the split val (bench report --suite {base} --eval-split val)")
     if not is_suite_name(suite):
         raise BenchError(f"suite name {suite!r} must be {SUITE_NAME_RULE}")
     if eval_split not in EVAL_SPLITS:

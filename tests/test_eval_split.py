@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench.config import load_config
 from bench.datasets.base import PreparedData
+from bench.errors import BenchError
 from bench.report.collect import collect
 from bench.report.figures import real_images, sample_grids
 from bench.report.tables import dataset_tables
@@ -60,8 +62,10 @@ def test_a_val_suite_folder_is_never_a_test_suite_folder(tmp_path, name):
 
 @pytest.mark.parametrize("name", ["s@val", "S@VAL", "a@Val"])
 def test_a_suite_name_that_looks_like_a_val_folder_is_refused(name):
-    with pytest.raises(Exception, match="must be .*not ending in '@val'"):
+    with pytest.raises(BenchError, match=f"is the folder of suite '{name[:-4]}' scored on the val split"):
         suite_folder(name, "test")
+    with pytest.raises(BenchError, match="must be .*not ending in '@val'"):
+        load_config(None, overrides={"suite": {"name": name}})
 
 
 def _tree_digest(root) -> dict:
@@ -137,7 +141,8 @@ def test_val_suite_scores_on_val_beside_an_untouched_test_suite(monkeypatch, cap
     (["run"], 'eval_split = "train"', "suite.eval_split in bench.toml must be 'test' or 'val', got 'train'"),
     (["run"], 'name = "x@VAL"', "suite.name in bench.toml must be"),
     (["report", "--eval-split", "train"], "", "--eval-split must be 'test' or 'val', got 'train'"),
-    (["report", "--suite", "x@val"], "", "suite name 'x@val' must be"),
+    (["report", "--suite", "x@val"], "", "'x@val' is the folder of suite 'x' scored on the val split; name "
+     "the suite 'x' and the split val (bench report --suite x --eval-split val)"),
 ])
 def test_bad_eval_split_is_one_line_exit_2_and_writes_nothing(monkeypatch, capsys, tmp_path, args,
                                                               suite_line, fragment):
