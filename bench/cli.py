@@ -61,9 +61,11 @@ def run(
     address: Optional[str] = typer.Option(None, help="join a Ray cluster: auto | ray://host:port"),
     results: Path = typer.Option(Path("results"), help="results store"),
     plugin: list[str] = typer.Option([], help="a .py file or module defining ConditioningMethod subclasses"),
+    eval_split: Optional[str] = typer.Option(None, help="real split to score against: test | val (val: a suite "
+                                             "of its own, for choosing settings without the test split)"),
 ):
     """Train and evaluate every method variant of the suite; re-running resumes."""
-    from bench.config import load_config
+    from bench.config import check_value, load_config
     from bench.datasets import parse_spec
     from bench.plan import build_plan
     from bench.runner import run_suite
@@ -82,6 +84,8 @@ def run(
         overrides.setdefault("data", {})["name"] = spec.name
         if spec.root:  # the Kather zip given as a path
             overrides["data"]["root"] = spec.root
+    if eval_split is not None:
+        overrides.setdefault("suite", {})["eval_split"] = check_value("suite", "eval_split", eval_split, "--eval-split")
     if executor is not None:
         overrides.setdefault("execution", {})["executor"] = executor
     if address is not None:
@@ -115,15 +119,24 @@ def report(
     results: Path = typer.Option(Path("results"), help="results store"),
     suite: Optional[str] = typer.Option(None, help="suite name (default: every suite in the store)"),
     format: Optional[str] = typer.Option(None, help="md | csv | html (default: all three)"),
+    eval_split: Optional[str] = typer.Option(None, help="test | val: the suite scored on that split "
+                                             "(default: test with --suite, else every suite)"),
 ):
     """Rebuild the leaderboards, tables and figures from the store."""
+    from bench.config import check_value
     from bench.report import build_report, print_leaderboard
-    from bench.store import SuiteStore
+    from bench.store import SuiteStore, folder_split
 
     formats = ("md", "csv", "html") if format is None else (format,)
     if any(f not in ("md", "csv", "html") for f in formats):
         raise BenchError(f"unknown --format {format!r}; use md, csv or html")
-    roots = [SuiteStore(results, suite).root] if suite else sorted(p.parent for p in results.glob("*/plan.json"))
+    if eval_split is not None:
+        check_value("suite", "eval_split", eval_split, "--eval-split")
+    if suite:
+        roots = [SuiteStore.of(results, suite, eval_split or "test").root]
+    else:
+        roots = sorted(p.parent for p in results.glob("*/plan.json")
+                       if eval_split in (None, folder_split(p.parent.name)))
     if not roots or not all((r / "plan.json").exists() for r in roots):
         raise BenchError(f"no suite results under {results}; run `bench run` first or pass --results DIR")
     for root in roots:

@@ -19,7 +19,7 @@ from bench.diffusion import SAMPLERS
 from bench.errors import BenchError
 from bench.models.expert import ExpertConfig, known_backbone
 from bench.numbers import finite_float
-from bench.store import FOLDER_NAME_RULE, is_folder_name
+from bench.store import EVAL_SPLITS, SUITE_NAME_RULE, is_suite_name
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,9 @@ class SuiteSection:
     seeds: int = 3                      # generation seeds 0..seeds-1 per trained model
     train_seeds: int = 1                # independently trained models per method variant
     baseline: str = "baseline"          # the variant every other one is tested against
+    eval_split: str = "test"            # the real split scored against; "val" scores into a
+    #                                     suite of its own (results/<name>@val/), to choose settings
+    #                                     without looking at the test split
 
 
 @dataclass(frozen=True)
@@ -112,10 +115,11 @@ DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 # Range rules: (section, key) -> (predicate, what a valid value is). Every float is also finite
 # (bench.numbers.finite_float, applied to every float key by _coerce).
 _RANGES = {
-    ("suite", "name"): (is_folder_name, FOLDER_NAME_RULE),
+    ("suite", "name"): (is_suite_name, SUITE_NAME_RULE),
     ("suite", "seeds"): _ints(1, 1000),
     ("suite", "train_seeds"): _ints(1, 100),
     ("suite", "methods"): (lambda v: len(v) >= 1, "a non-empty list"),
+    ("suite", "eval_split"): (lambda v: v in EVAL_SPLITS, " or ".join(map(repr, EVAL_SPLITS))),
     ("data", "image_size"): _ints(8, 1024),
     ("data", "train_per_class"): _ints(1, 100_000),
     ("data", "val_per_class"): _ints(1, 100_000),

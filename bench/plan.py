@@ -85,7 +85,8 @@ def check_data(cfg: Config, data: PreparedData) -> None:
     """BenchError unless the prepared data can feed every metric of the suite (run before the data
     is cached and before plan.json is written)."""
     from bench.metrics import check_set_sizes
-    n_real = int(np.isin(data.test_y, data.scored_classes).sum())
+    split = cfg.suite.eval_split
+    n_real = int(np.isin(data.split(split)[1], data.scored_classes).sum())
     check_set_sizes(cfg.metrics.names, cfg.sample.samples_per_class * len(data.scored_classes), n_real,
-                    f"{data.name} has too few test images: add images, or raise data.test_per_class "
-                    "(procedural sets) or the test share of data.split")
+                    f"{data.name} has too few {split} images: add images, or raise data.{split}_per_class "
+                    f"(procedural sets) or the {split} share of data.split")

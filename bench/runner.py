@@ -51,8 +51,9 @@ def _method(spec: RunSpec) -> str:
     return spec.variant.partition(":")[0]
 
 
-def write_plan(cfg: Config, plan: list[RunSpec], store: SuiteStore) -> None:
+def write_plan(cfg: Config, plan: list[RunSpec], store: SuiteStore, data_path: Path) -> None:
     atomic_write_json(store.plan_path, {"suite": cfg.suite.name, "config": cfg.to_dict(),
+                                        "prepared_data": {cfg.data.name: data_path.name},  # the report's real images
                                         "baseline": plan[0].variant if plan else cfg.suite.baseline,
                                         "runs": [s.to_dict() for s in plan]})
 
@@ -237,11 +238,11 @@ def run_suite(cfg: Config, results: Path, console: Console | None = None) -> Sum
     console = console or Console(stderr=True)
     results = Path(results).resolve()  # Ray workers run with another working directory, or elsewhere
     plan = build_plan(cfg)
-    store = SuiteStore(results, cfg.suite.name)
+    store = SuiteStore.of(results, cfg.suite.name, cfg.suite.eval_split)
     summary = Summary(store.root)
     data_path = prepare_data(cfg, store.cache)  # in the driver: bad data fails before any write
     check_reused_runs([_run_dir(store, s) for s in plan], data_path)
-    write_plan(cfg, plan, store)
+    write_plan(cfg, plan, store, data_path)
     summary.failed = _recorded_failures(store, plan)
     done = [s for s in plan if (_run_dir(store, s) / DONE).exists()]
     failed = [s for s in plan if (_run_dir(store, s) / FAILED).exists()]

@@ -1,6 +1,6 @@
 """The results store: paths, atomic writes, markers. The store on disk is the truth.
 
-results/<suite>/
+results/<suite>/                             scored on the test split; <suite>@val/ on the val split
   plan.json                                  resolved config and grid
   cache/                                     data arrays, expert, encoders, reference stats
   runs/<dataset>/<method-variant>/train-seed=<k>/<run_id>/
@@ -43,6 +43,12 @@ SHORT_LOCK_TIMEOUT_S = 2 * 3600   # a cache entry made in minutes: prepared data
 LONG_LOCK_TIMEOUT_S = 48 * 3600   # a training (run, expert, SimCLR encoder) or an evaluation: hours on a CPU
 MAX_NAME_BYTES = 200              # filesystems allow 255; long names keep a prefix and a hash
 FOLDER_NAME_RULE = "a plain folder name: letters, digits, '-' or '_' (no '/', ':' or ',', not empty, '.' or '..')"
+EVAL_SPLITS = ("test", "val")    # the real split a suite is scored against ([suite] eval_split)
+# A val suite's folder is its name and this suffix; no suite name may end in it (in any case: a
+# case-insensitive filesystem would merge "x@VAL" and "x@val"), so a val suite never shares a
+# folder with a test suite, and a test suite keeps the folder it has always had.
+VAL_SUITE_SUFFIX = "@val"
+SUITE_NAME_RULE = FOLDER_NAME_RULE + f", not ending in {VAL_SUITE_SUFFIX!r} (that marks a val suite's folder)"
 _AWKWARD = str.maketrans({":": "@", ",": "+", "/": "_", "\\": "_", "\0": "_"})
 
 
@@ -91,13 +97,47 @@ def is_folder_name(text: str) -> bool:
     return folder_name(text) == text
 
 
-class SuiteStore:
-    """Paths of one suite's store; every writer goes through `atomic_write_*`."""
+def is_suite_name(text: str) -> bool:
+    return is_folder_name(text) and not text.lower().endswith(VAL_SUITE_SUFFIX)
 
-    def __init__(self, results: str | Path, suite: str):
-        if not is_folder_name(suite):
-            raise BenchError(f"suite name {suite!r} must be {FOLDER_NAME_RULE}")
-        self.root = Path(results) / suite
+
+def suite_folder(suite: str, eval_split: str) -> str:
+    """The folder name of suite `suite` scored against the real split `eval_split`."""
+    if folder_split(suite) == "val" and is_suite_folder(suite):
+        base = suite[:-len(VAL_SUITE_SUFFIX)]
+        raise BenchError(f"{suite!r} is the folder of suite {base!r} scored on the val split; name the suite "
+                         f"{base!r} and the split val (bench report --suite {base} --eval-split val)")
+    if not is_suite_name(suite):
+        raise BenchError(f"suite name {suite!r} must be {SUITE_NAME_RULE}")
+    if eval_split not in EVAL_SPLITS:
+        raise BenchError(f"eval split {eval_split!r} is not one of {', '.join(EVAL_SPLITS)}: "
+                         "score against test, or val to choose settings without the test split")
+    return suite if eval_split == "test" else suite + VAL_SUITE_SUFFIX
+
+
+def folder_split(folder: str) -> str:
+    """The split a suite folder's results are scored on (the inverse of `suite_folder`)."""
+    return "val" if folder.lower().endswith(VAL_SUITE_SUFFIX) else "test"
+
+
+def is_suite_folder(folder: str) -> bool:
+    """Whether `folder` is what `suite_folder` makes of some suite name (a val folder of a name of
+    MAX_NAME_BYTES is longer than a plain folder name may be, and still fine for a filesystem)."""
+    return is_suite_name(folder[:-len(VAL_SUITE_SUFFIX)] if folder_split(folder) == "val" else folder)
+
+
+class SuiteStore:
+    """Paths of one suite's store; every writer goes through `atomic_write_*`. `folder` is the
+    suite's folder in `results` (`SuiteStore.of` finds it from the suite name and split)."""
+
+    def __init__(self, results: str | Path, folder: str):
+        if not is_suite_folder(folder):
+            raise BenchError(f"suite name {folder!r} must be {SUITE_NAME_RULE}")
+        self.root = Path(results) / folder
+
+    @classmethod
+    def of(cls, results: str | Path, suite: str, eval_split: str) -> "SuiteStore":
+        return cls(results, suite_folder(suite, eval_split))
 
     @property
     def plan_path(self) -> Path:

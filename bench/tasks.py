@@ -100,7 +100,7 @@ def _failure_reason(err: BaseException) -> str:
 
 def train_task(cfg: Config, spec: RunSpec, results: Path, data_path: Path, on_step=None) -> dict:
     from bench.train import resolve_device, train_model
-    store = SuiteStore(results, cfg.suite.name)
+    store = SuiteStore.of(results, cfg.suite.name, cfg.suite.eval_split)
     run_dir = store.run_dir(spec.dataset, spec.variant, spec.train_seed, spec.run_id)
     if (run_dir / DONE).exists() or (run_dir / FAILED).exists():
         return _status(run_dir, reused=True)
@@ -139,7 +139,7 @@ def eval_task(cfg: Config, spec: RunSpec, gen_seed: int, results: Path, data_pat
     from bench.metrics import evaluate_samples
     from bench.sample import generation_labels, sample_images, save_grid
     from bench.train import load_model, resolve_device
-    store = SuiteStore(results, cfg.suite.name)
+    store = SuiteStore.of(results, cfg.suite.name, cfg.suite.eval_split)
     run_dir = store.run_dir(spec.dataset, spec.variant, spec.train_seed, spec.run_id)
     out = SuiteStore.eval_dir(run_dir, gen_seed)
     with FileLock(out / ".lock"):
@@ -159,12 +159,12 @@ def eval_task(cfg: Config, spec: RunSpec, gen_seed: int, results: Path, data_pat
             features = built.method.evaluation_features(built.model) if gen_seed == 0 else None
             if features is not None:
                 _save_npz(out / FEATURES_FILE, **features)
-            real_x, real_y = data.split("test")
+            real_x, real_y = data.split(cfg.suite.eval_split)
             scored = np.isin(real_y, data.scored_classes)
             result = evaluate_samples(
                 images, labels, real_x[scored], real_y[scored], class_names=data.class_names,
                 scored_classes=data.scored_classes, expert=load_expert(), metrics=list(cfg.metrics.names),
-                cache_dir=store.cache, reference_key=f"{data.fingerprint()}-test",
+                cache_dir=store.cache, reference_key=f"{data.fingerprint()}-{cfg.suite.eval_split}",
                 kid_subset_size=cfg.metrics.kid_subset_size, device=device)
         except Exception as err:
             atomic_write_bytes(out / FAILED, (_failure_reason(err) + "\n").encode())

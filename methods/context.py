@@ -22,6 +22,7 @@ class MethodContext:
     schedule: Schedule                   # the suite's forward process (sampling hooks noise references with it)
     expert_loader: Callable[[], torch.nn.Module] | None = None  # lazy: only methods that need it pay
     cache_dir: Path | None = None
+    eval_split: str = "test"             # the suite's scored split: the held-out images of evaluation_features
     _expert: torch.nn.Module | None = None
 
     def expert(self) -> torch.nn.Module:

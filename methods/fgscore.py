@@ -305,10 +305,10 @@ class FGScore(ConditioningMethod):
         return torch.cat(out)
 
     def evaluation_features(self, model):
-        """phi of the held-out real test images of the scored classes at FEATURE_LEVELS of the schedule,
+        """phi of the held-out real images (the scored split) of the scored classes at FEATURE_LEVELS of the schedule,
         and at each level the accuracy of assigning each image the class of its nearest centroid (all
         classes compete): the paper's claim that phi clusters by class, measured on this model."""
-        x, y = self.ctx.split_images("test")
+        x, y = self.ctx.split_images(self.ctx.eval_split)
         scored = torch.isin(y, torch.tensor(self.ctx.data.scored_classes, device=y.device))
         x, y = x[scored], y[scored]
         levels = [round(f * (self.ctx.schedule.num_train_timesteps - 1)) for f in FEATURE_LEVELS]

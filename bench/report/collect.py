@@ -65,6 +65,11 @@ class SuiteData:
     unplanned: tuple[Path, ...] = ()       # run folders on disk that plan.json does not name
     observations: pd.DataFrame = field(default_factory=pd.DataFrame)
 
+    @property
+    def eval_split(self) -> str:
+        """The real split the suite is scored against (plans written before val suites: test)."""
+        return self.plan.get("config", {}).get("suite", {}).get("eval_split", "test")
+
     def evals_of(self, dataset: str, method: str | None = None) -> list[Evaluation]:
         return [e for e in self.evaluations
                 if e.dataset == dataset and (method is None or e.method == method)]

@@ -75,48 +75,69 @@ def showcase(data: SuiteData, t: DatasetTables, filename: str) -> dict[str, Eval
                     evals[0]) for m, evals in having.items()}
 
 
+def real_images(data: SuiteData, dataset: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(images, labels) of the split that scored the suite, from the prepared data plan.json names
+    (None for a store written before plan.json named it, or whose cache lost the file)."""
+    from bench.datasets.base import PreparedData
+    from bench.store import is_folder_name
+
+    name = data.plan.get("prepared_data", {}).get(dataset)
+    path = data.root / "cache" / name if isinstance(name, str) and is_folder_name(name) else None
+    if path is None or not path.is_file():
+        return None
+    return PreparedData.load(path).split(data.eval_split)
+
+
 def sample_grids(data: SuiteData, t: DatasetTables) -> bytes | None:
-    """One panel per method: one row per class, the first GRID_COLUMNS samples of that class
-    (samples.npz holds the same rows per class and seed for every method). Drawn with PIL at
-    an integer scale: pixels stay pixels, and matplotlib would resample and take seconds."""
+    """A panel of real images of the scored split first, then one panel per method: one row per
+    class, the first GRID_COLUMNS samples of that class (samples.npz holds the same rows per class
+    and seed for every method; the real panel as many per class). Drawn with PIL at an integer
+    scale: pixels stay pixels, and matplotlib would resample and take seconds."""
     from PIL import Image, ImageDraw, ImageFont
 
     chosen = showcase(data, t, "samples.npz")
     if not chosen:
         return None
-    panels = {}
-    for method, e in chosen.items():
+    # per panel, in drawing order: (title, images, labels), or (title, None, why) for a method with no samples
+    panels = []
+    for method in t.methods:     # every method gets its panel, drawn or not
+        if method not in chosen:
+            panels.append((method, None, f"no samples ({t.row_status[method]})"))
+            continue
+        e = chosen[method]
         with np.load(e.eval_dir / "samples.npz") as npz:
-            panels[method] = (e, npz["images"], npz["labels"])
-    e0, images0, labels0 = next(iter(panels.values()))
+            panels.append((f"{method}\ntrain seed {e.train_seed}, gen seed {e.gen_seed}",
+                           npz["images"], npz["labels"]))
+    images0, labels0 = next((images, labels) for _, images, labels in panels if images is not None)
     h, w = images0.shape[1:3]
     classes = np.unique(labels0)
-    names = _class_names(e0)
+    names = _class_names(next(iter(chosen.values())))
+    real = real_images(data, t.dataset)
+    if real is not None and real[0].shape[1:] == images0.shape[1:]:
+        per_class = min(GRID_COLUMNS, int(np.bincount(labels0).max()))
+        keep = np.concatenate([np.flatnonzero(real[1] == cls)[:per_class] for cls in classes])
+        panels.insert(0, (f"real\n{data.eval_split} split", real[0][keep], real[1][keep]))
     scale, pad, gap, title_h = max(1, 64 // max(h, w)), 2, 16, 34
     font = ImageFont.load_default(size=12)
     label_w = 8 + max(int(font.getlength(names[k] if k < len(names) else str(k))) for k in classes)
     cell_h, cell_w = h * scale + pad, w * scale + pad
     panel_w, panel_h = GRID_COLUMNS * cell_w, len(classes) * cell_h
-    cols = min(PANELS_PER_ROW, len(t.methods))
-    rows = math.ceil(len(t.methods) / cols)
+    cols = min(PANELS_PER_ROW, len(panels))
+    rows = math.ceil(len(panels) / cols)
     canvas = Image.new("RGB", (label_w + cols * (panel_w + gap), rows * (title_h + panel_h + gap)),
                        "white")
     draw = ImageDraw.Draw(canvas)
-    for i, method in enumerate(t.methods):     # every method gets its panel, drawn or not
+    for i, (title, images, labels) in enumerate(panels):
         x0 = label_w + (i % cols) * (panel_w + gap)
         y0 = (i // cols) * (title_h + panel_h + gap) + title_h
         # grey behind the tiles: the padding shows even around white (adipose, empty) tiles
         draw.rectangle((x0 - pad, y0 - pad, x0 + panel_w - 1, y0 + panel_h - 1), fill=(200,) * 3)
-        if method not in panels:
+        draw.text((x0, y0 - title_h + 2), title, fill="black", font=font)
+        if images is None:
             draw.rectangle((x0 - pad, y0 - pad, x0 + panel_w - 1, y0 + panel_h - 1),
                            fill=(235,) * 3)
-            draw.text((x0, y0 - title_h + 2), method, fill="black", font=font)
-            draw.text((x0 + panel_w // 2, y0 + panel_h // 2), f"no samples ({t.row_status[method]})",
-                      fill="black", font=font, anchor="mm")
+            draw.text((x0 + panel_w // 2, y0 + panel_h // 2), labels, fill="black", font=font, anchor="mm")
             continue
-        e, images, labels = panels[method]
-        draw.text((x0, y0 - title_h + 2), f"{method}\ntrain seed {e.train_seed}, gen seed "
-                  f"{e.gen_seed}", fill="black", font=font)
         for r, cls in enumerate(classes):
             if i % cols == 0:
                 draw.text((2, y0 + r * cell_h + cell_h // 2), names[cls] if cls < len(names)
@@ -280,7 +301,8 @@ def feature_pca(data: SuiteData, t: DatasetTables) -> bytes | None:
     return _png(fig)
 
 
-FIGURES = (("samples", "Samples (one row per class, same seeds for every method)", sample_grids),
+FIGURES = (("samples", "Samples (one row per class, same seeds for every method), after real images "
+            "of the scored split", sample_grids),
            ("confusion", "Confusion matrices of the scoring classifier (mean over evaluations, rows = target)",
             confusion_matrices),
            ("strip", "Every observation per metric (bar = mean, colour = train seed)", strip_plots),

@@ -7,10 +7,10 @@ from html import escape
 
 from bench.report.collect import VOLATILE_PROVENANCE_KEYS, SuiteData
 from bench.report.figures import feature_accuracy
-from bench.report.render import (DETECTABLE_TITLE, REFERENCE_LABEL, REFERENCE_NOTE, WARNING_LABEL,
+from bench.report.render import (DETECTABLE_TITLE, REFERENCE_LABEL, WARNING_LABEL,
                                  aggregation_text, decimals, delta_parts, delta_title,
                                  detectable_table, fmt, method_label, metric_cell, per_class_title,
-                                 problem_runs, reference_cell)
+                                 problem_runs, reference_cell, reference_note, split_text)
 from bench.report.tables import DatasetTables, arrow, csv_frame
 from bench.report.verdict import warnings_text
 
@@ -128,7 +128,7 @@ def _feature_accuracy(data: SuiteData, t: DatasetTables) -> str:
     if not rows:
         return ""
     return ("<h3>Features cluster by class: nearest-centroid accuracy of held-out real images</h3>"
-            "<p class=note>Each held-out real test image, noised to level t, is given the class whose "
+            f"<p class=note>Each held-out real {escape(data.eval_split)} image, noised to level t, is given the class whose "
             "centroid of the method's features phi is nearest (every class competes; the centroids are "
             "the method's sampling targets).</p>"
             + _table(["method", "train seed", "t", "accuracy", "images"], rows))
@@ -164,6 +164,7 @@ def page(data: SuiteData, tables: list[DatasetTables],
     """The whole report as one HTML string; figures: dataset -> (title, file name, PNG bytes)."""
     nav = "".join(f'<a href="#ds-{i}">{escape(t.dataset)}</a>' for i, t in enumerate(tables))
     body = [f"<h1>bench report — suite <code>{escape(data.suite)}</code></h1>",
+            f"<p class=note><b>{escape(split_text(data))}</b></p>",
             f"<nav>{nav}<a href=\"#problems\">failed/missing runs</a>"
             "<a href=\"#provenance\">provenance</a></nav>",
             *(f"<div class=warn><p><b>{escape(WARNING_LABEL)}</b> {escape(text)}</p></div>"
@@ -172,7 +173,7 @@ def page(data: SuiteData, tables: list[DatasetTables],
     for i, t in enumerate(tables):
         body += [f'<h2 id="ds-{i}">{escape(t.dataset)}</h2>', _leaderboard(t)]
         if t.reference:
-            body.append(f"<p class=note>{escape(REFERENCE_NOTE)}</p>")
+            body.append(f"<p class=note>{escape(reference_note(data))}</p>")
         body.append(_detectable(t))
         body += [_per_class(t, key) for key in t.per_class]
         body.append(_feature_accuracy(data, t))

@@ -16,8 +16,9 @@ from bench.report.verdict import warnings_text
 REFERENCE_LABEL = "real data (reference)"
 WARNING_LABEL = "Uninformative comparison."
 DETECTABLE_TITLE = f"Smallest detectable Δ (α = {ALPHA:g} two-sided, power {POWER:g}, paired t)"
-REFERENCE_NOTE = ("The reference row holds the same statistic on real test images (accuracies: the "
-                  "ceiling; SSIM: the real data's diversity, the value to be closest to).")
+def reference_note(data: SuiteData) -> str:
+    return (f"The reference row holds the same statistic on real {data.eval_split} images (accuracies: the "
+            "ceiling; SSIM: the real data's diversity, the value to be closest to).")
 
 
 def per_class_title(key: str) -> str:
@@ -197,6 +198,14 @@ def aggregation_text(data: SuiteData, tables: list[DatasetTables]) -> str:
     return text
 
 
+def split_text(data: SuiteData) -> str:
+    """Which real split scored the suite, in the words the report prints first."""
+    if data.eval_split == "val":
+        return ("Scored against the validation split: numbers for choosing settings, not test results "
+                "(bench run --eval-split test scores the test split, in a suite of its own).")
+    return f"Scored against the {data.eval_split} split."
+
+
 def problem_runs(data: SuiteData) -> list[RunStatus]:
     return [r for r in data.runs if r.status != "done"]
 
@@ -256,13 +265,13 @@ def markdown(data: SuiteData, tables: list[DatasetTables],
              figures: dict[str, list[tuple[str, str, bytes]]]) -> str:
     """leaderboard.md: the aggregation, one leaderboard per data set, per-class tables,
     links to the figures (dataset -> (title, file name, PNG)), failed/missing runs."""
-    lines = [f"# bench report — suite {md_text(data.suite)}", ""]
+    lines = [f"# bench report — suite {md_text(data.suite)}", "", f"**{md_text(split_text(data))}**", ""]
     lines += [x for text in warnings_text(tables) for x in (f"> **{WARNING_LABEL}** {md_text(text)}", "")]
     lines += [aggregation_text(data, tables), ""]
     for t in tables:
         lines += [f"## {md_text(t.dataset)}", "", *_md_leaderboard(t), ""]
         if t.reference:
-            lines += [REFERENCE_NOTE, ""]
+            lines += [reference_note(data), ""]
         header, rows = detectable_table(t)
         if rows:
             lines += [f"### {DETECTABLE_TITLE}", "",
