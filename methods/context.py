@@ -22,6 +22,8 @@ class MethodContext:
     schedule: Schedule                   # the suite's forward process (sampling hooks noise references with it)
     expert_loader: Callable[[], torch.nn.Module] | None = None  # lazy: only methods that need it pay
     cache_dir: Path | None = None
+    p_uncond: float = 0.0                # classifier-free guidance label dropout ([train] p_uncond); 0 = none
+    guidance: float = 1.0                # classifier-free guidance scale ([sample] guidance); 1 = none
     _expert: torch.nn.Module | None = None
 
     def expert(self) -> torch.nn.Module:

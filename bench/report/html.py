@@ -10,6 +10,7 @@ from bench.report.figures import feature_accuracy
 from bench.report.render import (PER_CLASS_TITLES, REFERENCE_LABEL, aggregation_text, decimals,
                                  delta_parts, fmt, method_label, metric_cell, problem_runs,
                                  reference_cell)
+from bench.report.setup import setup_text
 from bench.report.tables import DatasetTables, arrow
 
 CSS = """
@@ -143,7 +144,8 @@ def page(data: SuiteData, tables: list[DatasetTables],
     body = [f"<h1>bench report — suite <code>{escape(data.suite)}</code></h1>",
             f"<nav>{nav}<a href=\"#problems\">failed/missing runs</a>"
             "<a href=\"#provenance\">provenance</a></nav>",
-            f"<p class=note>{escape(aggregation_text(data, tables))}</p>"]
+            f"<p class=note>{escape(aggregation_text(data, tables))}</p>",
+            f"<p class=note>{escape(setup_text(data))}</p>"]
     for i, t in enumerate(tables):
         body += [f'<h2 id="ds-{i}">{escape(t.dataset)}</h2>', _leaderboard(t)]
         if t.reference:

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 
 from bench.report.collect import RunStatus, SuiteData
+from bench.report.setup import setup_text
 from bench.report.stats import (BOOTSTRAP_METHOD, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE,
                                 T_METHOD, smallest_wilcoxon_p)
 from bench.report.tables import DatasetTables, arrow
@@ -189,6 +190,7 @@ def markdown(data: SuiteData, tables: list[DatasetTables],
     """leaderboard.md: the aggregation, one leaderboard per data set, per-class tables,
     links to the figures (dataset -> (title, file name, PNG)), failed/missing runs."""
     lines = [f"# bench report — suite {md_text(data.suite)}", "", aggregation_text(data, tables), ""]
+    lines += [md_text(setup_text(data)), ""]
     for t in tables:
         lines += [f"## {md_text(t.dataset)}", "", *_md_leaderboard(t), ""]
         if t.reference:
