@@ -1,4 +1,5 @@
 """ssl: class-faithful bank draws, frozen encoders (its guidance is the suite's: tests/test_guidance.py)."""
+
 import numpy as np
 import pytest
 import torch
