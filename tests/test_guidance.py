@@ -1,6 +1,7 @@
 """Classifier-free guidance as a suite setting ([train] p_uncond, [sample] guidance) reaching every
 class-conditional method alike, and the U-Net's named condition path ([model] condition_path)."""
 import dataclasses
+import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -11,7 +12,9 @@ from torch import nn
 from bench.config import load_config
 from bench.methods import Denoiser
 from bench.plan import run_id
+from bench.report import build_report
 from bench.sample import generation_labels, sample_images
+from bench.store import atomic_write_json
 from bench.tasks import expert_loader
 from bench.train import build
 
@@ -159,3 +162,19 @@ def test_the_condition_path_is_a_named_model_option(toy_data, tiny_config, tmp_p
 def test_defaults_guide_with_the_ssl_authors_dropout():
     cfg = load_config(None)
     assert (cfg.train.p_uncond, cfg.model.condition_path) == (0.1, "attention+time") and cfg.sample.guidance > 1
+
+
+def test_the_report_states_the_guidance_and_the_condition_path(tmp_path):
+    from test_report import make_store
+    root = make_store(tmp_path)  # baseline, drift, aligned and fgscore
+    plan = json.loads((root / "plan.json").read_text())
+    old = build_report(root)  # a store from before these settings existed
+    assert "Classifier-free guidance: not recorded" in (old.report_dir / "leaderboard.md").read_text()
+    plan["config"].update(model={"size": "small", "condition_path": "attention"}, train={"p_uncond": 0.25},
+                          sample={**plan["config"]["sample"], "guidance": 1.5})
+    atomic_write_json(root / "plan.json", plan)
+    report = build_report(root)
+    for name in ("leaderboard.md", "report.html"):
+        text = (report.report_dir / name).read_text().replace("\\_", "_")
+        assert "p_uncond = 0.25, g = 1.5 for every class-conditional method (not fgscore:" in text
+        assert "the small U-Net, the condition entering through cross-attention only" in text
