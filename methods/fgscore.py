@@ -155,6 +155,7 @@ class FGScore(ConditioningMethod):
         return None
 
     def null_condition(self, model, n):
+        """The fixed zero token: every condition of this method (the network has no class input)."""
         return torch.zeros(n, 1, self.ctx.token_dim, device=self.ctx.device)
 
     def train_condition(self, model, x0, labels, generator):
