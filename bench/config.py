@@ -18,6 +18,7 @@ from bench.datasets.base import DataConfig
 from bench.diffusion import SAMPLERS
 from bench.errors import BenchError
 from bench.models.expert import ExpertConfig, known_backbone
+from bench.models.unet import ConditionPath
 from bench.numbers import finite_float
 from bench.store import EVAL_SPLITS, SUITE_NAME_RULE, is_suite_name
 
@@ -37,6 +38,9 @@ class SuiteSection:
 @dataclass(frozen=True)
 class ModelConfig:
     size: Literal["tiny", "small", "paper"] = "small"  # U-Net size (bench/models/unet.py)
+    condition_path: ConditionPath = "attention+time"  # where the condition tokens enter the U-Net
+    #                                     (bench/models/unet.py): cross-attention and, mean-pooled, the
+    #                                     time embedding (ADM-style), or cross-attention only
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,9 @@ class TrainConfig:
     beta_schedule: Literal["linear", "squaredcos_cap_v2"] = "linear"
     checkpoint_every: int = 100         # steps between resumable checkpoints
     log_every: int = 10                 # steps between train_log.jsonl lines
+    p_uncond: float = 0.1               # classifier-free guidance label dropout (Ho & Salimans 2022): the
+    #                                     rate at which a training condition is replaced by the null
+    #                                     condition, for every class-conditional method (the ssl authors' 0.1)
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,10 @@ class SampleConfig:
     clip_x0: bool = True                # clip the predicted x0 to [-1, 1] at every step
     samples_per_class: int = 10         # images per scored class per generation seed
     batch_size: int = 128               # images per denoiser call
+    guidance: float = 2.0               # classifier-free guidance scale g: eps_u + g (eps_c - eps_u), for every
+    #                                     class-conditional method; 1 = purely conditional (one U-Net call
+    #                                     per step), 0 = unconditional. Default to be confirmed on the
+    #                                     validation split (bench run --eval-split val)
 
 
 @dataclass(frozen=True)
@@ -137,6 +148,8 @@ _RANGES = {
     ("train", "checkpoint_every"): _ints(1),
     ("train", "log_every"): _ints(1),
     ("train", "num_train_timesteps"): _ints(2, 100_000),
+    ("train", "p_uncond"): (lambda v: 0 <= v < 1, "in [0, 1) (1 would never train the conditional model)"),
+    ("sample", "guidance"): (lambda v: v >= 0, "a number >= 0 (0 = unconditional, 1 = purely conditional)"),
     ("sample", "sampler"): (lambda v: v in SAMPLERS, "one of " + ", ".join(map(repr, SAMPLERS))),
     ("sample", "steps"): _ints(1, 100_000),
     ("sample", "eta"): (lambda v: 0 <= v <= 1, "in [0, 1]"),
@@ -274,8 +287,12 @@ def build_config(tables: dict, source: str) -> Config:
     if unknown:
         raise BenchError(f"unknown section [{unknown[0]}] in {source}; valid sections: {', '.join(sections)}")
     hints = typing.get_type_hints(Config)
-    return Config(**{name: _build_section(hints[name], tables.get(name, {}), name, source)
-                     for name in sections})
+    cfg = Config(**{name: _build_section(hints[name], tables.get(name, {}), name, source)
+                    for name in sections})
+    if cfg.sample.guidance != 1 and cfg.train.p_uncond == 0:  # eps_u would come from an untrained null
+        raise BenchError(f"sample.guidance = {cfg.sample.guidance} in {source} needs a trained null condition: "
+                         "set train.p_uncond > 0 (e.g. 0.1), or sample.guidance = 1")
+    return cfg
 
 
 def load_config(path: str | Path | None, preset: str | None = None, overrides: dict | None = None) -> Config:

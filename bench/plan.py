@@ -78,7 +78,7 @@ def _architecture(cfg: Config):
     import torch
     from bench.models.unet import build_unet
     with torch.device("meta"):
-        return build_unet(cfg.model.size, 1 if cfg.data.grayscale else 3, cfg.data.image_size)
+        return build_unet(cfg.model.size, 1 if cfg.data.grayscale else 3, cfg.data.image_size, cfg.model.condition_path)
 
 
 def check_data(cfg: Config, data: PreparedData) -> None:

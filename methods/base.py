@@ -9,6 +9,12 @@ Notation shared by every hook (DDPM, Ho et al. 2020):
   cond    the cross-attention tokens handed to the U-Net (B, L, D)
   sampler the suite's diffusers scheduler (bench.diffusion.Sampler); `step` wraps its update
 
+Classifier-free guidance (Ho & Salimans 2022) is the suite's, for every method alike: in training
+the condition becomes `null_condition` with probability p_uncond ([train] p_uncond); at sampling
+  eps_hat = eps_u + g (eps_c - eps_u),  eps_c = eps_theta(x_t, t, cond),  eps_u = eps_theta(x_t, t, null)
+with g = [sample] guidance (g = 1: one conditional call). A method without a condition to drop sets
+`classifier_free_guidance = False`; the report names it.
+
 The plain class-conditional baseline is this class itself; a method subclass sets `name`,
 `paper`, a frozen `Params` dataclass, and overrides only the hooks where it differs.
 Defining a subclass registers it.
@@ -48,6 +54,7 @@ class ConditioningMethod:
     name: ClassVar[str] = ""
     paper: ClassVar[str] = ""
     Params: ClassVar[type] = NoParams
+    classifier_free_guidance: ClassVar[bool] = True  # False: the suite's p_uncond and guidance do not apply
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -82,8 +89,24 @@ class ConditioningMethod:
 
     # ---- training ----------------------------------------------------------------------
     def train_condition(self, model: "Denoiser", x0, labels, generator) -> torch.Tensor:
-        """Cross-attention tokens for a training batch."""
+        """Cross-attention tokens for a training batch (label dropout is applied to them afterwards)."""
         return model.modules_["class_embedding"](labels)[:, None, :]
+
+    def null_condition(self, model: "Denoiser", n: int) -> torch.Tensor:
+        """The unconditional tokens (n, L, D) of classifier-free guidance. Default: the class table's
+        last row, trained only by label dropout."""
+        if "class_embedding" not in model.modules_:
+            raise NotImplementedError(f"method {self.name} has no class_embedding table: override "
+                                      "null_condition, or set classifier_free_guidance = False")
+        return model.modules_["class_embedding"].weight[-1].expand(n, 1, -1)
+
+    def drop_condition(self, model: "Denoiser", cond, generator) -> torch.Tensor:
+        """Label dropout: each row of `cond` becomes the null condition with probability p_uncond. At
+        p_uncond = 0 nothing is drawn, so the training stream is the one without guidance."""
+        if self.ctx.p_uncond == 0 or not self.classifier_free_guidance:
+            return cond
+        drop = torch.rand(len(cond), generator=generator, device=cond.device) < self.ctx.p_uncond
+        return torch.where(drop[:, None, None], self.null_condition(model, len(cond)).to(cond.dtype), cond)
 
     def add_noise(self, schedule: "Schedule", x0, eps, t) -> torch.Tensor:
         return schedule.add_noise(x0, eps, t)
@@ -101,7 +124,8 @@ class ConditioningMethod:
         t = schedule.sample_timesteps(x0.shape[0], generator, x0.device)
         eps = self.train_noise(x0, generator)
         xt = self.add_noise(schedule, x0, eps, t)
-        eps_hat = self.denoise(model, xt, t, self.train_condition(model, x0, labels, generator))
+        cond = self.drop_condition(model, self.train_condition(model, x0, labels, generator), generator)
+        eps_hat = self.denoise(model, xt, t, cond)
         return DenoisingPass(schedule.weighted_mse(eps_hat, self.target(schedule, x0, eps, t), t), xt, t, eps)
 
     def loss(self, model: "Denoiser", schedule: "Schedule", x0, labels, generator) -> dict[str, torch.Tensor]:
@@ -121,8 +145,14 @@ class ConditioningMethod:
         return model(xt, t, cond)
 
     def sampling_denoise(self, model: "Denoiser", xt, t, cond, labels) -> torch.Tensor:
-        """The denoiser call at sampling time (labels are the targets); default: `denoise`."""
-        return self.denoise(model, xt, t, cond)
+        """The denoiser call at sampling time (labels are the targets): `denoise`, guided when g != 1,
+        the conditional and null rows stacked into one U-Net call."""
+        g = self.ctx.guidance
+        if g == 1 or not self.classifier_free_guidance:
+            return self.denoise(model, xt, t, cond)
+        null = self.null_condition(model, len(cond)).to(cond.dtype)
+        eps_c, eps_u = self.denoise(model, torch.cat([xt, xt]), torch.cat([t, t]), torch.cat([cond, null])).chunk(2)
+        return eps_u + g * (eps_c - eps_u)
 
     def step(self, sampler: "Sampler", xt, eps_hat, i: int, generator) -> torch.Tensor:
         """x at the next level from x_t: the sampler's step (its noise, if any, drawn from `generator`)."""

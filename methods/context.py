@@ -23,6 +23,8 @@ class MethodContext:
     expert_loader: Callable[[], torch.nn.Module] | None = None  # lazy: only methods that need it pay
     cache_dir: Path | None = None
     eval_split: str = "test"             # the suite's scored split: the held-out images of evaluation_features
+    p_uncond: float = 0.0                # classifier-free guidance label dropout ([train] p_uncond); 0 = none
+    guidance: float = 1.0                # classifier-free guidance scale ([sample] guidance); 1 = none
     _expert: torch.nn.Module | None = None
 
     def expert(self) -> torch.nn.Module:

@@ -23,7 +23,8 @@ Sampling   phi^target for class c at level t = the centroid of phi over `n_refs`
            evaluations of one model at several seeds share them). The matching is applied at every step.
 Report     evaluations store phi of the held-out real test images at a few noise levels and the accuracy
            of their nearest class centroid (features.npz): the paper's clustering claim, measured.
-The paper's network has no class input, so the cross-attention token is a fixed zero (null) token.
+The paper's network has no class input, so the cross-attention token is a fixed zero (null) token
+and the suite's classifier-free guidance does not apply (no condition to drop or contrast).
 The authors' coarse-to-fine stochastic sampler is not used: every method uses the suite's sampler.
 """
 from __future__ import annotations
@@ -123,6 +124,7 @@ class FGScore(ConditioningMethod):
     paper = ("Kadkhodaie, Mallat & Simoncelli 2024, Feature-guided score diffusion for sampling "
              "conditional densities, arXiv 2410.11646")
     Params = FGScoreParams
+    classifier_free_guidance = False
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
@@ -152,11 +154,12 @@ class FGScore(ConditioningMethod):
             self._captured.append(channel_stats(output))
         return None
 
-    def null_condition(self, x: torch.Tensor) -> torch.Tensor:
-        return x.new_zeros(x.shape[0], 1, self.ctx.token_dim)
+    def null_condition(self, model, n):
+        """The fixed zero token: every condition of this method (the network has no class input)."""
+        return torch.zeros(n, 1, self.ctx.token_dim, device=self.ctx.device)
 
     def train_condition(self, model, x0, labels, generator):
-        return self.null_condition(x0)
+        return self.null_condition(model, len(x0))
 
     def sample_condition(self, model, labels, generator):
         return torch.zeros(len(labels), 1, self.ctx.token_dim, device=labels.device)
@@ -166,7 +169,7 @@ class FGScore(ConditioningMethod):
         """(mean_hw, std_hw) at each selected layer from a plain forward pass (gradients kept)."""
         self._captured = []
         try:
-            self.denoise(model, xt, t, self.null_condition(xt))
+            self.denoise(model, xt, t, self.null_condition(model, len(xt)))
             return self._captured
         finally:
             self._captured = None
@@ -182,7 +185,7 @@ class FGScore(ConditioningMethod):
     def matched_denoise(self, model, xt, t, targets) -> torch.Tensor:
         """eps_hat with every selected layer's channel statistics replaced by `targets`."""
         with self._matching(targets):
-            return self.denoise(model, xt, t, self.null_condition(xt))
+            return self.denoise(model, xt, t, self.null_condition(model, len(xt)))
 
     # ---- training ------------------------------------------------------------------------------
     def train_set(self):

@@ -2,14 +2,16 @@
 encoder's embedding z of the image itself instead of its label.
 
 Training   cond = W z / ||z||  (one cross-attention token; W = `projection`, trainable)
-           with probability p_uncond, z := 0, so cond = W 0 = the learned null token
-           (the authors' code zeroes z before the Linear; 0.1 in their configs)
+           with probability p_uncond (the suite's, [train] p_uncond), z := 0, so cond = W 0 = the
+           learned null token (the authors' code zeroes z before the Linear; 0.1 in their configs)
 Sampling   z ~ p(z | c): an embedding of a real train image of class c drawn uniformly (`bank =
            "images"`, the default), or a draw from N(mu_c, Sigma_c) fitted to the class's
-           L2-normalised embeddings (`bank = "gaussian"`); classifier-free guidance (Ho & Salimans 2022)
+           L2-normalised embeddings (`bank = "gaussian"`); the suite's classifier-free guidance
            eps_hat = eps_u + g (eps_c - eps_u),  eps_c = eps_theta(x_t, t, W z),  eps_u = eps_theta(x_t, t, W 0)
 The encoder (bench/models/encoders.py) is a parameter; it is never trained nor checkpointed, and is
-rebuilt identically on load. The paper's large-image patch-grid sampling is not part of this method.
+rebuilt identically on load. The default is the in-project SimCLR encoder, which no metric uses;
+`encoder=expert` (the guide expert's features) is an explicit variant. The paper's large-image
+patch-grid sampling is not part of this method.
 """
 from __future__ import annotations
 
@@ -26,21 +28,15 @@ from bench.models.encoders import EncoderSpec, check_encoder, load_encoder
 
 @dataclass(frozen=True)
 class SSLParams:
-    encoder: str = "expert"         # expert | effnet | simclr | timm:<model> | open_clip:<model>
+    encoder: str = "simclr"         # simclr | expert | effnet | timm:<model> | open_clip:<model>
     weights: str = ""               # local weights file for timm:/open_clip: encoders
     input_size: int = 64            # side the ImageNet encoders (effnet, timm) see; tiles are upsampled
     bank: Literal["images", "gaussian"] = "images"  # p(z | c): class-c train embeddings, or a Gaussian fit
-    guidance: float = 2.0           # classifier-free guidance scale g; 1 = purely conditional
-    p_uncond: float = 0.1           # rate of the null condition in training (authors' configs: 0.1)
     simclr_steps: int = 300         # optimizer steps of the in-project SimCLR encoder
 
     def __post_init__(self):
-        if not 0 <= self.p_uncond < 1:
-            raise ValueError(f"p_uncond must be in [0, 1), got {self.p_uncond}")
         if not 8 <= self.input_size <= 1024:
             raise ValueError(f"input_size must be from 8 to 1024, got {self.input_size}")
-        if self.guidance < 0:
-            raise ValueError(f"guidance must be >= 0 (0 = unconditional, 1 = conditional), got {self.guidance}")
         if self.simclr_steps < 0:
             raise ValueError(f"simclr_steps must be >= 0, got {self.simclr_steps}")
 
@@ -50,7 +46,7 @@ class SSLParams:
 
 
 class SSL(ConditioningMethod):
-    """Condition on a frozen encoder's embedding; sample with embeddings of the target class + CFG."""
+    """Condition on a frozen encoder's embedding; sample with embeddings of the target class."""
 
     name = "ssl"
     paper = "Graikos et al. 2024, Learned representation-guided diffusion models for large-image generation, CVPR"
@@ -81,9 +77,12 @@ class SSL(ConditioningMethod):
         return model.modules_["projection"](F.normalize(z.float(), dim=-1))[:, None, :]
 
     def train_condition(self, model, x0, labels, generator):
-        z = self.encoder(x0)
-        drop = torch.rand(len(z), generator=generator, device=z.device) < self.params.p_uncond
-        return self.tokens(model, torch.where(drop[:, None], torch.zeros_like(z), z))
+        return self.tokens(model, self.encoder(x0))
+
+    def null_condition(self, model, n):
+        """W 0: the token of a zero embedding."""
+        projection = model.modules_["projection"]
+        return self.tokens(model, projection.weight.new_zeros(n, projection.in_features))
 
     # ---- sampling ------------------------------------------------------------------------------
     def bank(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,13 +112,3 @@ class SSL(ConditioningMethod):
 
     def sample_condition(self, model, labels, generator):
         return self.tokens(model, self.draw_embeddings(labels, generator))
-
-    def sampling_denoise(self, model, xt, t, cond, labels):
-        """eps_u + g (eps_c - eps_u), conditional and null rows stacked into one U-Net call."""
-        g = self.params.guidance
-        if g == 1:
-            return self.denoise(model, xt, t, cond)
-        null = self.tokens(model, cond.new_zeros(1, model.modules_["projection"].in_features)).expand_as(cond)
-        eps_c, eps_u = self.denoise(model, torch.cat([xt, xt]), torch.cat([t, t]),
-                                    torch.cat([cond, null.to(cond.dtype)])).chunk(2)
-        return eps_u + g * (eps_c - eps_u)

@@ -101,7 +101,7 @@ def test_matching_changes_the_prediction_and_plain_phi_leaves_it_alone(toy_data,
     t = torch.full((len(x0),), 300)
     xt = built.schedule.add_noise(x0, torch.randn_like(x0), t)
     with torch.no_grad():
-        plain = method.denoise(model, xt, t, method.null_condition(xt))
+        plain = method.denoise(model, xt, t, method.null_condition(model, len(xt)))
         own = method.matched_denoise(model, xt, t, method.phi(model, xt, t))
         other = method.matched_denoise(model, xt, t, method.phi(model, xt.flip(0), t))
     assert torch.allclose(plain, own, atol=1e-4)  # matching x_t to its own statistics is the identity

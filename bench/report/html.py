@@ -11,6 +11,7 @@ from bench.report.render import (DETECTABLE_TITLE, REFERENCE_LABEL, WARNING_LABE
                                  aggregation_text, decimals, delta_parts, delta_title,
                                  detectable_table, fmt, method_label, metric_cell, per_class_title,
                                  problem_runs, reference_cell, reference_note, split_text)
+from bench.report.setup import setup_text
 from bench.report.tables import DatasetTables, arrow, csv_frame
 from bench.report.verdict import warnings_text
 
@@ -169,7 +170,8 @@ def page(data: SuiteData, tables: list[DatasetTables],
             "<a href=\"#provenance\">provenance</a></nav>",
             *(f"<div class=warn><p><b>{escape(WARNING_LABEL)}</b> {escape(text)}</p></div>"
               for text in warnings_text(tables)),
-            f"<p class=note>{escape(aggregation_text(data, tables))}</p>"]
+            f"<p class=note>{escape(aggregation_text(data, tables))}</p>",
+            f"<p class=note>{escape(setup_text(data))}</p>"]
     for i, t in enumerate(tables):
         body += [f'<h2 id="ds-{i}">{escape(t.dataset)}</h2>', _leaderboard(t)]
         if t.reference:

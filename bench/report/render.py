@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 
 from bench.report.collect import RunStatus, SuiteData
+from bench.report.setup import setup_text
 from bench.report.stats import (ALPHA, BOOTSTRAP_METHOD, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED,
                                 CONFIDENCE, MODEL_LEVEL, POWER, SAMPLER_LEVEL, T_METHOD,
                                 smallest_exact_p)
@@ -268,6 +269,7 @@ def markdown(data: SuiteData, tables: list[DatasetTables],
     lines = [f"# bench report — suite {md_text(data.suite)}", "", f"**{md_text(split_text(data))}**", ""]
     lines += [x for text in warnings_text(tables) for x in (f"> **{WARNING_LABEL}** {md_text(text)}", "")]
     lines += [aggregation_text(data, tables), ""]
+    lines += [md_text(setup_text(data)), ""]
     for t in tables:
         lines += [f"## {md_text(t.dataset)}", "", *_md_leaderboard(t), ""]
         if t.reference:

@@ -1,0 +1,31 @@
+"""The shared set-up every method ran under, in the words the report prints: the backbone's
+condition path and the suite's classifier-free guidance."""
+from __future__ import annotations
+
+from bench.methods import REGISTRY
+from bench.models.unet import CONDITION_PATHS
+from bench.report.collect import SuiteData
+
+PRE_OPTION_CONDITION_PATH = "attention+time"  # the only path before [model] condition_path existed
+
+
+def setup_text(data: SuiteData) -> str:
+    """One paragraph from plan.json's resolved config and the planned method variants."""
+    config = data.plan.get("config", {})
+    model, train, sample = (config.get(key, {}) for key in ("model", "train", "sample"))
+    path = model.get("condition_path", PRE_OPTION_CONDITION_PATH)
+    text = (f"Shared backbone: the {model.get('size', '?')} U-Net, the condition entering through "
+            f"{CONDITION_PATHS.get(path, 'an unknown path')} (model.condition_path = \"{path}\"). ")
+    if "guidance" not in sample:
+        return text + ("Classifier-free guidance: not recorded (a store from before it was a suite "
+                       "setting, when only ssl was guided, by its own parameters).")
+    names = sorted({v.partition(":")[0] for variants in data.methods.values() for v in variants})
+    exempt = [n for n in names if n in REGISTRY and not REGISTRY[n].classifier_free_guidance]
+    unknown = [n for n in names if n not in REGISTRY]
+    text += (f"Classifier-free guidance: p_uncond = {train.get('p_uncond')}, g = {sample['guidance']} "
+             "for every class-conditional method")
+    if exempt:
+        text += f" (not {', '.join(exempt)}: no class condition to drop or contrast)"
+    if unknown:
+        text += f"; not known here whether {', '.join(unknown)} used it (method not registered)"
+    return text + "."
