@@ -118,7 +118,8 @@ def _ssim(fake, fake_labels, real, real_labels, scored: list[int], name_of: dict
     reference = [pairwise_ssim(images, device=device).mean() for images in reals.values() if len(images) >= 2]
     return {"value": float(np.mean(list(per.values()))), "per_class": {name_of[c]: v for c, v in per.items()},
             "reference": float(np.mean(reference)) if reference else float("nan"), "provenance": {
-                **common, "network": "none (SSIM of pixels)", "statistic": "mean pairwise SSIM within a class, averaged over classes",
+                **common, "network": "none (SSIM of pixels)",
+                "statistic": "mean pairwise SSIM within a class, averaged over classes",
                 "implementation": "torch, equal to skimage.metrics.structural_similarity",
                 "gaussian_sigma": SIGMA, "truncate": TRUNCATE, "K1": K1, "K2": K2, "data_range": 255,
                 "use_sample_covariance": False, "n_per_class": {name_of[c]: n for c, n in counts.items()},
