@@ -9,9 +9,9 @@ import pandas as pd
 from bench.report.collect import SuiteData
 from bench.report.stats import holm, paired_test, summarize
 
-# Which way is better: expert accuracy up; SSIM down (more diverse); FID/KID down.
-_DIRECTIONS = (("expert_acc", 1), ("ssim", -1), ("fid", -1), ("kid", -1))
-PER_CLASS_KEYS = ("expert_recall", "ssim")
+# Which way is better: classifier accuracy up; SSIM down (more diverse); FID/KID down.
+_DIRECTIONS = (("acc", 1), ("ssim", -1), ("fid", -1), ("kid", -1))
+PER_CLASS_KEYS = ("recall[scorer]", "recall[expert]", "ssim")
 
 LEADERBOARD_COLUMNS = ["method", "metric", "n", "n_train_seeds", "mean", "std", "ci_low",
                        "ci_high", "ci_method", "n_pairs", "delta", "p", "p_holm"]
