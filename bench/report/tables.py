@@ -28,12 +28,14 @@ def arrow(metric: str) -> str:
 
 
 def ordered_metrics(names) -> list[str]:
-    """The design's column order (expert_acc, ssim, fid[...], kid[...]), unknown ones last."""
+    """The design's column order (acc[scorer], acc[expert], ssim, fid[...], kid[...]): the scorer's first in
+    a family, unknown ones last."""
     families = [name for name, _ in _DIRECTIONS]
 
     def key(metric: str):
         family = metric.split("[", 1)[0]
-        return (families.index(family) if family in families else len(families), metric)
+        return (families.index(family) if family in families else len(families), not metric.endswith("[scorer]"),
+                metric)
 
     return sorted(set(names), key=key)
 
