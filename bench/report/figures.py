@@ -281,7 +281,7 @@ def feature_pca(data: SuiteData, t: DatasetTables) -> bytes | None:
 
 
 FIGURES = (("samples", "Samples (one row per class, same seeds for every method)", sample_grids),
-           ("confusion", "Scorer confusion matrices (mean over evaluations, rows = target)",
+           ("confusion", "Expert confusion matrices (mean over evaluations, rows = target)",
             confusion_matrices),
            ("strip", "Every observation per metric (bar = mean, colour = train seed)", strip_plots),
            ("loss", "Training loss", loss_curves),

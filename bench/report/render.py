@@ -12,8 +12,7 @@ from bench.report.stats import (BOOTSTRAP_METHOD, BOOTSTRAP_RESAMPLES, BOOTSTRAP
 from bench.report.tables import DatasetTables, arrow
 
 REFERENCE_LABEL = "real data (reference)"
-PER_CLASS_TITLES = {"recall[scorer]": "Scorer recall per class ↑", "recall[expert]": "Expert recall per class ↑",
-                    "ssim": "SSIM per class ↓"}
+PER_CLASS_TITLES = {"expert_recall": "Expert recall per class ↑", "ssim": "SSIM per class ↓"}
 
 
 def decimals(values) -> int:

@@ -9,9 +9,9 @@ import pandas as pd
 from bench.report.collect import SuiteData
 from bench.report.stats import holm, paired_test, summarize
 
-# Which way is better: classifier accuracy up; SSIM down (more diverse); FID/KID down.
-_DIRECTIONS = (("acc", 1), ("ssim", -1), ("fid", -1), ("kid", -1))
-PER_CLASS_KEYS = ("recall[scorer]", "recall[expert]", "ssim")
+# Which way is better: expert accuracy up; SSIM down (more diverse); FID/KID down.
+_DIRECTIONS = (("expert_acc", 1), ("ssim", -1), ("fid", -1), ("kid", -1))
+PER_CLASS_KEYS = ("expert_recall", "ssim")
 
 LEADERBOARD_COLUMNS = ["method", "metric", "n", "n_train_seeds", "mean", "std", "ci_low",
                        "ci_high", "ci_method", "n_pairs", "delta", "p", "p_holm"]
@@ -28,14 +28,12 @@ def arrow(metric: str) -> str:
 
 
 def ordered_metrics(names) -> list[str]:
-    """The design's column order (acc[scorer], acc[expert], ssim, fid[...], kid[...]): the scorer's first in
-    a family, unknown ones last."""
+    """The design's column order (expert_acc, ssim, fid[...], kid[...]), unknown ones last."""
     families = [name for name, _ in _DIRECTIONS]
 
     def key(metric: str):
         family = metric.split("[", 1)[0]
-        return (families.index(family) if family in families else len(families), not metric.endswith("[scorer]"),
-                metric)
+        return (families.index(family) if family in families else len(families), metric)
 
     return sorted(set(names), key=key)
 
