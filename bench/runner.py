@@ -167,7 +167,8 @@ class _Grid:
             else:
                 jobs.append(self._job("train", spec))
         # a training's evaluations come later, and may need more classifiers than the training
-        later = [self._job("eval", job.spec) for job in jobs if job.kind == "train" and self.todo_eval[job.spec.run_id]]
+        later = [self._job("eval", job.spec) for job in jobs
+                 if job.kind == "train" and self.todo_eval[job.spec.run_id]]
         for role in sorted(set().union(*(job.needs for job in jobs + later))):
             self._submit(_Job(role))
         for job in jobs:

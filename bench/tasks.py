@@ -163,12 +163,12 @@ def eval_task(cfg: Config, spec: RunSpec, gen_seed: int, results: Path, data_pat
             save_grid(images, labels, out / "grid.png")
             real_x, real_y = data.split("test")
             scored = np.isin(real_y, data.scored_classes)
-            # a method's features of real images do not depend on the generation seed: stored once
-            features = (built.method.evaluation_features(built.model, *_model_space(real_x[scored], real_y[scored],
-                                                                                     device))
-                        if gen_seed == 0 else None)
-            if features is not None:
-                _save_npz(out / FEATURES_FILE, **features)
+            # a method's features of held-out real images do not depend on the generation seed: stored once
+            if gen_seed == 0:
+                held_out = _model_space(real_x[scored], real_y[scored], device)
+                features = built.method.evaluation_features(built.model, *held_out)
+                if features is not None:
+                    _save_npz(out / FEATURES_FILE, **features)
             classifiers = {role: classifier_loader(cfg, role, data, store.cache, device)()
                            for role in classifiers_needed(cfg.metrics.names)}
             result = evaluate_samples(

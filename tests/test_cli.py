@@ -65,7 +65,8 @@ def test_tiny_suite_runs_resumes_and_reports(monkeypatch, capsys, tmp_path):
 
 def test_a_scorer_identical_to_the_expert_is_refused(monkeypatch, capsys, tmp_path):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "bench.toml").write_text('[expert]\nbackbone = "resnet10t"\n[scorer]\nbackbone = "resnet10t"\nseed = 0\n')
+    (tmp_path / "bench.toml").write_text('[expert]\nbackbone = "resnet10t"\n'
+                                         '[scorer]\nbackbone = "resnet10t"\nseed = 0\n')
     code, out, err = run_cli(monkeypatch, capsys, "run", "--executor", "local", "--results", "results")
     assert code == 2 and err.strip().count("\n") == 0 and "Traceback" not in err
     assert "[scorer] in bench.toml" in err and "is identical to [expert]" in err and "scorer.backbone" in err

@@ -83,7 +83,8 @@ def test_unknown_backbone_and_missing_weights(tmp_path):
     with pytest.raises(BenchError, match="unknown backbone"):
         get_classifier("expert", data, ClassifierConfig(backbone="no_such_net"), tmp_path)
     with pytest.raises(BenchError, match="does not exist"):
-        get_classifier("expert", data, ClassifierConfig(backbone="tiny", weights=str(tmp_path / "missing.pt")), tmp_path)
+        get_classifier("expert", data, ClassifierConfig(backbone="tiny", weights=str(tmp_path / "missing.pt")),
+                       tmp_path)
 
 
 def test_local_weights_file_initialises_the_backbone(tmp_path):
@@ -92,7 +93,8 @@ def test_local_weights_file_initialises_the_backbone(tmp_path):
     source = timm.create_model("test_resnet", num_classes=5)
     save_file(source.state_dict(), tmp_path / "w.safetensors")
     data = make_data(num_classes=2, per_class=4, size=16, channels=1)
-    cfg = ClassifierConfig(backbone="test_resnet", epochs=1, batch_size=4, lr=1e-9, weights=str(tmp_path / "w.safetensors"))
+    cfg = ClassifierConfig(backbone="test_resnet", epochs=1, batch_size=4, lr=1e-9,
+                           weights=str(tmp_path / "w.safetensors"))
     expert = get_classifier("expert", data, cfg, tmp_path / "cache")
     assert expert.provenance["init"]["init"] == "file"
     # A 1-channel stem from RGB weights is their sum over channels (timm's adapt_input_conv).

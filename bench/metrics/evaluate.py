@@ -4,8 +4,9 @@
 number means the same thing wherever it was computed. Metric names: acc[<classifier>], ssim, and
 <kind>[<network>] with kind in fid, kid, precision, recall and network in scorer, expert,
 inception, effnet (see DESIGN.md "Metrics"). A metric's network is its bracket (`metric_network`):
-what the runner prepares before the evaluation. Features of the real images are cached per (reference key, real
-images, extractor, weights, resizer), so the reference side is computed once per suite.
+what the runner prepares before the evaluation. Features of the real images are cached per
+(reference key, real images, extractor, weights, resizer), so the reference side is computed once
+per suite.
 """
 from __future__ import annotations
 
