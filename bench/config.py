@@ -17,7 +17,7 @@ from typing import Literal
 from bench.datasets.base import DataConfig
 from bench.diffusion import SAMPLERS
 from bench.errors import BenchError
-from bench.models.expert import ExpertConfig, known_backbone
+from bench.models.expert import ROLES, ClassifierConfig, ScorerConfig, check_independent, known_backbone
 from bench.models.unet import ConditionPath
 from bench.numbers import finite_float
 from bench.store import EVAL_SPLITS, SUITE_NAME_RULE, is_suite_name
@@ -80,7 +80,7 @@ class SampleConfig:
 
 @dataclass(frozen=True)
 class MetricsConfig:
-    names: tuple[str, ...] = ("expert_acc", "ssim", "fid[expert]", "kid[expert]")
+    names: tuple[str, ...] = ("acc[scorer]", "acc[expert]", "ssim", "fid[scorer]", "kid[scorer]")
     kid_subset_size: int = 1000         # capped at N for small sample sets
 
 
@@ -104,7 +104,8 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
-    expert: ExpertConfig = field(default_factory=ExpertConfig)
+    expert: ClassifierConfig = field(default_factory=ClassifierConfig)
+    scorer: ScorerConfig = field(default_factory=ScorerConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
 
@@ -156,12 +157,14 @@ _RANGES = {
     ("sample", "samples_per_class"): _ints(2, 100_000, " (SSIM needs pairs)"),
     ("sample", "batch_size"): _ints(1, 65_536),
     ("metrics", "kid_subset_size"): _ints(2),
-    ("expert", "backbone"): (known_backbone, 'a timm model name (e.g. resnet10t, resnet50) or "tiny"'),
-    ("expert", "epochs"): _ints(1, 10_000),
-    ("expert", "batch_size"): _ints(2, 65_536, " (BatchNorm needs 2 images)"),
-    ("expert", "lr"): _POSITIVE,
-    ("expert", "weight_decay"): _NON_NEGATIVE,
-    ("expert", "weights"): (lambda v: not v or Path(v).expanduser().is_file(), 'an existing file, or ""'),
+    **{(role, key): rule for role in ROLES for key, rule in {
+        "backbone": (known_backbone, 'a timm model name (e.g. resnet10t, efficientnet_lite0) or "tiny"'),
+        "epochs": _ints(1, 10_000),
+        "batch_size": _ints(2, 65_536, " (BatchNorm needs 2 images)"),
+        "lr": _POSITIVE,
+        "weight_decay": _NON_NEGATIVE,
+        "weights": (lambda v: not v or Path(v).expanduser().is_file(), 'an existing file, or ""'),
+    }.items()},
     ("execution", "device"): (DEVICE.fullmatch, "auto, cpu, cuda or cuda:N"),
     ("execution", "num_cpus"): (lambda v: v >= 0, "a number >= 0"),
     ("execution", "num_gpus"): (lambda v: v >= 0, "a number >= 0"),
@@ -178,6 +181,7 @@ PRESETS: dict[str, dict] = {
         "train": {"steps": 4, "batch_size": 8, "warmup_steps": 1, "checkpoint_every": 2, "log_every": 1},
         "sample": {"steps": 3, "samples_per_class": 2},
         "expert": {"backbone": "tiny", "epochs": 1},
+        "scorer": {"backbone": "tiny-effnet", "epochs": 1},   # another family than the tiny expert
         "metrics": {"kid_subset_size": 8},
     },
     # The feature-alignment paper's protocol (Nair 2024): Kather 2016, grayscale, 64 px, no "empty".
@@ -292,6 +296,7 @@ def build_config(tables: dict, source: str) -> Config:
     if cfg.sample.guidance != 1 and cfg.train.p_uncond == 0:  # eps_u would come from an untrained null
         raise BenchError(f"sample.guidance = {cfg.sample.guidance} in {source} needs a trained null condition: "
                          "set train.p_uncond > 0 (e.g. 0.1), or sample.guidance = 1")
+    check_independent(cfg.expert, cfg.scorer, source)
     return cfg
 
 

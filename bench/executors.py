@@ -19,7 +19,7 @@ from bench.config import ExecutionConfig
 from bench.errors import BenchError
 
 # Task kinds that run a network and so get `num_gpus` each; data preparation runs in the driver.
-GPU_KINDS = ("expert", "train", "eval")
+GPU_KINDS = ("expert", "scorer", "train", "eval")
 
 
 @dataclass(eq=False)  # a handle: hashed by identity, like a Ray ObjectRef

@@ -21,7 +21,7 @@ from rich.table import Table
 from bench.store import atomic_write_json
 
 PROGRESS_FILE = "progress.json"
-KINDS = ("expert", "train", "eval")
+KINDS = ("expert", "scorer", "train", "eval")
 
 
 def _ray_node() -> str | None:

@@ -1,9 +1,10 @@
 """`bench run`: plan the grid, compute shared artefacts once, then train and evaluate.
 
-The expert (when a method or metric needs it) is one task; trainings that do not need it start beside
-it, the rest wait for it. Evaluations of a model are submitted as soon as its training returns. The
-store is the truth: finished work is skipped on every re-run, so an interrupted run resumes, and a
-Ray task retried after a lost worker continues from its run's last checkpoint.
+Each suite classifier (expert, scorer) that a method or metric declares it needs is one task; jobs that
+need none start beside them, the rest wait for exactly the classifiers they need. Evaluations of a
+model are submitted as soon as its training returns. The store is the truth: finished work is skipped
+on every re-run, so an interrupted run resumes, and a Ray task retried after a lost worker continues
+from its run's last checkpoint.
 """
 from __future__ import annotations
 
@@ -23,10 +24,8 @@ from bench.executors import make_executor
 from bench.plan import RunSpec, build_plan
 from bench.progress import PROGRESS_FILE, GridView, ProgressWriter
 from bench.store import DONE, FAILED, SuiteStore, atomic_write_json
-from bench.tasks import METRICS_FILE, check_reused_runs, eval_task, prepare_data, prepare_expert, train_task
+from bench.tasks import METRICS_FILE, check_reused_runs, eval_task, prepare_classifier, prepare_data, train_task
 
-# Methods whose training or sampling needs the expert; metrics with "expert" in the name need it too.
-EXPERT_METHODS = ("aligned", "aligned-clean", "ssl")
 POLL_S = 0.5  # how often the driver looks at finished tasks and progress files
 
 
@@ -39,12 +38,13 @@ class Summary:
     failed: list[str] = field(default_factory=list)
 
 
-def needs_expert(cfg: Config, plan: list[RunSpec]) -> bool:
-    return _metrics_need_expert(cfg) or any(_method(s) in EXPERT_METHODS for s in plan)
-
-
-def _metrics_need_expert(cfg: Config) -> bool:
-    return any("expert" in m for m in cfg.metrics.names)
+def classifiers_needed(cfg: Config, kind: str, spec: RunSpec) -> set[str]:
+    """The suite classifiers a train or eval job of `spec` needs, as its method and metrics declare."""
+    from bench.methods import parse_variant
+    from bench.metrics import classifiers_needed as metrics_need
+    method, params = parse_variant(spec.variant)
+    needed = {"expert"} if method.needs_expert(params) else set()
+    return needed | set(metrics_need(cfg.metrics.names)) if kind == "eval" else needed
 
 
 def _method(spec: RunSpec) -> str:
@@ -118,9 +118,10 @@ def run_task(kind: str, fn, args: tuple, progress: str, token: str, plugins: dic
 
 @dataclass(frozen=True)
 class _Job:
-    kind: str                   # expert | train | eval
+    kind: str                   # expert | scorer (the classifier of that role) | train | eval
     spec: RunSpec | None = None
     gen_seed: int | None = None
+    needs: frozenset[str] = frozenset()  # the classifiers a train or eval job waits for
 
     @property
     def label(self) -> str:
@@ -139,7 +140,7 @@ class _Job:
 
 
 class _Grid:
-    """One invocation's driver loop: submits jobs, holds back those that need the expert until it
+    """One invocation's driver loop: submits jobs, holds back those that need a classifier until it
     exists, settles finished ones into the summary and the live view."""
 
     def __init__(self, cfg: Config, store: SuiteStore, data_path: Path, executor, summary: Summary,
@@ -151,44 +152,50 @@ class _Grid:
         self.view = GridView(self.token)
         self.pending: dict[object, _Job] = {}
         self.held: list[_Job] = []
-        self.expert_ready = not needs_expert(cfg, plan)
-        self.expert_error: str | None = None  # why the expert task failed: its dependents fail too
+        self.ready: set[str] = set()            # classifiers that exist
+        self.errors: dict[str, str] = {}        # classifier -> why its task failed: its dependents fail too
         self.todo_eval = {s.run_id: [g for g in s.gen_seeds if not _evaluated(store, s, g)] for s in plan}
 
     def run(self, plan: list[RunSpec]) -> None:
-        if not self.expert_ready:
-            self._submit(_Job("expert"))
+        jobs = []
         for spec in plan:
             run_dir = _run_dir(self.store, spec)
             if (run_dir / DONE).exists():
                 self.view.count("train", done=1)
-                for g in self.todo_eval[spec.run_id]:
-                    self._queue(_Job("eval", spec, g))
+                jobs += [self._job("eval", spec, g) for g in self.todo_eval[spec.run_id]]
             elif (run_dir / FAILED).exists():  # listed by run_suite with the other recorded failures
                 self.view.count("train", failed=1)
             else:
-                self._queue(_Job("train", spec))
+                jobs.append(self._job("train", spec))
+        # a training's evaluations come later, and may need more classifiers than the training
+        later = [self._job("eval", job.spec) for job in jobs
+                 if job.kind == "train" and self.todo_eval[job.spec.run_id]]
+        for role in sorted(set().union(*(job.needs for job in jobs + later))):
+            self._submit(_Job(role))
+        for job in jobs:
+            self._queue(job)
         while self.pending:
             for handle in self.executor.wait(list(self.pending), timeout=POLL_S):
                 self._settle(handle)
 
-    def _needs_expert(self, job: _Job) -> bool:
-        return _method(job.spec) in EXPERT_METHODS or (job.kind == "eval" and _metrics_need_expert(self.cfg))
+    def _job(self, kind: str, spec: RunSpec, gen_seed: int | None = None) -> _Job:
+        return _Job(kind, spec, gen_seed, frozenset(classifiers_needed(self.cfg, kind, spec)))
 
     def _queue(self, job: _Job) -> None:
-        if self.expert_ready or not self._needs_expert(job):
-            self._submit(job)
-        elif self.expert_error is None:
-            self.held.append(job)
-        else:
+        failed = sorted(job.needs & set(self.errors))
+        if failed:
             self.view.count(job.kind, failed=1)
-            self.summary.failed.append(f"{job.label}: the expert is unavailable ({self.expert_error})")
+            self.summary.failed.append(f"{job.label}: the {failed[0]} is unavailable ({self.errors[failed[0]]})")
+        elif job.needs <= self.ready:
+            self._submit(job)
+        else:
+            self.held.append(job)
 
     def _submit(self, job: _Job) -> None:
         cfg, results = self.cfg, self.store.root.parent
-        if job.kind == "expert":
-            fn, args = prepare_expert, (cfg, self.data_path, self.store.cache)
-            progress = self.store.cache / f"expert-{PROGRESS_FILE}"
+        if job.spec is None:  # a classifier, named by its role
+            fn, args = prepare_classifier, (cfg, job.kind, self.data_path, self.store.cache)
+            progress = self.store.cache / f"{job.kind}-{PROGRESS_FILE}"
         elif job.kind == "train":
             fn, args = train_task, (cfg, job.spec, results, self.data_path)
             progress = _run_dir(self.store, job.spec) / PROGRESS_FILE
@@ -205,12 +212,12 @@ class _Grid:
         try:
             status = self.executor.result(handle)
         except BenchError as err:
-            if job.kind == "expert":  # bad input (e.g. missing weights): stop with the one-line error
+            if job.spec is None:  # a classifier's bad input (e.g. missing weights): stop with the one-line error
                 raise
             status = {"status": "failed", "reason": str(err)}
         except Exception as err:  # a bug in a task, or a worker lost more often than max_retries allows
             status = {"status": "failed", "reason": f"{type(err).__name__}: {err}".splitlines()[0]}
-        ok = status.get("status", "done") == "done"  # the expert task returns its accuracy, no status
+        ok = status.get("status", "done") == "done"  # a classifier task returns its accuracy, no status
         self.view.finished(handle, ok)
         # One line per finished task: above the live view on a terminal, the whole story in a log file.
         self.console.print(f"done {job.kind} {escape(job.label)}" if ok else
@@ -218,17 +225,20 @@ class _Grid:
                            highlight=False, soft_wrap=True)
         if not ok:
             self.summary.failed.append(f"{job.label}: {status['reason']}")
-        if job.kind == "expert":
-            self._expert_settled(ok, status)
+        if job.spec is None:
+            self._classifier_settled(job.kind, ok, status)
         elif job.kind == "train" and ok:
             self.summary.trained += not status.get("reused", False)
             for g in self.todo_eval[job.spec.run_id]:
-                self._queue(_Job("eval", job.spec, g))
+                self._queue(self._job("eval", job.spec, g))
         elif job.kind == "eval" and ok:
             self.summary.evaluated += not status.get("reused", False)
 
-    def _expert_settled(self, ok: bool, status: dict) -> None:
-        self.expert_ready, self.expert_error = ok, None if ok else status["reason"]
+    def _classifier_settled(self, role: str, ok: bool, status: dict) -> None:
+        if ok:
+            self.ready.add(role)
+        else:
+            self.errors[role] = status["reason"]
         held, self.held = self.held, []
         for job in held:
             self._queue(job)

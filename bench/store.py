@@ -2,7 +2,7 @@
 
 results/<suite>/                             scored on the test split; <suite>@val/ on the val split
   plan.json                                  resolved config and grid
-  cache/                                     data arrays, expert, encoders, reference stats
+  cache/                                     data arrays, expert, scorer, encoders, reference stats
   runs/<dataset>/<method-variant>/train-seed=<k>/<run_id>/
       config.json checkpoint.safetensors train_log.jsonl DONE | FAILED
       eval/seed=<s>/ samples.npz grid.png metrics.json
@@ -14,12 +14,17 @@ metrics.json (one evaluation = one trained model x one generation seed):
   "dataset": "synth-tissue", "method": "drift:delta=-0.05", "run_id": "ab12cd34",
   "train_seed": 0, "gen_seed": 3, "code_version": "0.1.0",
   "class_names": [...], "scored_classes": [...],
-  "metrics": {"expert_acc": 0.41, "ssim": 0.12, "fid[expert]": 35.2, "kid[expert]": 0.012},
-  "per_class": {"expert_recall": {"tumor": 0.5, ...}, "ssim": {"tumor": 0.1, ...}},
-  "confusion": [[...]],               # rows = scored target classes, cols = predicted (all classes)
-  "reference": {"expert_acc": 0.97, "ssim": 0.15},   # the same statistic on real test images
-  "provenance": {"<metric>": {...}, ...}             # per metric: extractor, n_gen, n_ref, ...
+  "metrics": {"acc[scorer]": 0.38, "acc[expert]": 0.41, "ssim": 0.12, "fid[scorer]": 35.2,
+              "kid[scorer]": 0.012},
+  "per_class": {"recall[scorer]": {"tumor": 0.5, ...}, "recall[expert]": {...}, "ssim": {"tumor": 0.1, ...}},
+  "confusion": [[...]],               # the scorer's (else the expert's): rows = scored target classes,
+                                      # cols = predicted (all classes)
+  "reference": {"acc[scorer]": 0.95, "acc[expert]": 0.97, "ssim": 0.15},  # the same statistic on the
+                                      # real images of the scored split (an accuracy's ceiling)
+  "provenance": {"<metric>": {...}, ...}  # per metric: network (+ weights_sha256), n_gen, n_ref, ...
 }
+Stores written before the scorer existed say expert_acc / expert_recall: the report reads them as
+acc[expert] / recall[expert] (bench/report/collect.py).
 """
 from __future__ import annotations
 

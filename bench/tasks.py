@@ -72,18 +72,24 @@ def check_reused_runs(run_dirs: list[Path], data_path: Path) -> None:
                              "trained on; restore the data or delete that run folder to retrain it")
 
 
-def expert_loader(cfg: Config, data: PreparedData, cache: Path, device):
+def classifier_loader(cfg: Config, role: str, data: PreparedData, cache: Path, device):
+    """A lazy loader of the suite's `role` classifier (expert or scorer), trained once and cached."""
     def load():
-        from bench.models.expert import get_expert
-        return get_expert(data, cfg.expert, Path(cache), device=device)
+        from bench.models.expert import get_classifier
+        return get_classifier(role, data, getattr(cfg, role), Path(cache), device=device)
     return load
 
 
-def prepare_expert(cfg: Config, data_path: Path, cache: Path) -> dict:
-    """Train (or load) the expert once, before the tasks that need it start."""
+def expert_loader(cfg: Config, data: PreparedData, cache: Path, device):
+    """What a method may be handed: the expert's loader. The scorer's is never passed to a method."""
+    return classifier_loader(cfg, "expert", data, cache, device)
+
+
+def prepare_classifier(cfg: Config, role: str, data_path: Path, cache: Path) -> dict:
+    """Train (or load) the `role` classifier once, before the tasks that need it start."""
     from bench.train import resolve_device
-    expert = expert_loader(cfg, PreparedData.load(data_path), cache, resolve_device(cfg.execution.device))()
-    return {"test_accuracy": float(expert.test_accuracy)}
+    load = classifier_loader(cfg, role, PreparedData.load(data_path), cache, resolve_device(cfg.execution.device))
+    return {"test_accuracy": float(load().test_accuracy)}
 
 
 def _set_threads(cfg: Config) -> None:
@@ -136,7 +142,7 @@ def _status(folder: Path, reused: bool = False) -> dict:
 
 
 def eval_task(cfg: Config, spec: RunSpec, gen_seed: int, results: Path, data_path: Path) -> dict:
-    from bench.metrics import evaluate_samples
+    from bench.metrics import classifiers_needed, evaluate_samples
     from bench.sample import generation_labels, sample_images, save_grid
     from bench.train import load_model, resolve_device
     store = SuiteStore.of(results, cfg.suite.name, cfg.suite.eval_split)
@@ -155,15 +161,19 @@ def eval_task(cfg: Config, spec: RunSpec, gen_seed: int, results: Path, data_pat
             images = sample_images(built, cfg, labels, gen_seed, device)
             _save_npz(out / SAMPLES_FILE, images=images, labels=labels)
             save_grid(images, labels, out / "grid.png")
-            # a method's features of real images do not depend on the generation seed: stored once
-            features = built.method.evaluation_features(built.model) if gen_seed == 0 else None
-            if features is not None:
-                _save_npz(out / FEATURES_FILE, **features)
             real_x, real_y = data.split(cfg.suite.eval_split)
             scored = np.isin(real_y, data.scored_classes)
+            # a method's features of held-out real images do not depend on the generation seed: stored once
+            if gen_seed == 0:
+                held_out = _model_space(real_x[scored], real_y[scored], device)
+                features = built.method.evaluation_features(built.model, *held_out)
+                if features is not None:
+                    _save_npz(out / FEATURES_FILE, **features)
+            classifiers = {role: classifier_loader(cfg, role, data, store.cache, device)()
+                           for role in classifiers_needed(cfg.metrics.names)}
             result = evaluate_samples(
                 images, labels, real_x[scored], real_y[scored], class_names=data.class_names,
-                scored_classes=data.scored_classes, expert=load_expert(), metrics=list(cfg.metrics.names),
+                scored_classes=data.scored_classes, classifiers=classifiers, metrics=list(cfg.metrics.names),
                 cache_dir=store.cache, reference_key=f"{data.fingerprint()}-{cfg.suite.eval_split}",
                 kid_subset_size=cfg.metrics.kid_subset_size, device=device)
         except Exception as err:
@@ -175,6 +185,12 @@ def eval_task(cfg: Config, spec: RunSpec, gen_seed: int, results: Path, data_pat
             "class_names": list(data.class_names), "scored_classes": list(data.scored_classes),
             "sample_config": dataclasses.asdict(cfg.sample), **result})
     return _status(out)
+
+
+def _model_space(x: np.ndarray, y: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 (N, H, W, C) images and labels -> float (N, C, H, W) in [-1, 1] and int64, on `device`."""
+    from bench.models.expert import to_model_space
+    return to_model_space(x).to(device), torch.from_numpy(y).long().to(device)
 
 
 def _save_npz(path: Path, **arrays) -> None:

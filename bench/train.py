@@ -60,8 +60,7 @@ def build(cfg: Config, variant: str, data: PreparedData, device: torch.device,
     ctx = MethodContext(num_classes=data.num_classes, channels=data.channels, image_size=data.image_size,
                         token_dim=SIZES[cfg.model.size].cross_attention_dim, device=device, data=data,
                         schedule=schedule, expert_loader=expert_loader, cache_dir=cache_dir,
-                        eval_split=cfg.suite.eval_split, p_uncond=cfg.train.p_uncond,
-                        guidance=cfg.sample.guidance)
+                        p_uncond=cfg.train.p_uncond, guidance=cfg.sample.guidance)
     method = cls(params, ctx)
     unet = build_unet(cfg.model.size, data.channels, data.image_size, cfg.model.condition_path)
     model = Denoiser(unet, method.build_modules(unet)).to(device)

@@ -2,9 +2,9 @@
 
     python benchmarks/bench_metrics.py [--n 1000] [--size 32] [--threads 2] [--cache DIR]
 
-1. The default metric suite (expert_acc, ssim, fid[expert], kid[expert]) on N generated 32-px
-   images of the 7 scored synth-tissue classes (target: < 10 s). The expert is trained (or loaded)
-   first, untimed. "cold" includes the one-off reference features of the real test split, "warm"
+1. The default metric suite (acc[scorer], acc[expert], ssim, fid[scorer], kid[scorer]) on N generated
+   32-px images of the 7 scored synth-tissue classes (target: < 10 s). The scorer and the expert are
+   trained (or loaded) first, untimed. "cold" includes the one-off reference features of the real test split, "warm"
    reads them from the cache, as every evaluation after the first does.
 2. Mean pairwise SSIM of one class's images: bench.metrics.ssim (torch, all pairs batched) against
    skimage.metrics.structural_similarity called pair by pair (target speed-up >= 10x).
@@ -23,11 +23,12 @@ from skimage.metrics import structural_similarity
 from bench.datasets import load_prepared
 from bench.datasets.base import DataConfig
 from bench.datasets.synth_tissue import generate
+from bench.config import MetricsConfig
 from bench.metrics import evaluate_samples
 from bench.metrics.ssim import pairwise_ssim
-from bench.models.expert import ExpertConfig, get_expert
+from bench.models.expert import ClassifierConfig, ScorerConfig, get_classifier
 
-METRICS = ["expert_acc", "ssim", "fid[expert]", "kid[expert]"]
+METRICS = list(MetricsConfig.names)
 
 
 def timed(fn):
@@ -46,9 +47,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     data, t_data = timed(lambda: load_prepared(DataConfig(image_size=args.size)))
-    expert, t_expert = timed(lambda: get_expert(data, ExpertConfig(), args.cache))
-    print(f"data {t_data:.1f} s; expert {expert.provenance['backbone']} ready in {t_expert:.1f} s "
-          f"(real test accuracy {expert.test_accuracy:.3f})")
+    print(f"data {t_data:.1f} s")
+    classifiers = {}
+    for role, cfg in (("scorer", ScorerConfig()), ("expert", ClassifierConfig())):
+        classifiers[role], seconds = timed(lambda: get_classifier(role, data, cfg, args.cache))
+        print(f"{role} {cfg.backbone} ready in {seconds:.1f} s "
+              f"(real test accuracy {classifiers[role].test_accuracy:.3f})")
 
     scored = list(data.scored_classes)
     labels = np.sort(np.arange(args.n) % len(scored))
@@ -61,7 +65,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as reference_cache:  # empty: the first run is truly cold
         def run(metrics=METRICS):
             return evaluate_samples(fake, fake_labels, real_x[keep], real_y[keep], class_names=data.class_names,
-                                    scored_classes=scored, expert=expert, metrics=metrics,
+                                    scored_classes=scored, classifiers=classifiers, metrics=metrics,
                                     cache_dir=Path(reference_cache), reference_key=f"{data.fingerprint()}-test",
                                     kid_subset_size=1000)
 

@@ -91,6 +91,10 @@ class Aligned(ConditioningMethod):
     Params = AlignedParams
     expert_sees_clean = False
 
+    @classmethod
+    def needs_expert(cls, params) -> bool:
+        return True
+
     def build_modules(self, unet):
         modules = super().build_modules(unet)
         modules["projection"] = nn.Linear(self.ctx.expert().feature_dim, self._hook_channels(unet))  # W_p

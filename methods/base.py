@@ -68,6 +68,12 @@ class ConditioningMethod:
             REGISTRY[cls.name] = cls
 
     @classmethod
+    def needs_expert(cls, params) -> bool:
+        """Whether training or sampling with `params` uses the expert (`ctx.expert()`): the runner
+        then trains it first and holds this method's jobs back until it exists. Default: no."""
+        return False
+
+    @classmethod
     def check(cls, params, unet: nn.Module) -> None:
         """Plan-time dry run: that `params` resolve on this U-Net architecture (module paths, an
         encoder's name and weights file), before any data or weights are loaded. `unet` lives on
@@ -163,9 +169,10 @@ class ConditioningMethod:
         """Raise ValueError naming what is missing if this method cannot sample with `kind`."""
 
     # ---- evaluation --------------------------------------------------------------------------
-    def evaluation_features(self, model: "Denoiser") -> dict | None:
-        """Arrays an evaluation stores as features.npz (e.g. the method's own features of held-out real
-        images, for the report); default: none."""
+    def evaluation_features(self, model: "Denoiser", x0, labels) -> dict | None:
+        """Arrays an evaluation stores as features.npz, e.g. the method's own features of `x0`: the
+        held-out real images of the scored classes (model space) the engine hands over, with their
+        `labels`, for the report. Default: none."""
         return None
 
     # ---- names ---------------------------------------------------------------------------

@@ -1,6 +1,12 @@
-"""What a method may use besides the U-Net: data, the expert, the cache, the device."""
+"""What a method may use besides the U-Net: the train split, the expert, the cache, the device.
+
+Never the scorer, nor the splits it scores: a method is graded by a network it cannot reach, on
+images it never saw. The held-out images an evaluation needs featurised are handed to
+`evaluation_features` by the engine.
+"""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -18,14 +24,18 @@ class MethodContext:
     image_size: int
     token_dim: int                       # the U-Net's cross_attention_dim
     device: torch.device
-    data: PreparedData                   # train split: SSL embedding banks, same-class conditioners
+    data: PreparedData                   # train split only (SSL embedding banks, same-class conditioners):
+    #                                      val and test are emptied on construction
     schedule: Schedule                   # the suite's forward process (sampling hooks noise references with it)
     expert_loader: Callable[[], torch.nn.Module] | None = None  # lazy: only methods that need it pay
     cache_dir: Path | None = None
-    eval_split: str = "test"             # the suite's scored split: the held-out images of evaluation_features
     p_uncond: float = 0.0                # classifier-free guidance label dropout ([train] p_uncond); 0 = none
     guidance: float = 1.0                # classifier-free guidance scale ([sample] guidance); 1 = none
     _expert: torch.nn.Module | None = None
+
+    def __post_init__(self):
+        empty_x, empty_y = self.data.train_x[:0], self.data.train_y[:0]
+        self.data = dataclasses.replace(self.data, val_x=empty_x, val_y=empty_y, test_x=empty_x, test_y=empty_y)
 
     def expert(self) -> torch.nn.Module:
         if self._expert is None:
@@ -36,10 +46,6 @@ class MethodContext:
 
     def train_images(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The train split in model space: float (N, C, H, W) in [-1, 1], int64 labels."""
-        return self.split_images("train")
-
-    def split_images(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """A split (train, val, test) in model space: float (N, C, H, W) in [-1, 1], int64 labels."""
-        x, y = self.data.split(split)
-        x = torch.from_numpy(x).permute(0, 3, 1, 2).float() / 127.5 - 1
-        return x.to(self.device), torch.from_numpy(y).long().to(self.device)
+        from bench.models.expert import to_model_space
+        x, y = self.data.train_x, self.data.train_y
+        return to_model_space(x).to(self.device), torch.from_numpy(y).long().to(self.device)

@@ -307,19 +307,16 @@ class FGScore(ConditioningMethod):
                 out.append(self.flat(self.phi(model, self.add_noise(self.ctx.schedule, chunk, eps, tt), tt)))
         return torch.cat(out)
 
-    def evaluation_features(self, model):
-        """phi of the held-out real images (the scored split) of the scored classes at FEATURE_LEVELS of the schedule,
+    def evaluation_features(self, model, x0, labels):
+        """phi of the held-out real images (of the scored split) of the scored classes at FEATURE_LEVELS of the schedule,
         and at each level the accuracy of assigning each image the class of its nearest centroid (all
         classes compete): the paper's claim that phi clusters by class, measured on this model."""
-        x, y = self.ctx.split_images(self.ctx.eval_split)
-        scored = torch.isin(y, torch.tensor(self.ctx.data.scored_classes, device=y.device))
-        x, y = x[scored], y[scored]
         levels = [round(f * (self.ctx.schedule.num_train_timesteps - 1)) for f in FEATURE_LEVELS]
         phis, accuracy = [], []
         for t in levels:
-            phi = self.features(model, x, t)
+            phi = self.features(model, x0, t)
             nearest = torch.cdist(phi, self.flat(self.class_centroids(model, t))).argmin(1)
             phis.append(phi)
-            accuracy.append(float((nearest == y).float().mean()))
-        return {"phi": torch.stack(phis).float().cpu().numpy(), "labels": y.cpu().numpy(),
+            accuracy.append(float((nearest == labels).float().mean()))
+        return {"phi": torch.stack(phis).float().cpu().numpy(), "labels": labels.cpu().numpy(),
                 "t": np.array(levels), "accuracy": np.array(accuracy)}

@@ -58,6 +58,10 @@ class SSL(ConditioningMethod):
         self._bank: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @classmethod
+    def needs_expert(cls, params) -> bool:
+        return params.encoder == "expert"
+
+    @classmethod
     def check(cls, params, unet):
         check_encoder(params.encoder_spec)
 

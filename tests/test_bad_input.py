@@ -14,7 +14,7 @@ from bench.tasks import prepare_data
 
 from cli_runner import run_cli
 
-# The tiny preset written out as a file (so [expert] keys are not overridden by the preset).
+# The tiny preset written out as a file (so [expert] / [scorer] keys are not overridden by the preset).
 TINY = {
     "suite": {"name": "t", "seeds": 1, "methods": ["baseline"]},
     "data": {"image_size": 16, "train_per_class": 16, "val_per_class": 8, "test_per_class": 8,
@@ -23,6 +23,7 @@ TINY = {
     "train": {"steps": 2, "batch_size": 8, "warmup_steps": 1, "checkpoint_every": 2, "log_every": 1},
     "sample": {"steps": 2, "samples_per_class": 2},
     "expert": {"backbone": "tiny", "epochs": 1},
+    "scorer": {"backbone": "tiny-effnet", "epochs": 1},
     "metrics": {"names": ["ssim"], "kid_subset_size": 8},
     "execution": {"executor": "local", "device": "cpu"},
 }
@@ -86,6 +87,8 @@ RUN = ("run", "--results", "results")
     ({"expert": {"batch_size": 0}}, (), "expert.batch_size in bench.toml must be an integer from 2"),
     ({"expert": {"epochs": 0}}, (), "expert.epochs in bench.toml must be an integer from 1"),
     ({"expert": {"backbone": "resnet-nope"}}, (), "expert.backbone in bench.toml must be a timm model name"),
+    ({"scorer": {"epochs": 0}}, (), "scorer.epochs in bench.toml must be an integer from 1"),
+    ({"scorer": {"backbone": "test_resnet", "seed": 0}}, (), "[scorer] in bench.toml is identical to [expert]"),
     ({"execution": {"device": "gpu"}}, (), "execution.device in bench.toml must be auto, cpu, cuda or cuda:N"),
     ({"execution": {"device": "cuda:x"}}, (), "execution.device"),
     ({}, ("--seeds", str(10**9)), "suite.seeds in bench.toml + command-line flags must be an integer from 1 to"),
@@ -107,6 +110,7 @@ RUN = ("run", "--results", "results")
     ({}, ("--methods", "ssl:encoder=timm:../../etc/passwd"), "'../../etc/passwd' is not a timm model name"),
     ({}, ("--methods", "ssl:encoder=timm:resnet18"), "ssl encoder timm:resnet18 needs local weights"),
     ({}, ("--methods", "ssl:encoder=nope"), "unknown ssl encoder 'nope'"),
+    ({}, ("--methods", "ssl:encoder=scorer"), "ssl encoder 'scorer' is refused"),
 ])
 def test_bad_suite_is_refused_at_planning(monkeypatch, capsys, tmp_path, changes, args, fragment):
     monkeypatch.chdir(tmp_path)

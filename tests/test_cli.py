@@ -15,6 +15,7 @@ from cli_runner import run_cli
     (["--dataset", "no-such-set"], "", "unknown data set 'no-such-set'"),
     (["--seeds", "0"], "", "suite.seeds"),
     (["--methods", "drift:delta=x"], "", "bad value 'x' for drift:delta"),
+    (["--methods", "baseline,ssl:encoder=scorer"], "", "ssl encoder 'scorer' is refused"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(monkeypatch, capsys, tmp_path, extra, toml, fragment):
     monkeypatch.chdir(tmp_path)
@@ -39,8 +40,14 @@ def test_tiny_suite_runs_resumes_and_reports(monkeypatch, capsys, tmp_path):
     metrics = sorted(root.glob("runs/*/*/train-seed=0/*/eval/seed=*/metrics.json"))
     assert len(metrics) == 4
     m = json.loads(metrics[0].read_text())
-    assert {"expert_acc", "ssim", "fid[expert]", "kid[expert]"} <= set(m["metrics"])
-    assert m["provenance"]["fid[expert]"]["n_gen"] == len(m["scored_classes"]) * 2  # tiny: 2 per class
+    assert set(m["metrics"]) == {"acc[scorer]", "acc[expert]", "ssim", "fid[scorer]", "kid[scorer]"}
+    assert m["provenance"]["fid[scorer]"]["n_gen"] == len(m["scored_classes"]) * 2  # tiny: 2 per class
+    assert {"acc[scorer]", "acc[expert]"} <= set(m["reference"])  # each network's ceiling on real images
+    assert all(prov["network"] for prov in m["provenance"].values())
+    scorer, expert = (m["provenance"][f"acc[{net}]"] for net in ("scorer", "expert"))
+    assert scorer["network"].startswith("scorer") and expert["network"].startswith("expert")
+    assert len(scorer["weights_sha256"]) == 64 and scorer["weights_sha256"] != expert["weights_sha256"]
+    assert m["provenance"]["fid[scorer]"]["weights_sha256"] == scorer["weights_sha256"]
     done = sorted(root.glob("runs/*/*/train-seed=0/*/" + DONE))
     stamps = [p.stat().st_mtime_ns for p in metrics + done]
 
@@ -54,6 +61,16 @@ def test_tiny_suite_runs_resumes_and_reports(monkeypatch, capsys, tmp_path):
     assert csv[0].startswith("dataset,method,n,") and len(csv) >= 3
     board = (root / "report" / "leaderboard.md").read_text()
     assert "drift:delta=0.1" in board and "loss became nan" in board
+
+
+def test_a_scorer_identical_to_the_expert_is_refused(monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bench.toml").write_text('[expert]\nbackbone = "resnet10t"\n'
+                                         '[scorer]\nbackbone = "resnet10t"\nseed = 0\n')
+    code, out, err = run_cli(monkeypatch, capsys, "run", "--executor", "local", "--results", "results")
+    assert code == 2 and err.strip().count("\n") == 0 and "Traceback" not in err
+    assert "[scorer] in bench.toml" in err and "is identical to [expert]" in err and "scorer.backbone" in err
+    assert not (tmp_path / "results").exists()
 
 
 def test_reusing_a_run_on_data_with_other_classes_is_refused(monkeypatch, capsys, tmp_path):

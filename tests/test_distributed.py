@@ -257,7 +257,7 @@ def test_two_node_cluster_two_drivers_and_a_lost_node(tmp_path):
     # distinct trainings the second node can get only waiting duplicates and never train.
     methods = ["baseline", "drift", "drift:delta=0.1", "drift:delta=-0.1"]
     config = write_suite(tmp_path / "bench.toml", suite={"name": "cluster", "methods": methods, "seeds": 1},
-                         train={"steps": (steps := 40), "checkpoint_every": 5}, metrics={"names": ["expert_acc", "ssim"]},
+                         train={"steps": (steps := 40), "checkpoint_every": 5}, metrics={"names": ["acc[expert]", "ssim"]},
                          execution={"device": "cpu"})
     command = [*BENCH, "run", "--config", str(config), "--results", str(tmp_path / "results")]
     cluster_env = {**ENV, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
@@ -314,16 +314,16 @@ def test_two_node_cluster_two_drivers_and_a_lost_node(tmp_path):
     for run in runs:
         assert len((run / "train_log.jsonl").read_text().splitlines()) == steps  # log_every = 1
         metrics = json.loads((run / "eval" / "seed=0" / "metrics.json").read_text())
-        assert {"expert_acc", "ssim"} <= set(metrics["metrics"])
-    assert len(list((root / "cache").glob("expert-*/expert.json"))) == 1
+        assert {"acc[expert]", "ssim"} <= set(metrics["metrics"])
+    assert len(list((root / "cache").glob("expert-*/classifier.json"))) == 1
 
 
 def test_a_failed_expert_fails_only_what_needs_it(tmp_path, monkeypatch):
     def broken_expert(*args):
         raise RuntimeError("no expert today")
-    monkeypatch.setattr("bench.runner.prepare_expert", broken_expert)
+    monkeypatch.setattr("bench.runner.prepare_classifier", broken_expert)
     cfg = load_config(None, "tiny", {"suite": {"methods": ["baseline", "aligned"], "seeds": 1},
-                                     "metrics": {"names": ["expert_acc"]},
+                                     "metrics": {"names": ["acc[expert]"]},
                                      "execution": {"executor": "local", "device": "cpu"}})
     summary = run_suite(cfg, tmp_path, Console(file=open(os.devnull, "w")))
     assert summary.trained == 1 and summary.evaluated == 0  # baseline trains without the expert
@@ -334,7 +334,7 @@ def test_a_failed_expert_fails_only_what_needs_it(tmp_path, monkeypatch):
 
     def missing_weights(*args):
         raise BenchError("expert weights not found; pass --expert-weights")
-    monkeypatch.setattr("bench.runner.prepare_expert", missing_weights)
+    monkeypatch.setattr("bench.runner.prepare_classifier", missing_weights)
     with pytest.raises(BenchError, match="expert weights not found"):  # bad input stops the run: exit 2
         run_suite(cfg, tmp_path / "again", Console(file=open(os.devnull, "w")))
 

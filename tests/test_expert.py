@@ -1,4 +1,4 @@
-"""The expert classifier: trains, caches, loads, stays frozen and in eval mode."""
+"""The suite classifiers (expert, scorer): train, cache, load, stay frozen and in eval mode."""
 import json
 from concurrent.futures import ThreadPoolExecutor
 
@@ -8,26 +8,26 @@ import torch
 from conftest import make_data
 
 from bench.errors import BenchError
-from bench.models.expert import Expert, ExpertConfig, get_expert, to_model_space
+from bench.models.expert import Classifier, ClassifierConfig, get_classifier, to_model_space
 
-TINY = ExpertConfig(backbone="tiny", epochs=3, batch_size=8, lr=1e-2)
+TINY = ClassifierConfig(backbone="tiny", epochs=3, batch_size=8, lr=1e-2)
 
 
 def test_trains_caches_and_loads(tmp_path):
     data = make_data(num_classes=3, per_class=16, size=16)
-    expert = get_expert(data, TINY, tmp_path)
-    assert isinstance(expert, Expert)
+    expert = get_classifier("expert", data, TINY, tmp_path)
+    assert isinstance(expert, Classifier) and expert.role == "expert"
     assert expert.test_accuracy > 0.9  # class-coloured noise is easy
     folders = list(tmp_path.glob("expert-*/"))
     assert len(folders) == 1
-    info = json.loads((folders[0] / "expert.json").read_text())
+    info = json.loads((folders[0] / "classifier.json").read_text())
     assert info["confusion"] == expert.confusion.tolist()
     assert np.asarray(info["confusion"]).sum() == len(data.test_y)
     assert set(info["per_class_recall"]) == set(data.class_names)
     assert len(info["weights_sha256"]) == 64 and info["timm_model"] == "test_resnet"
 
     stamp = (folders[0] / "model.safetensors").stat().st_mtime_ns
-    again = get_expert(data, TINY, tmp_path)  # from the cache: nothing retrained or rewritten
+    again = get_classifier("expert", data, TINY, tmp_path)  # from the cache: nothing retrained or rewritten
     assert (folders[0] / "model.safetensors").stat().st_mtime_ns == stamp
     x = to_model_space(data.test_x)
     torch.testing.assert_close(again(x), expert(x))
@@ -36,7 +36,7 @@ def test_trains_caches_and_loads(tmp_path):
 
 def test_frozen_and_always_eval(tmp_path):
     data = make_data(num_classes=2, per_class=8, size=16, channels=1)
-    expert = get_expert(data, ExpertConfig(backbone="tiny", epochs=1, batch_size=4), tmp_path)
+    expert = get_classifier("expert", data, ClassifierConfig(backbone="tiny", epochs=1, batch_size=4), tmp_path)
     assert all(not p.requires_grad for p in expert.parameters())
     expert.train()
     assert not expert.training and not any(m.training for m in expert.modules())
@@ -58,9 +58,9 @@ def test_frozen_and_always_eval(tmp_path):
 
 def test_distinct_configs_get_distinct_entries(tmp_path):
     data = make_data(num_classes=2, per_class=4, size=16)
-    get_expert(data, ExpertConfig(backbone="tiny", epochs=1, batch_size=4), tmp_path)
-    get_expert(data, ExpertConfig(backbone="tiny", epochs=1, batch_size=4, seed=1), tmp_path)
-    assert len(list(tmp_path.glob("expert-*/expert.json"))) == 2
+    get_classifier("expert", data, ClassifierConfig(backbone="tiny", epochs=1, batch_size=4), tmp_path)
+    get_classifier("expert", data, ClassifierConfig(backbone="tiny", epochs=1, batch_size=4, seed=1), tmp_path)
+    assert len(list(tmp_path.glob("expert-*/classifier.json"))) == 2
 
 
 def test_concurrent_callers_train_once(tmp_path, monkeypatch):
@@ -69,9 +69,9 @@ def test_concurrent_callers_train_once(tmp_path, monkeypatch):
     calls, train = [], expert_module._train
     monkeypatch.setattr(expert_module, "_train", lambda *a: calls.append(1) or train(*a))
     data = make_data(num_classes=2, per_class=4, size=16)
-    cfg = ExpertConfig(backbone="tiny", epochs=2, batch_size=4)
+    cfg = ClassifierConfig(backbone="tiny", epochs=2, batch_size=4)
     with ThreadPoolExecutor(2) as pool:
-        experts = list(pool.map(lambda _: get_expert(data, cfg, tmp_path), range(2)))
+        experts = list(pool.map(lambda _: get_classifier("expert", data, cfg, tmp_path), range(2)))
     assert len(calls) == 1
     assert experts[0].provenance["weights_sha256"] == experts[1].provenance["weights_sha256"]
     assert len(list(tmp_path.glob("expert-*/model.safetensors"))) == 1
@@ -81,9 +81,10 @@ def test_concurrent_callers_train_once(tmp_path, monkeypatch):
 def test_unknown_backbone_and_missing_weights(tmp_path):
     data = make_data(num_classes=2, per_class=4, size=16)
     with pytest.raises(BenchError, match="unknown backbone"):
-        get_expert(data, ExpertConfig(backbone="no_such_net"), tmp_path)
+        get_classifier("expert", data, ClassifierConfig(backbone="no_such_net"), tmp_path)
     with pytest.raises(BenchError, match="does not exist"):
-        get_expert(data, ExpertConfig(backbone="tiny", weights=str(tmp_path / "missing.pt")), tmp_path)
+        get_classifier("expert", data, ClassifierConfig(backbone="tiny", weights=str(tmp_path / "missing.pt")),
+                       tmp_path)
 
 
 def test_local_weights_file_initialises_the_backbone(tmp_path):
@@ -92,8 +93,9 @@ def test_local_weights_file_initialises_the_backbone(tmp_path):
     source = timm.create_model("test_resnet", num_classes=5)
     save_file(source.state_dict(), tmp_path / "w.safetensors")
     data = make_data(num_classes=2, per_class=4, size=16, channels=1)
-    cfg = ExpertConfig(backbone="test_resnet", epochs=1, batch_size=4, lr=1e-9, weights=str(tmp_path / "w.safetensors"))
-    expert = get_expert(data, cfg, tmp_path / "cache")
+    cfg = ClassifierConfig(backbone="test_resnet", epochs=1, batch_size=4, lr=1e-9,
+                           weights=str(tmp_path / "w.safetensors"))
+    expert = get_classifier("expert", data, cfg, tmp_path / "cache")
     assert expert.provenance["init"]["init"] == "file"
     # A 1-channel stem from RGB weights is their sum over channels (timm's adapt_input_conv).
     stem = source.state_dict()["conv1.0.weight"].sum(1, keepdim=True)

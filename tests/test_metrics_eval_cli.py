@@ -44,7 +44,7 @@ def test_folders_with_class_subfolders(tmp_path):
     assert written["provenance"]["ssim"]["n_gen"] == 8 and "kid[effnet]" in result.output  # not eaten as markup
 
 
-def test_npz_against_a_data_set_with_the_expert(tmp_path):
+def test_npz_against_a_data_set_with_the_scorer_and_the_expert(tmp_path):
     data = make_data(num_classes=3, per_class=16, size=16)
     real = tmp_path / "real.npz"
     np.savez(real, images=np.concatenate([data.train_x, data.test_x]),
@@ -52,13 +52,17 @@ def test_npz_against_a_data_set_with_the_expert(tmp_path):
     np.savez(tmp_path / "fake.npz", images=data.val_x, labels=data.val_y)
     out = tmp_path / "m.json"
     _invoke("--real", f"npz:{real}", "--fake", str(tmp_path / "fake.npz"), "--metrics",
-            "expert_acc,fid[expert]", "--expert-backbone", "tiny", "--out", str(out), "--cache", str(tmp_path / "c"))
+            "acc[scorer],acc[expert],fid[scorer]", "--expert-backbone", "tiny", "--scorer-backbone", "tiny-effnet",
+            "--out", str(out), "--cache", str(tmp_path / "c"))
     written = json.loads(out.read_text())
-    assert 0 <= written["metrics"]["expert_acc"] <= 1
-    assert written["provenance"]["fid[expert]"]["network"].startswith("expert tiny")
+    assert 0 <= written["metrics"]["acc[scorer]"] <= 1 and 0 <= written["metrics"]["acc[expert]"] <= 1
+    prov = written["provenance"]
+    assert prov["fid[scorer]"]["network"].startswith("scorer tiny-effnet")
+    assert prov["acc[expert]"]["network"].startswith("expert tiny")
+    assert prov["acc[scorer]"]["weights_sha256"] != prov["acc[expert]"]["weights_sha256"]
 
 
-def test_flat_folder_is_one_class_and_cannot_give_expert_accuracy(tmp_path):
+def test_flat_folder_is_one_class_and_cannot_give_an_accuracy(tmp_path):
     data = make_data(num_classes=2, per_class=8, size=16, channels=1)
     _write_tree(tmp_path / "real", data.test_x, data.test_y, None)
     _write_tree(tmp_path / "fake", data.val_x, data.val_y, None)
@@ -67,9 +71,9 @@ def test_flat_folder_is_one_class_and_cannot_give_expert_accuracy(tmp_path):
             "--out", str(out), "--cache", str(tmp_path / "c"))
     assert json.loads(out.read_text())["provenance"]["ssim"]["n_per_class"] == {"all": 8}
     with pytest.raises(BenchError, match="need --real to be a data set"):
-        _invoke("--real", str(tmp_path / "real"), "--fake", str(tmp_path / "fake"), "--metrics", "fid[expert]")
+        _invoke("--real", str(tmp_path / "real"), "--fake", str(tmp_path / "fake"), "--metrics", "fid[scorer]")
     real = tmp_path / "real.npz"
     np.savez(real, images=np.concatenate([data.train_x, data.test_x]),
              labels=np.concatenate([data.train_y, data.test_y]))
     with pytest.raises(BenchError, match="class labels"):
-        _invoke("--real", f"npz:{real}", "--fake", str(tmp_path / "fake"), "--metrics", "expert_acc")
+        _invoke("--real", f"npz:{real}", "--fake", str(tmp_path / "fake"), "--metrics", "acc[scorer]")

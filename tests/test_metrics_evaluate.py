@@ -5,43 +5,51 @@ from conftest import make_data
 
 from bench.errors import BenchError
 from bench.metrics import METRIC_NAMES, evaluate_samples
-from bench.models.expert import ExpertConfig, get_expert
+from bench.models.expert import ClassifierConfig, ScorerConfig, get_classifier
 
-METRICS = ["expert_acc", "ssim", "fid[expert]", "kid[expert]", "precision[expert]", "recall[expert]"]
+METRICS = ["acc[scorer]", "acc[expert]", "ssim", "fid[scorer]", "kid[scorer]", "precision[scorer]",
+           "recall[scorer]"]
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
     data = make_data(num_classes=3, per_class=16, size=16)
-    expert = get_expert(data, ExpertConfig(backbone="tiny", epochs=3, batch_size=8), cache)
-    return data, expert, cache
+    classifiers = {
+        "expert": get_classifier("expert", data, ClassifierConfig(backbone="tiny", epochs=3, batch_size=8), cache),
+        "scorer": get_classifier("scorer", data, ScorerConfig(backbone="tiny-effnet", epochs=3, batch_size=8), cache)}
+    return data, classifiers, cache
 
 
 def _evaluate(setup, fake, labels, metrics=METRICS, **kw):
-    data, expert, cache = setup
+    data, classifiers, cache = setup
     return evaluate_samples(fake, labels, data.test_x, data.test_y, class_names=data.class_names,
-                            scored_classes=(0, 1), expert=expert, metrics=metrics, cache_dir=cache,
+                            scored_classes=(0, 1), classifiers=classifiers, metrics=metrics, cache_dir=cache,
                             reference_key="toy-test", **kw)
 
 
 def test_real_images_as_samples(setup):
-    data, expert, cache = setup
+    data, classifiers, cache = setup
     out = _evaluate(setup, data.test_x, data.test_y, kid_subset_size=1000)
     m = out["metrics"]
     assert set(m) == set(METRICS)
-    assert m["expert_acc"] == out["reference"]["expert_acc"]    # the same images: the ceiling
-    assert abs(m["fid[expert]"]) < 1e-4   # may dip below 0: noise
+    for net in ("scorer", "expert"):
+        assert m[f"acc[{net}]"] == out["reference"][f"acc[{net}]"]    # the same images: the ceiling
+        assert set(out["per_class"][f"recall[{net}]"]) == {"c0", "c1"}  # class 2 is not scored
+        assert out["provenance"][f"acc[{net}]"]["network"].startswith(net)
+    assert abs(m["fid[scorer]"]) < 1e-4   # may dip below 0: noise
     # The unbiased MMD^2 of a set against itself is -2 (mean k(x, x) - mean k(x, y)) / m < 0: kept, not clipped.
-    assert -0.2 < m["kid[expert]"] < 0
+    assert -0.2 < m["kid[scorer]"] < 0
     assert m["ssim"] == pytest.approx(out["reference"]["ssim"])
-    assert set(out["per_class"]["expert_recall"]) == {"c0", "c1"}  # class 2 is not scored
     assert np.asarray(out["confusion"]).shape == (2, 3)            # rows scored, cols all classes
-    assert np.asarray(out["confusion"]).sum() == out["provenance"]["expert_acc"]["n_gen"] == 16
-    kid_prov = out["provenance"]["kid[expert]"]
+    assert np.asarray(out["confusion"]).sum() == out["provenance"]["acc[scorer]"]["n_gen"] == 16
+    kid_prov = out["provenance"]["kid[scorer]"]
     assert kid_prov["kid_subset_size"] == 16 and kid_prov["n_ref"] == 16   # capped at N
-    assert kid_prov["weights_sha256"] == expert.provenance["weights_sha256"]
-    assert len(list(cache.glob("reference/expert-*.npy"))) == 1
+    assert kid_prov["weights_sha256"] == classifiers["scorer"].provenance["weights_sha256"]
+    assert (out["provenance"]["acc[expert]"]["weights_sha256"]
+            == classifiers["expert"].provenance["weights_sha256"] != kid_prov["weights_sha256"])
+    assert all("network" in prov for prov in out["provenance"].values())
+    assert len(list(cache.glob("reference/scorer-*.npy"))) == 1
 
 
 def test_worse_samples_score_worse_and_provenance_is_stable(setup):
@@ -49,11 +57,11 @@ def test_worse_samples_score_worse_and_provenance_is_stable(setup):
     good = _evaluate(setup, data.val_x, data.val_y)
     flat = np.full_like(data.val_x, 128)                # one grey image per sample: no diversity
     bad = _evaluate(setup, flat, data.val_y)
-    assert bad["metrics"]["fid[expert]"] > good["metrics"]["fid[expert]"] + 1
-    assert bad["metrics"]["kid[expert]"] > good["metrics"]["kid[expert]"]
+    assert bad["metrics"]["fid[scorer]"] > 3 * good["metrics"]["fid[scorer]"]  # tiny features: small scale
+    assert bad["metrics"]["kid[scorer]"] > good["metrics"]["kid[scorer]"]
     assert bad["metrics"]["ssim"] == pytest.approx(1.0)
     assert good["provenance"] == bad["provenance"]      # settings only: the report compares them
-    assert len(list(cache.glob("reference/expert-*.npy"))) == 1   # reference features reused
+    assert len(list(cache.glob("reference/scorer-*.npy"))) == 1   # reference features reused
 
 
 def test_effnet_features_and_gray_images(setup):
@@ -61,7 +69,7 @@ def test_effnet_features_and_gray_images(setup):
     pick = np.r_[0:3, 8:11, 16:19]                     # 3 images of each class: 224 px is slow on CPU
     gray, labels = data.test_x[pick, ..., :1], data.test_y[pick]
     out = evaluate_samples(gray, labels, gray, labels, class_names=data.class_names,
-                           scored_classes=(0, 1, 2), expert=None, metrics=["fid[effnet]", "ssim"],
+                           scored_classes=(0, 1, 2), classifiers={}, metrics=["fid[effnet]", "ssim"],
                            cache_dir=cache, reference_key="gray")
     assert abs(out["metrics"]["fid[effnet]"]) < 1e-3
     assert out["provenance"]["fid[effnet]"]["input"] == "224 px RGB"
@@ -75,8 +83,8 @@ def test_bad_requests_are_refused(setup):
         _evaluate(setup, data.val_x[..., :1], data.val_y)
     with pytest.raises(BenchError, match="uint8"):
         _evaluate(setup, data.val_x.astype(np.float32), data.val_y)
-    with pytest.raises(BenchError, match="need the expert"):
+    with pytest.raises(BenchError, match="need the scorer"):
         evaluate_samples(data.val_x, data.val_y, data.test_x, data.test_y, class_names=data.class_names,
-                         scored_classes=(0,), expert=None, metrics=["expert_acc"], cache_dir=cache,
+                         scored_classes=(0,), classifiers={}, metrics=["acc[scorer]"], cache_dir=cache,
                          reference_key="x")
     assert "fid[inception]" in METRIC_NAMES and "kid[effnet]" in METRIC_NAMES

@@ -1,10 +1,12 @@
 """One evaluation: every requested metric of one generated sample set against the real images.
 
 `bench run` (one call per trained model x generation seed) and `bench eval` both come here, so a
-number means the same thing wherever it was computed. Metric names: expert_acc, ssim, and
-<kind>[<extractor>] with kind in fid, kid, precision, recall and extractor in expert, inception,
-effnet (see DESIGN.md "Metrics"). Features of the real images are cached per (reference key, real
-images, extractor, weights, resizer), so the reference side is computed once per suite.
+number means the same thing wherever it was computed. Metric names: acc[<classifier>], ssim, and
+<kind>[<network>] with kind in fid, kid, precision, recall and network in scorer, expert,
+inception, effnet (see DESIGN.md "Metrics"). A metric's network is its bracket (`metric_network`):
+what the runner prepares before the evaluation. Features of the real images are cached per
+(reference key, real images, extractor, weights, resizer), so the reference side is computed once
+per suite.
 """
 from __future__ import annotations
 
@@ -22,11 +24,25 @@ from bench.errors import BenchError
 from bench.metrics.extractors import EXTRACTORS, RESIZER, FeatureExtractor, build_extractor
 from bench.metrics.fidkid import KID_SEED, KID_SUBSETS, MIN_IMAGES, PRC_NEIGHBORHOOD, fid, kid, precision_recall
 from bench.metrics.ssim import K1, K2, SIGMA, TRUNCATE, class_ssim, pairwise_ssim
+from bench.models.expert import ROLES
 from bench.store import SHORT_LOCK_TIMEOUT_S, FileLock, atomic_write_bytes
 
 FEATURE_KINDS = ("fid", "kid", "precision", "recall")
-METRIC_NAMES = ("expert_acc", "ssim", *(f"{k}[{e}]" for e in EXTRACTORS for k in FEATURE_KINDS))
-_FEATURE_METRIC = re.compile(r"^(fid|kid|precision|recall)\[(\w+)\]$")
+METRIC_NAMES = (*(f"acc[{role}]" for role in ROLES), "ssim",
+                *(f"{k}[{e}]" for e in EXTRACTORS for k in FEATURE_KINDS))
+_METRIC = re.compile(r"^(\w+)\[(\w+)\]$")
+
+
+def metric_network(name: str) -> str | None:
+    """The network a metric needs (the bracket of its name); None for ssim, which needs none."""
+    match = _METRIC.match(name)
+    return match.group(2) if match else None
+
+
+def classifiers_needed(names) -> list[str]:
+    """The suite classifiers (scorer, expert) that metrics `names` need, in ROLES order."""
+    networks = {metric_network(n) for n in names}
+    return [role for role in ROLES if role in networks]
 _LIBRARIES = ("torch", "torch-fidelity", "timm", "numpy", "scipy", "pillow", "scikit-image")
 
 
@@ -81,11 +97,11 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _expert_scores(expert, features: np.ndarray, labels: np.ndarray, scored: list[int], device) -> dict:
+def _classifier_scores(classifier, features: np.ndarray, labels: np.ndarray, scored: list[int], device) -> dict:
     """Accuracy against the conditioning labels, per-class recall and the confusion matrix."""
     with torch.no_grad():
-        pred = expert.head(torch.from_numpy(features).float().to(device)).argmax(1).cpu().numpy()
-    k = len(expert.class_names)
+        pred = classifier.head(torch.from_numpy(features).float().to(device)).argmax(1).cpu().numpy()
+    k = len(classifier.class_names)
     # rows = target (scored classes, in order), cols = predicted (all classes: a scored image may be
     # called a class left out of scoring, e.g. "empty")
     confusion = np.stack([np.bincount(pred[labels == c], minlength=k) for c in scored])
@@ -103,7 +119,8 @@ def _ssim(fake, fake_labels, real, real_labels, scored: list[int], name_of: dict
     reference = [pairwise_ssim(images, device=device).mean() for images in reals.values() if len(images) >= 2]
     return {"value": float(np.mean(list(per.values()))), "per_class": {name_of[c]: v for c, v in per.items()},
             "reference": float(np.mean(reference)) if reference else float("nan"), "provenance": {
-                **common, "statistic": "mean pairwise SSIM within a class, averaged over classes",
+                **common, "network": "none (SSIM of pixels)",
+                "statistic": "mean pairwise SSIM within a class, averaged over classes",
                 "implementation": "torch, equal to skimage.metrics.structural_similarity",
                 "gaussian_sigma": SIGMA, "truncate": TRUNCATE, "K1": K1, "K2": K2, "data_range": 255,
                 "use_sample_covariance": False, "n_per_class": {name_of[c]: n for c, n in counts.items()},
@@ -111,11 +128,13 @@ def _ssim(fake, fake_labels, real, real_labels, scored: list[int], name_of: dict
 
 
 def evaluate_samples(fake: np.ndarray, fake_labels: np.ndarray, real: np.ndarray, real_labels: np.ndarray, *,
-                     class_names, scored_classes, expert, metrics, cache_dir: Path, reference_key: str,
+                     class_names, scored_classes, classifiers: dict, metrics, cache_dir: Path, reference_key: str,
                      kid_subset_size: int = 1000, device="cpu", inception_weights: str = "") -> dict:
     """Score generated uint8 images (N, H, W, C) with conditioning labels against real ones.
 
+    `classifiers`: role (scorer, expert) -> Classifier, for the metrics that name one.
     Returns {"metrics", "per_class", "confusion", "reference", "provenance"} as in bench/store.py;
+    "confusion" is the first measured acc[...]'s (the scorer's when acc[scorer] is measured);
     only images of `scored_classes` count, on both sides. Provenance holds settings only, nothing
     that varies between evaluations of one suite: the report refuses to compare differing settings.
     """
@@ -134,32 +153,31 @@ def evaluate_samples(fake: np.ndarray, fake_labels: np.ndarray, real: np.ndarray
     common = {"n_gen": len(fake), "n_ref": len(real), "reference": reference_key, "libraries": _libraries()}
     out = {"metrics": {}, "per_class": {}, "confusion": [], "reference": {}, "provenance": {}}
 
-    wanted = {}  # extractor -> metric kinds
+    wanted = {}  # network -> metric kinds (acc, fid, ...)
     for m in metrics:
-        if match := _FEATURE_METRIC.match(m):
-            wanted.setdefault(match.group(2), []).append(match.group(1))
-    if "expert_acc" in metrics:
-        wanted.setdefault("expert", [])
+        if network := metric_network(m):
+            wanted.setdefault(network, []).append(m.partition("[")[0])
 
-    for name, kinds in wanted.items():
-        extractor = build_extractor(name, expert=expert, cache_dir=cache_dir, device=device,
+    for name, kinds in sorted(wanted.items(), key=lambda item: item[0] != "scorer"):  # its confusion first
+        extractor = build_extractor(name, classifiers=classifiers, cache_dir=cache_dir, device=device,
                                     inception_weights=inception_weights)
         fake_f = extractor.features(fake, device)
         real_f = _reference_features(extractor, real, cache_dir, reference_key, device)
         prov = {**common, **extractor.provenance, "extractor": name, "resizer": RESIZER}
-        if name == "expert" and "expert_acc" in metrics:
-            scores = _expert_scores(expert, fake_f, fake_labels, scored, device)
-            ceiling = _expert_scores(expert, real_f, real_labels, scored, device)
-            out["metrics"]["expert_acc"] = scores["accuracy"]
-            out["per_class"]["expert_recall"] = {name_of[c]: v for c, v in scores["recall"].items()}
-            out["confusion"] = scores["confusion"].tolist()
-            out["reference"]["expert_acc"] = ceiling["accuracy"]
-            out["provenance"]["expert_acc"] = {**common, **extractor.provenance,
-                                               "expert_test_accuracy": expert.test_accuracy,
-                                               "reference_note": "expert accuracy on the real images of the scored classes"}
         for kind in kinds:
             metric = f"{kind}[{name}]"
-            if kind == "fid":
+            if kind == "acc":
+                classifier = classifiers[name]
+                scores = _classifier_scores(classifier, fake_f, fake_labels, scored, device)
+                ceiling = _classifier_scores(classifier, real_f, real_labels, scored, device)
+                out["metrics"][metric] = scores["accuracy"]
+                out["per_class"][f"recall[{name}]"] = {name_of[c]: v for c, v in scores["recall"].items()}
+                out["confusion"] = out["confusion"] or scores["confusion"].tolist()
+                out["reference"][metric] = ceiling["accuracy"]
+                out["provenance"][metric] = {
+                    **prov, "test_accuracy": classifier.test_accuracy,
+                    "reference_note": f"{name} accuracy on the real images of the scored classes"}
+            elif kind == "fid":
                 out["metrics"][metric] = fid(fake_f, real_f)
                 out["provenance"][metric] = prov
             elif kind == "kid":

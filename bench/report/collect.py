@@ -16,6 +16,8 @@ from bench.errors import BenchError
 from bench.store import DONE, FAILED, SuiteStore, read_json
 
 METRICS_SCHEMA = 1
+# Names that stores written before the scorer existed use -> today's names: such stores still report.
+OLD_METRIC_NAMES = {"expert_acc": "acc[expert]", "expert_recall": "recall[expert]"}
 
 # Provenance fields that legitimately differ between evaluations of one comparison (which seed,
 # which machine, how long it took). Everything else -- extractor, weights hash, layer, resizer,
@@ -93,7 +95,9 @@ def _read_metrics(path: Path) -> dict:
     if record.get("schema") != METRICS_SCHEMA:
         raise BenchError(f"{path} has metrics schema {record.get('schema')!r}, this bench reads "
                          f"schema {METRICS_SCHEMA}; re-run that evaluation with this version")
-    return record
+    return {key: {OLD_METRIC_NAMES.get(name, name): v for name, v in value.items()}
+            if key in ("metrics", "per_class", "reference", "provenance") and isinstance(value, dict) else value
+            for key, value in record.items()}
 
 
 def store_number(value, path: Path, what: str) -> float:
