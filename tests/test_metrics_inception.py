@@ -51,7 +51,7 @@ def test_inception_features_end_to_end(converted):
     rng = np.random.default_rng(0)
     real = rng.integers(0, 256, (2, 16, 16, 1)).astype(np.uint8)   # gray: repeated to RGB; 299 px is slow
     out = evaluate_samples(real, np.zeros(2), real, np.zeros(2), class_names=("a",), scored_classes=(0,),
-                           expert=None, metrics=["kid[inception]"], cache_dir=cache, reference_key="t")
+                           classifiers={}, metrics=["kid[inception]"], cache_dir=cache, reference_key="t")
     assert np.isfinite(out["metrics"]["kid[inception]"])
     assert out["provenance"]["kid[inception]"]["input"] == "299 px RGB"
     assert len(list(cache.glob("reference/inception-*.npy"))) == 1
