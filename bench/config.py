@@ -52,6 +52,8 @@ class TrainConfig:
     warmup_steps: int = 50              # linear warm-up, then constant
     ema_decay: float = 0.995            # EMA of weights; 0 disables; sampling uses the EMA
     min_snr_gamma: float = 5.0          # min-SNR loss weighting (Hang et al. 2023); 0 disables
+    center_data: bool = True            # diffuse x0 - mu, mu = the train split's per-channel mean, so x_T ~ N(mu, I)
+    #                                     (bench/diffusion.py); off, samples of bright data come out too dark
     grad_clip: float = 1.0              # max grad norm; 0 disables
     num_train_timesteps: int = 1000     # DDPM training schedule
     beta_schedule: Literal["linear", "squaredcos_cap_v2"] = "linear"

@@ -1,7 +1,10 @@
 """The DDPM training schedule, and the diffusers schedulers that sample it, chosen by name.
 
 Notation (Ho et al. 2020):  abar_t = alphas_cumprod[t],  a_t = sqrt(abar_t),  s_t = sqrt(1 - abar_t),
-  x_t = a_t x0 + s_t eps,  snr_t = abar_t / (1 - abar_t).
+  x_t = a_t (x0 - mu) + s_t eps + mu,  snr_t = abar_t / (1 - abar_t).
+mu is the data's per-channel mean (`[train] center_data`; 0 when off): the diffusion runs on x0 - mu, so
+x_T ~ N(mu, I) and a model that shrinks its estimates towards the prior shrinks them towards the data's
+mean colour, not towards mid-grey. Every sampler steps y = x - mu and returns y + mu.
 A sampler is a diffusers scheduler (`[sample] sampler`) set to the training schedule, with the suite's
 timestep spacing ("trailing" by default: the first step starts at t = T - 1, Lin et al. 2024, Sec. 3.3)
 and x0 clipping. A method's `step` hook wraps `Sampler.step`; drift alone overrides it, and needs
@@ -20,20 +23,24 @@ class Schedule:
     """Forward process and loss weighting over `num_train_timesteps` steps."""
 
     def __init__(self, num_train_timesteps: int = 1000, beta_schedule: str = "linear",
-                 min_snr_gamma: float = 0.0):
+                 min_snr_gamma: float = 0.0, mean: tuple[float, ...] = (0.0,)):
         from diffusers import DDPMScheduler  # imported on use: the config reads SAMPLERS, and CLI start stays fast
         betas = DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule).betas
         self.alphas_cumprod = torch.cumprod(1.0 - betas.double(), 0).float()
         self.num_train_timesteps = num_train_timesteps
         self.beta_schedule = beta_schedule
         self.min_snr_gamma = min_snr_gamma
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)   # mu, model space
+
+    def mu(self, like: torch.Tensor) -> torch.Tensor:
+        return self.mean.to(like.device, like.dtype)
 
     def _abar(self, t, like):
         return self.alphas_cumprod.to(like.device)[t].view(-1, *([1] * (like.ndim - 1)))
 
     def add_noise(self, x0, eps, t):
-        abar = self._abar(t, x0)
-        return abar.sqrt() * x0 + (1 - abar).sqrt() * eps
+        abar, mu = self._abar(t, x0), self.mu(x0)
+        return abar.sqrt() * (x0 - mu) + (1 - abar).sqrt() * eps + mu
 
     def sample_timesteps(self, n: int, generator, device):
         return torch.randint(0, self.num_train_timesteps, (n,), generator=generator, device=device)
@@ -96,6 +103,7 @@ class Sampler:
             prediction_type="epsilon", timestep_spacing=spacing, steps_offset=0,
             **kind.options, **(kind.clip if clip_x0 else kind.no_clip))
         self.kind = kind
+        self.mu = schedule.mu
         self.reset()
 
     @classmethod
@@ -111,25 +119,30 @@ class Sampler:
     def __len__(self):
         return len(self.timesteps)
 
-    @property
-    def init_noise_sigma(self) -> float:
-        return float(self.scheduler.init_noise_sigma)
+    def start(self, noise: torch.Tensor) -> torch.Tensor:
+        """x_T from standard-normal `noise` (a method's initial noise): scaled to the first level, plus mu."""
+        return noise * float(self.scheduler.init_noise_sigma) + self.mu(noise)
 
     def model_input(self, x: torch.Tensor, i: int) -> torch.Tensor:
         """What the denoiser sees at step i (x itself, except for samplers of x0 + sigma eps)."""
-        return self.scheduler.scale_model_input(x, self.timesteps[i])
+        mu = self.mu(x)
+        return self.scheduler.scale_model_input(x - mu, self.timesteps[i]) + mu
 
     def step(self, xt: torch.Tensor, eps_hat: torch.Tensor, i: int, generator: torch.Generator) -> torch.Tensor:
-        """x at the next level from x_t and eps_hat; the step's noise, if any, from `generator`."""
-        t, sched = self.timesteps[i], self.scheduler
+        """x at the next level from x_t and eps_hat; the step's noise, if any, from `generator`. The
+        scheduler steps y = x - mu, so its x0 clipping bounds x0 - mu to [-1, 1]."""
+        t, sched, mu = self.timesteps[i], self.scheduler, self.mu(xt)
+        y = xt - mu
         if self.kind.noise == "eta":
             # eps re-derived from the clipped x0 (use_clipped_model_output): the direction points at it
             noise = torch.randn(xt.shape, generator=generator).to(xt.device) if self.eta > 0 else None
-            return sched.step(eps_hat, t, xt, eta=self.eta, use_clipped_model_output=True,
-                              variance_noise=noise).prev_sample
-        if self.kind.noise == "generator":
-            return sched.step(eps_hat, t, xt, generator=generator).prev_sample
-        return sched.step(eps_hat, t, xt).prev_sample
+            y_prev = sched.step(eps_hat, t, y, eta=self.eta, use_clipped_model_output=True,
+                                variance_noise=noise).prev_sample
+        elif self.kind.noise == "generator":
+            y_prev = sched.step(eps_hat, t, y, generator=generator).prev_sample
+        else:
+            y_prev = sched.step(eps_hat, t, y).prev_sample
+        return y_prev + mu
 
     def noise_scales(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(s_t, s_prev): sqrt(1 - abar) at step i's level and at the level its update lands on."""

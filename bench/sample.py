@@ -45,7 +45,7 @@ def sample_images(built: Built, cfg: Config, labels: np.ndarray, gen_seed: int,
         noise_gen = torch.Generator().manual_seed(gen_seed * 100_003 + c)
         cond_gen = torch.Generator(device).manual_seed(gen_seed * 100_003 + c + 50_000)
         sampler.reset()
-        x = method.initial_noise(shape, noise_gen, "cpu").to(device) * sampler.init_noise_sigma
+        x = sampler.start(method.initial_noise(shape, noise_gen, "cpu").to(device))
         cond = method.sample_condition(model, y, cond_gen)
         finite = torch.ones((), dtype=torch.bool, device=device)  # one flag, read once: no sync per step
         for i, t in enumerate(sampler.timesteps):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save
 
@@ -56,7 +57,8 @@ def build(cfg: Config, variant: str, data: PreparedData, device: torch.device,
           expert_loader: Callable | None = None, cache_dir: Path | None = None) -> Built:
     """The method, the U-Net with the method's modules, and the schedule, on `device`."""
     cls, params = parse_variant(variant)
-    schedule = Schedule(cfg.train.num_train_timesteps, cfg.train.beta_schedule, cfg.train.min_snr_gamma)
+    schedule = Schedule(cfg.train.num_train_timesteps, cfg.train.beta_schedule, cfg.train.min_snr_gamma,
+                        channel_mean(data) if cfg.train.center_data else (0.0,))
     ctx = MethodContext(num_classes=data.num_classes, channels=data.channels, image_size=data.image_size,
                         token_dim=SIZES[cfg.model.size].cross_attention_dim, device=device, data=data,
                         schedule=schedule, expert_loader=expert_loader, cache_dir=cache_dir,
@@ -68,6 +70,11 @@ def build(cfg: Config, variant: str, data: PreparedData, device: torch.device,
         model = model.to(memory_format=torch.channels_last)
     method.prepare(model)
     return Built(method, model, schedule)
+
+
+def channel_mean(data: PreparedData) -> tuple[float, ...]:
+    """The train split's per-channel mean in model space ([-1, 1])."""
+    return tuple(float(m) / 127.5 - 1 for m in data.train_x.reshape(-1, data.channels).mean(0, dtype=np.float64))
 
 
 class EMA:

@@ -2,7 +2,8 @@
 
 Notation shared by every hook (DDPM, Ho et al. 2020):
   x0      clean images, model space (B, C, H, W) in [-1, 1]
-  xt      noised images  x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps
+  xt      noised images  x_t = sqrt(abar_t) (x0 - mu) + sqrt(1 - abar_t) eps + mu, mu the data's
+          per-channel mean ([train] center_data, else 0; Schedule.add_noise)
   t       integer timesteps (B,)
   eps     the Gaussian noise; eps_hat the denoiser's estimate of it
   labels  class indices (B,)

@@ -6,6 +6,8 @@ Forward:  x_t = a_t x0 + s_t (eps + delta),   a_t = sqrt(abar_t), s_t = sqrt(1 -
           so q(x_t | x0) = N(a_t x0 + s_t delta, s_t^2 I)
 Target:   eps_theta regresses onto eps (`target = "eps"`) or onto the drawn noise eps + delta
           (`"shifted"`); no official training code exists, so it is a parameter.
+          (With the suite's `center_data`, x0 stands for x0 - mu throughout: the schedule and the
+          sampler add the data mean mu around everything written here, bench/diffusion.py.)
 Reverse:  `consistent` (default): y_t = x_t - s_t delta is an ordinary diffusion (q(y_t | x0) =
           N(a_t x0, s_t^2 I)), whose noise the network estimates as eps_hat (eps_hat - delta under
           "shifted"). Each update removes s_t delta, takes the sampler's standard step on y, and adds

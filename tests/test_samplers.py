@@ -107,3 +107,25 @@ def test_bad_sampler_input_is_one_line_exit_2(monkeypatch, capsys, tmp_path, tom
                              "--results", "results")
     assert code == 2 and fragment in err and err.strip().count("\n") == 0 and "Traceback" not in err
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("name", VP_SAMPLERS + ["euler"])
+def test_a_centred_diffusion_samples_back_to_its_data(name):
+    """[train] center_data: with the true noise as eps_hat, every sampler walks x_T back to the x0 that
+    the schedule noised, mean included (a sampler that ignored mu would land mu away)."""
+    mean = (0.6, -0.2, 0.3)
+    schedule = Schedule(1000, "squaredcos_cap_v2", mean=mean)
+    sampler = Sampler(schedule, name, steps=10, clip_x0=False)
+    x0 = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(0)) * 1.6 - 0.8
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1))
+    mu = torch.tensor(mean).view(1, 3, 1, 1)
+    x = sampler.start(eps)
+    gen = torch.Generator().manual_seed(2)
+    for i, t in enumerate(sampler.timesteps):
+        abar = schedule.alphas_cumprod[int(t)]
+        model_in = sampler.model_input(x, i)
+        eps_hat = (model_in - mu - abar.sqrt() * (x0 - mu)) / (1 - abar).sqrt()   # the oracle denoiser
+        x = sampler.step(x, eps_hat, i, gen)
+    assert torch.allclose(x, x0, atol=1e-3), (x - x0).abs().max()
+    t_max = torch.full((2,), 999)
+    assert torch.allclose(schedule.add_noise(x0, eps, t_max), eps + mu, atol=1e-3)   # x_T ~ N(mu, I)
