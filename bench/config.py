@@ -71,7 +71,10 @@ class SampleConfig:
     eta: float = 0.0                    # DDIM stochasticity, ddim only; 0 = deterministic
     spacing: Literal["trailing", "leading", "linspace"] = "trailing"  # timesteps; trailing starts at
     #                                     T - 1 (Lin et al. 2024), leading at T - T / steps
-    clip_x0: bool = True                # clip the predicted x0 to [-1, 1] at every step
+    clip_x0: bool = True                # clip the predicted x0 at every step to [-1, 1], or with center_data to
+    #                                     mu +- 1 (the scheduler's box around the data mean): clipping bright x0
+    #                                     at 1 biases every step dark (synth-tissue val, g = 2: exact [-1, 1]
+    #                                     -33/-32/-29 grey levels, mu +- 1 +0.5/-2.4/-1.6)
     samples_per_class: int = 10         # images per scored class per generation seed
     batch_size: int = 128               # images per denoiser call
     guidance: float = 2.0               # classifier-free guidance scale g: eps_u + g (eps_c - eps_u), for every

@@ -1,4 +1,5 @@
-"""Mean pairwise SSIM within a class: a diversity statistic (lower = more diverse samples).
+"""Mean pairwise SSIM within a class: a diversity statistic (lower = more diverse; the report judges it by
+distance to the real images' own value, since pure noise is the most "diverse").
 
 SSIM of Wang et al. 2004 (IEEE TIP 13:600, eq. 13) with their settings -- an 11x11 Gaussian window
 of sigma 1.5, K1 = 0.01, K2 = 0.03, population (co)variances -- exactly as
