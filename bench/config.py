@@ -79,8 +79,8 @@ class SampleConfig:
     batch_size: int = 128               # images per denoiser call
     guidance: float = 2.0               # classifier-free guidance scale g: eps_u + g (eps_c - eps_u), for every
     #                                     class-conditional method; 1 = purely conditional (one U-Net call
-    #                                     per step), 0 = unconditional. Default to be confirmed on the
-    #                                     validation split (bench run --eval-split val)
+    #                                     per step), 0 = unconditional. 2: chosen on the validation split
+    #                                     (bench.toml gives the numbers)
 
 
 @dataclass(frozen=True)
