@@ -153,6 +153,11 @@ class SuiteStore:
         return self.root / "cache"
 
     @property
+    def method_cache(self) -> Path:
+        """The methods' own cache (centroids, encoders): apart from the classifiers and prepared data."""
+        return self.cache / "methods"
+
+    @property
     def report_dir(self) -> Path:
         return self.root / "report"
 

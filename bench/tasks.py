@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import traceback
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -81,8 +82,18 @@ def classifier_loader(cfg: Config, role: str, data: PreparedData, cache: Path, d
 
 
 def expert_loader(cfg: Config, data: PreparedData, cache: Path, device):
-    """What a method may be handed: the expert's loader. The scorer's is never passed to a method."""
-    return classifier_loader(cfg, "expert", data, cache, device)
+    """What a method may be handed: a loader that closes over the expert's cache folder only (no data
+    split, no config, nothing of the scorer). The expert is trained here if no task has trained it yet."""
+    from bench.models.expert import load_classifier, train_classifier
+    return partial(load_classifier, train_classifier("expert", data, cfg.expert, Path(cache), device), device)
+
+
+def method_resources(cfg: Config, variant: str, data: PreparedData, store: SuiteStore, device):
+    """What a run's method is handed besides the train split: the expert's loader if the method declares
+    that it needs it, and a cache folder of its own (the suite cache holds the scorer and every split)."""
+    from bench.methods import parse_variant
+    cls, params = parse_variant(variant)
+    return (expert_loader(cfg, data, store.cache, device) if cls.needs_expert(params) else None), store.method_cache
 
 
 def prepare_classifier(cfg: Config, role: str, data_path: Path, cache: Path) -> dict:
@@ -124,7 +135,7 @@ def train_task(cfg: Config, spec: RunSpec, results: Path, data_path: Path, on_st
         device = resolve_device(cfg.execution.device)
         try:
             train_model(cfg, spec.variant, spec.train_seed, data, run_dir,
-                        expert_loader(cfg, data, store.cache, device), store.cache, on_step=on_step)
+                        *method_resources(cfg, spec.variant, data, store, device), on_step=on_step)
         except Exception as err:  # recorded, not retried: the same input fails the same way
             atomic_write_bytes(run_dir / FAILED, (_failure_reason(err) + "\n").encode())
             return _status(run_dir)
@@ -154,9 +165,9 @@ def eval_task(cfg: Config, spec: RunSpec, gen_seed: int, results: Path, data_pat
         _set_threads(cfg)
         data = PreparedData.load(data_path)
         device = resolve_device(cfg.execution.device)
-        load_expert = expert_loader(cfg, data, store.cache, device)
         try:
-            built = load_model(cfg, spec.variant, data, run_dir, device, load_expert, store.cache)
+            built = load_model(cfg, spec.variant, data, run_dir, device,
+                               *method_resources(cfg, spec.variant, data, store, device))
             labels = generation_labels(data.scored_classes, cfg.sample.samples_per_class)
             images = sample_images(built, cfg, labels, gen_seed, device)
             _save_npz(out / SAMPLES_FILE, images=images, labels=labels)

@@ -40,7 +40,8 @@ class MethodContext:
     def expert(self) -> torch.nn.Module:
         if self._expert is None:
             if self.expert_loader is None:
-                raise RuntimeError("this method needs the expert classifier, but none was provided")
+                raise RuntimeError("this method uses the expert classifier but does not declare it: return True from "
+                                   "its needs_expert(params), so the engine hands it the expert")
             self._expert = self.expert_loader().to(self.device)
         return self._expert
 

@@ -15,13 +15,13 @@ from rich.console import Console
 from bench.config import load_config
 from bench.methods import REGISTRY, ConditioningMethod
 from bench.methods.context import MethodContext
-from bench.models.expert import Classifier
+from bench.models.expert import Classifier, load_classifier, train_classifier
 from bench.report import build_report
 from bench.report.collect import collect
 from bench.runner import run_suite
 from bench.sample import generation_labels, sample_images
 from bench.store import DONE, SuiteStore, atomic_write_bytes, atomic_write_json
-from bench.tasks import classifier_loader, expert_loader
+from bench.tasks import method_resources
 from bench.testing import CPU, tiny_config, toy_data
 from bench.train import build
 
@@ -59,18 +59,18 @@ def reachable(*roots) -> list:
 
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory):
-    """Toy data, the tiny config, and a cache in which both classifiers exist."""
-    cache, data, cfg = tmp_path_factory.mktemp("cache"), toy_data(), tiny_config()
-    scorer = classifier_loader(cfg, "scorer", data, cache, CPU)()
-    return data, cfg, cache, scorer
+    """Toy data, the tiny config, and a suite store whose cache holds both classifiers."""
+    store, data, cfg = SuiteStore(tmp_path_factory.mktemp("results"), "s"), toy_data(), tiny_config()
+    scorer_folder = train_classifier("scorer", data, cfg.scorer, store.cache, CPU)
+    return data, cfg, store, load_classifier(scorer_folder, CPU), scorer_folder
 
 
 @pytest.mark.parametrize("variant", ["baseline", "aligned", "aligned-clean", "drift", "ssl:encoder=expert",
                                      "fgscore:n_refs=4,n_draws=1"])
 def test_no_method_hook_can_reach_the_scorer(suite, variant):
-    data, cfg, cache, scorer = suite  # the scorer is loaded in this process, as in an evaluation task
+    data, cfg, store, scorer, scorer_folder = suite  # the scorer is loaded in this process, as in an evaluation
     torch.manual_seed(0)
-    built = build(cfg, variant, data, CPU, expert_loader(cfg, data, cache, CPU), cache)
+    built = build(cfg, variant, data, CPU, *method_resources(cfg, variant, data, store, CPU))  # as the tasks do
     x0 = torch.from_numpy(data.train_x[:4]).permute(0, 3, 1, 2).float() / 127.5 - 1
     built.method.loss(built.model, built.schedule, x0, torch.from_numpy(data.train_y[:4]),
                       torch.Generator().manual_seed(0))
@@ -81,12 +81,14 @@ def test_no_method_hook_can_reach_the_scorer(suite, variant):
     assert scorer not in classifiers and all(c.role == "expert" for c in classifiers)
     if REGISTRY[variant.partition(":")[0]].needs_expert(built.method.params):
         assert classifiers  # the walk does find a classifier a method holds: the expert
-    scorer_folder = f"scorer-{scorer.provenance['weights_sha256']}"
-    assert not any(scorer_folder in str(o) for o in objects if isinstance(o, (str, Path)))
-    # The context hands out the train split only: the scored splits are out of reach.
-    ctx = built.method.ctx
-    assert len(ctx.data.val_x) == len(ctx.data.test_x) == 0 and len(ctx.data.train_x) == len(data.train_x)
-    assert not hasattr(ctx, "split_images")
+    # No path to the scorer's folder, nor to the suite cache that holds it and the prepared data.
+    paths = [Path(o) for o in objects if isinstance(o, (str, Path)) and str(store.cache) in str(o)]
+    assert not [p for p in paths if p == store.cache or scorer_folder in (p, *p.parents)], paths
+    # The held-out splits (what scores) are nowhere: not in the context, not in a loader's closure.
+    held_out = (data.val_x, data.val_y, data.test_x, data.test_y)
+    assert not [o for o in objects if isinstance(o, np.ndarray) and o.size
+                and any(np.shares_memory(o, h) for h in held_out)]
+    assert not hasattr(built.method.ctx, "split_images")
     assert not [f.name for f in dataclasses.fields(MethodContext) if "scorer" in f.name]
 
 

@@ -211,7 +211,12 @@ def _test_report(net: nn.Module, data: PreparedData, init: dict, device) -> dict
 
 def get_classifier(role: str, data: PreparedData, cfg: ClassifierConfig, cache_dir: Path,
                    device="cpu") -> Classifier:
-    """Train the `role` classifier once per (data, cfg) and cache it; later calls (any process) load the cache.
+    """The `role` classifier of (data, cfg): trained once and cached (train_classifier), then loaded."""
+    return load_classifier(train_classifier(role, data, cfg, cache_dir, device), device)
+
+
+def train_classifier(role: str, data: PreparedData, cfg: ClassifierConfig, cache_dir: Path, device="cpu") -> Path:
+    """Train the `role` classifier once per (data, cfg) unless a finished one is cached; its folder.
 
     Cache: cache_dir/<role>-<hash>/{model.safetensors, classifier.json}; the json is written last and
     marks a finished entry. A file lock makes concurrent callers wait for one trainer.
@@ -234,9 +239,15 @@ def get_classifier(role: str, data: PreparedData, cfg: ClassifierConfig, cache_d
                         "channels": data.channels, "train_log": log,
                         **_test_report(net, data, init, device)}
                 atomic_write_json(info_path, info)
-    info = read_json(info_path)
+    return folder
+
+
+def load_classifier(folder: Path, device="cpu") -> Classifier:
+    """A finished classifier folder of train_classifier, loaded (safetensors) and frozen."""
+    info = read_json(folder / "classifier.json")
     net = timm.create_model(info["timm_model"], pretrained=False, num_classes=len(info["class_names"]),
-                            in_chans=data.channels)
-    net.load_state_dict(load_file(weights_path))
-    classifier = Classifier(role, net, tuple(info["class_names"]), info["init"]["mean"], info["init"]["std"], info)
+                            in_chans=info["channels"])
+    net.load_state_dict(load_file(folder / "model.safetensors"))
+    classifier = Classifier(info["role"], net, tuple(info["class_names"]), info["init"]["mean"], info["init"]["std"],
+                            info)
     return classifier.to(device)
