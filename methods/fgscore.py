@@ -19,9 +19,9 @@ Training   the conditioner of image x0 is another random train image x0' of the 
            Gradients flow through both passes: features and score are learned together.
 Sampling   phi^target for class c at level t = the centroid of phi over `n_refs` fixed class-c train
            images (the paper: at least 64), each noised to t with `n_draws` noise draws; computed once
-           per timestep for every class and cached (in the suite cache, keyed by the weights, so the
+           per timestep for every class and cached (in the methods' cache, keyed by the weights, so the
            evaluations of one model at several seeds share them). The matching is applied at every step.
-Report     evaluations store phi of the held-out real test images at a few noise levels and the accuracy
+Report     evaluations store phi of the held-out real images of the scored split at a few noise levels and the accuracy
            of their nearest class centroid (features.npz): the paper's clustering claim, measured.
 The paper's network has no class input, so the cross-attention token is a fixed zero (null) token
 and the suite's classifier-free guidance does not apply (no condition to drop or contrast).

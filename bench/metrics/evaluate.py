@@ -174,9 +174,9 @@ def evaluate_samples(fake: np.ndarray, fake_labels: np.ndarray, real: np.ndarray
                 out["per_class"][f"recall[{name}]"] = {name_of[c]: v for c, v in scores["recall"].items()}
                 out["confusion"] = out["confusion"] or scores["confusion"].tolist()
                 out["reference"][metric] = ceiling["accuracy"]
+                # no test-split figure here: a val suite must not carry one (the reference row is the ceiling)
                 out["provenance"][metric] = {
-                    **prov, "test_accuracy": classifier.test_accuracy,
-                    "reference_note": f"{name} accuracy on the real images of the scored classes"}
+                    **prov, "reference_note": f"{name} accuracy on the real images of the scored classes"}
             elif kind == "fid":
                 out["metrics"][metric] = fid(fake_f, real_f)
                 out["provenance"][metric] = prov

@@ -30,7 +30,7 @@ from bench.store import FileLock, atomic_write_bytes
 
 @dataclass(frozen=True)
 class EncoderSpec:
-    name: str = "expert"      # expert | effnet | simclr | timm:<model> | open_clip:<model>
+    name: str = "simclr"      # simclr | effnet | expert | timm:<model> | open_clip:<model>
     weights: str = ""         # local weights file for timm:/open_clip: encoders
     input_size: int = 64      # side ImageNet encoders see; 16-px tiles are too small for a stride-32
     #                           net, and 64 px costs 1/12 of the native 224 (OpenCLIP keeps its own)

@@ -12,7 +12,7 @@ from bench.report.stats import UNPAIRED, holm, paired_test, summarize
 HIGHER, LOWER, CLOSEST_TO_REAL = "higher", "lower", "closest to real"
 # How each metric kind is judged, in column order (the one place this is declared). SSIM's best
 # value is the real data's own (its reference): lower is not better, or pure noise would win.
-JUDGEMENT = {"acc": HIGHER, "expert_acc": HIGHER, "ssim": CLOSEST_TO_REAL, "fid": LOWER,
+JUDGEMENT = {"acc": HIGHER, "ssim": CLOSEST_TO_REAL, "fid": LOWER,
              "kid": LOWER, "precision": HIGHER, "recall": HIGHER}
 NETWORK_ORDER = ("scorer", "expert", "inception", "effnet")   # acc[scorer], the headline, first
 ARROWS = {HIGHER: "↑", LOWER: "↓", CLOSEST_TO_REAL: f"({CLOSEST_TO_REAL})"}
@@ -79,7 +79,7 @@ class DatasetTables:
     runs_total: dict[str, int]        # planned runs (train seeds) per method
     per_class: dict[str, pd.DataFrame]  # key -> rows method, class, n, mean, std
     classes: tuple[str, ...]          # scored classes in label order
-    reference: dict[str, float]       # the same statistics on real test images
+    reference: dict[str, float]       # the same statistics on the real images of the scored split
     provenance: dict[str, dict]       # metric -> provenance of its first evaluation
 
     def cell(self, method: str, metric: str) -> pd.Series:
