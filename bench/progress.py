@@ -18,10 +18,11 @@ from pathlib import Path
 from rich.console import Group
 from rich.table import Table
 
+from bench.models.expert import ROLES
 from bench.store import atomic_write_json
 
 PROGRESS_FILE = "progress.json"
-KINDS = ("expert", "scorer", "train", "eval")
+KINDS = (*ROLES, "train", "eval")
 
 
 def _ray_node() -> str | None:

@@ -155,6 +155,7 @@ def _status(folder: Path, reused: bool = False) -> dict:
 
 def eval_task(cfg: Config, spec: RunSpec, gen_seed: int, results: Path, data_path: Path) -> dict:
     from bench.metrics import classifiers_needed, evaluate_samples
+    from bench.models.expert import labelled_model_space
     from bench.sample import generation_labels, sample_images, save_grid
     from bench.train import load_model, resolve_device
     store = SuiteStore.of(results, cfg.suite.name, cfg.suite.eval_split)
@@ -177,7 +178,7 @@ def eval_task(cfg: Config, spec: RunSpec, gen_seed: int, results: Path, data_pat
             scored = np.isin(real_y, data.scored_classes)
             # a method's features of held-out real images do not depend on the generation seed: stored once
             if gen_seed == 0:
-                held_out = _model_space(real_x[scored], real_y[scored], device)
+                held_out = labelled_model_space(real_x[scored], real_y[scored], device)
                 features = built.method.evaluation_features(built.model, *held_out)
                 if features is not None:
                     _save_npz(out / FEATURES_FILE, **features)
@@ -197,12 +198,6 @@ def eval_task(cfg: Config, spec: RunSpec, gen_seed: int, results: Path, data_pat
             "class_names": list(data.class_names), "scored_classes": list(data.scored_classes),
             "sample_config": dataclasses.asdict(cfg.sample), **result})
     return _status(out)
-
-
-def _model_space(x: np.ndarray, y: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 (N, H, W, C) images and labels -> float (N, C, H, W) in [-1, 1] and int64, on `device`."""
-    from bench.models.expert import to_model_space
-    return to_model_space(x).to(device), torch.from_numpy(y).long().to(device)
 
 
 def _save_npz(path: Path, **arrays) -> None:

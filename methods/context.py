@@ -47,6 +47,5 @@ class MethodContext:
 
     def train_images(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The train split in model space: float (N, C, H, W) in [-1, 1], int64 labels."""
-        from bench.models.expert import to_model_space
-        x, y = self.data.train_x, self.data.train_y
-        return to_model_space(x).to(self.device), torch.from_numpy(y).long().to(self.device)
+        from bench.models.expert import labelled_model_space
+        return labelled_model_space(self.data.train_x, self.data.train_y, self.device)

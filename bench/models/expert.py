@@ -82,6 +82,11 @@ def to_model_space(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
+def labelled_model_space(images: np.ndarray, labels: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 images and their labels -> model space (to_model_space) and int64, on `device`."""
+    return to_model_space(images).to(device), torch.from_numpy(labels).long().to(device)
+
+
 class Classifier(nn.Module):
     """A frozen classifier on model-space inputs (B, C, H, W) in [-1, 1]; `role` is expert or scorer."""
 

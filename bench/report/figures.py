@@ -79,10 +79,10 @@ def real_images(data: SuiteData, dataset: str) -> tuple[np.ndarray, np.ndarray] 
     """(images, labels) of the split that scored the suite, from the prepared data plan.json names
     (None for a store written before plan.json named it, or whose cache lost the file)."""
     from bench.datasets.base import PreparedData
-    from bench.store import is_folder_name
+    from bench.store import SuiteStore, is_folder_name
 
     name = data.plan.get("prepared_data", {}).get(dataset)
-    path = data.root / "cache" / name if isinstance(name, str) and is_folder_name(name) else None
+    path = SuiteStore(data.root.parent, data.root.name).cache / name if isinstance(name, str) and is_folder_name(name) else None
     if path is None or not path.is_file():
         return None
     return PreparedData.load(path).split(data.eval_split)
