@@ -96,7 +96,7 @@ def test_a_weak_scorer_makes_the_report_say_it_is_uninformative(tmp_path, monkey
     build_report(root := make_store(tmp_path), ("md", "html"))
     md, html = ((root / "report" / name).read_text() for name in ("leaderboard.md", "report.html"))
     for text in (md, html):
-        assert UNINFORMATIVE in text and "the scoring network is weak on real test images" in text
+        assert UNINFORMATIVE in text and "the scoring network is weak on the real images" in text
         assert "not above chance" not in text       # the baseline itself is fine
 
 
