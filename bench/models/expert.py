@@ -233,7 +233,8 @@ def train_classifier(role: str, data: PreparedData, cfg: ClassifierConfig, cache
     if not info_path.exists():
         with FileLock(folder.with_suffix(".lock")):
             if not info_path.exists():  # another process may have finished while we waited
-                net, init, log = _train(role, data, cfg, device)
+                with torch.random.fork_rng(devices=[]):  # its seeding leaves the caller's RNG alone
+                    net, init, log = _train(role, data, cfg, device)
                 blob = save({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()})
                 atomic_write_bytes(weights_path, blob)
                 info = {"role": role, "backbone": cfg.backbone, "timm_model": ALIASES.get(cfg.backbone, cfg.backbone),
