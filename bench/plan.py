@@ -58,6 +58,9 @@ def build_plan(cfg: Config) -> list[RunSpec]:
             raise BenchError(f"method {variant} cannot sample with sampler {cfg.sample.sampler!r}: {err}") from None
         if variant in variants:
             raise BenchError(f"method variant {variant!r} is listed twice; list each variant once")
+        if cls.classifier_free_guidance and cfg.sample.guidance != 1 and cfg.train.p_uncond == 0:
+            raise BenchError(f"method {variant} would sample with sample.guidance = {cfg.sample.guidance} from an "
+                             "untrained null condition: set train.p_uncond > 0 (e.g. 0.1), or sample.guidance = 1")
         try:
             cls.check(params, unet)
         except ValueError as err:

@@ -178,3 +178,17 @@ def test_the_report_states_the_guidance_and_the_condition_path(tmp_path):
         text = (report.report_dir / name).read_text().replace("\\_", "_")
         assert "p_uncond = 0.25, g = 1.5 for every class-conditional method (not fgscore:" in text
         assert "the small U-Net, the condition entering through cross-attention only" in text
+
+
+def test_only_methods_that_guide_need_a_trained_null_condition():
+    """p_uncond = 0 with g = 2: refused for a class-conditional method, planned for fgscore alone (its
+    samples ignore the guidance scale)."""
+    from bench.config import load_config
+    from bench.errors import BenchError
+    from bench.plan import build_plan
+    tables = {"train": {"p_uncond": 0}, "sample": {"guidance": 2.0}}
+    guided = load_config(None, "tiny", {**tables, "suite": {"methods": ["baseline"]}})
+    with pytest.raises(BenchError, match="untrained null condition"):
+        build_plan(guided)
+    unguided = load_config(None, "tiny", {**tables, "suite": {"methods": ["fgscore"], "baseline": "fgscore"}})
+    assert [spec.variant for spec in build_plan(unguided)] == ["fgscore"]
