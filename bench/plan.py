@@ -46,7 +46,8 @@ def build_plan(cfg: Config) -> list[RunSpec]:
     from bench.diffusion import sampler_kind
     from bench.metrics import check_metric_names
     check_metric_names(cfg.metrics.names)
-    sampler = sampler_kind(cfg.sample.sampler, cfg.sample.clip_x0)
+    from bench.sample import sampler_settings
+    sampler = sampler_kind(cfg.sample.sampler, sampler_settings(cfg).clip_x0)
     unet = _architecture(cfg)
     variants = []
     for text in cfg.suite.methods:
@@ -77,11 +78,16 @@ def build_plan(cfg: Config) -> list[RunSpec]:
 
 
 def _architecture(cfg: Config):
-    """The suite's U-Net on the meta device: its modules and shapes, no memory, no weights."""
+    """The suite's U-Net on the meta device: its modules and shapes, no memory, no weights. In latent mode
+    it diffuses the VAE's latents (a VAE that does not fit the data is refused here)."""
     import torch
+    from bench.models.latent import latent_shape
     from bench.models.unet import build_unet
+    channels, size = 1 if cfg.data.grayscale else 3, cfg.data.image_size
+    if cfg.model.vae:
+        channels, size = latent_shape(cfg.model.vae, channels, size)
     with torch.device("meta"):
-        return build_unet(cfg.model.size, 1 if cfg.data.grayscale else 3, cfg.data.image_size, cfg.model.condition_path)
+        return build_unet(cfg.model.size, channels, size, cfg.model.condition_path)
 
 
 def check_data(cfg: Config, data: PreparedData) -> None:

@@ -120,7 +120,7 @@ class Aligned(ConditioningMethod):
         f_d = F.adaptive_avg_pool2d(self._captured, 1).flatten(1)
         expert = self.ctx.expert()
         with torch.no_grad():
-            f_e = expert.features(x0 if self.expert_sees_clean else denoised.xt)
+            f_e = expert.features(self.ctx.images(x0 if self.expert_sees_clean else denoised.xt))
         loss_align = (1 - F.cosine_similarity(model.modules_["projection"](f_e.float()), f_d.float(), dim=1)).mean()
         return {"loss": self.params.w1 * denoised.loss + self.params.w2 * loss_align,
                 "loss_noise": denoised.loss.detach(), "loss_align": loss_align.detach()}
