@@ -18,7 +18,6 @@ from bench.datasets.base import DataConfig
 from bench.diffusion import SAMPLERS
 from bench.errors import BenchError
 from bench.models.expert import ROLES, ClassifierConfig, ScorerConfig, check_independent, known_backbone
-from bench.models.latent import is_vae_folder
 from bench.models.unet import ConditionPath
 from bench.numbers import finite_float
 from bench.store import EVAL_SPLITS, SUITE_NAME_RULE, is_suite_name
@@ -43,7 +42,8 @@ class ModelConfig:
     #                                     (bench/models/unet.py): cross-attention and, mean-pooled, the
     #                                     time embedding (ADM-style), or cross-attention only
     vae: str = ""                       # a local AutoencoderKL folder (or a pipeline folder with vae/): diffuse
-    #                                     in its latent space (bench/models/latent.py); "" = pixel space
+    #                                     in its latent space (bench/models/latent.py; checked when the
+    #                                     suite is planned); "" = pixel space
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,6 @@ _RANGES = {
     ("data", "train_per_class"): _ints(1, 100_000),
     ("data", "val_per_class"): _ints(1, 100_000),
     ("data", "test_per_class"): _ints(1, 100_000),
-    ("model", "vae"): (is_vae_folder, 'a local AutoencoderKL folder (its config.json, or a vae/ subfolder), or ""'),
     ("data", "split"): (lambda v: len(v) == 3 and all(f > 0 for f in v) and abs(sum(v) - 1) < 1e-6,
                         "three positive fractions summing to 1"),
     ("train", "steps"): _ints(1, 10_000_000),

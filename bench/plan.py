@@ -30,11 +30,15 @@ class RunSpec:
 def run_id(cfg: Config, variant: str, train_seed: int) -> str:
     """Hash of the resolved config that shapes this run's numbers (not the seed count, not where
     or how it is executed): the same run in another suite or on another machine shares the id.
-    The method's class (module and qualname) is part of it: a plug-in never shares a built-in's id."""
+    The method's class (module and qualname) is part of it: a plug-in never shares a built-in's id; so
+    are, in latent mode, the VAE's weights."""
     cls, params = parse_variant(variant)
     key = {k: v for k, v in cfg.to_dict().items() if k not in ("suite", "execution")}
     key.update(method=cls.name, method_class=method_class_path(cls), params=dataclasses.asdict(params),
                train_seed=train_seed)
+    if cfg.model.vae:  # the VAE's weights, not only its path: new weights at the same path are a new run
+        from bench.models.latent import weights_hash
+        key.update(vae_weights=weights_hash(cfg.model.vae))
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 

@@ -32,22 +32,18 @@ CHUNK = 64                          # images per VAE call: bounds memory for lar
 
 
 def vae_folder(spec: str) -> Path:
-    """The AutoencoderKL folder `spec` names: a pipeline folder with `vae/`, or the VAE folder itself."""
+    """The AutoencoderKL folder `spec` names: a pipeline folder with `vae/`, or the VAE folder itself;
+    BenchError unless it has an AutoencoderKL config and safetensors weights."""
     root = Path(spec).expanduser()
     for folder in (root / VAE_SUBFOLDER, root):
         if _class_name(folder / "config.json") == VAE_CLASS:
+            if not (folder / WEIGHTS_FILE).is_file():
+                raise BenchError(f"model.vae {folder} has no {WEIGHTS_FILE}; bench loads VAE weights from safetensors "
+                                 "only: re-save the VAE with save_pretrained(safe_serialization=True)")
             return folder
     raise BenchError(f"model.vae = {spec!r} is not a local {VAE_CLASS} folder (no config.json of an {VAE_CLASS} there "
                      f"or in its {VAE_SUBFOLDER}/ subfolder); point it at a VAE saved with save_pretrained, or set "
                      "model.vae = \"\" for pixel space")
-
-
-def is_vae_folder(spec: str) -> bool:
-    """Whether `spec` is "" (pixel space) or names an AutoencoderKL folder (the config's check)."""
-    try:
-        return not spec or bool(vae_folder(spec))
-    except BenchError:
-        return False
 
 
 def _class_name(config: Path) -> str | None:
@@ -77,11 +73,7 @@ def latent_shape(spec: str, channels: int, image_size: int) -> tuple[int, int]:
 
 def weights_hash(spec: str) -> str:
     """sha256 (16 hex digits) of the VAE's weights file: what its cached latents are keyed by."""
-    path = vae_folder(spec) / WEIGHTS_FILE
-    if not path.is_file():
-        raise BenchError(f"model.vae {path.parent} has no {WEIGHTS_FILE}; bench loads VAE weights from safetensors "
-                         "only: re-save the VAE with save_pretrained(safe_serialization=True)")
-    with path.open("rb") as f:
+    with (vae_folder(spec) / WEIGHTS_FILE).open("rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()[:16]
 
 
@@ -90,7 +82,6 @@ class VAE:
 
     def __init__(self, spec: str, device: torch.device):
         from diffusers import AutoencoderKL
-        weights_hash(spec)  # refuses a folder without safetensors weights, in the one-line form
         self.model = AutoencoderKL.from_pretrained(vae_folder(spec), local_files_only=True, use_safetensors=True,
                                                    low_cpu_mem_usage=False)  # no `accelerate` needed
         self.model.to(device).eval().requires_grad_(False)
