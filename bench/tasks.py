@@ -55,14 +55,15 @@ def prepare_data(cfg: Config, cache: Path) -> Path:
     # bad input raises here, before anything is written; a cached copy is checked against these metrics too
     data = PreparedData.load(path) if path.exists() else load_prepared(cfg.data)
     check_data(cfg, data)
-    if not path.exists():
-        with FileLock(path.with_suffix(".lock"), SHORT_LOCK_TIMEOUT_S):
-            if not path.exists():
-                data.save(path)
-    if cfg.model.vae:
+    if cfg.model.vae:  # first: a VAE that does not load leaves no data cache behind
         from bench.models.latent import prepare_latents
         from bench.train import resolve_device
-        prepare_latents(cfg.model.vae, path, resolve_device(cfg.execution.device))
+        prepare_latents(cfg.model.vae, data, path, resolve_device(cfg.execution.device))
+    if path.exists():
+        return path
+    with FileLock(path.with_suffix(".lock"), SHORT_LOCK_TIMEOUT_S):
+        if not path.exists():
+            data.save(path)
     return path
 
 

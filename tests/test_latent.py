@@ -2,6 +2,7 @@
 every metric scores the decoded images."""
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,6 +36,13 @@ def save_vae(folder, in_channels=3, blocks=2, seed=0, safetensors=True) -> str:
                   latent_channels=4, norm_num_groups=4, sample_size=16
                   ).save_pretrained(folder, safe_serialization=safetensors)
     return str(folder)
+
+
+def torn(folder: str) -> str:
+    """`folder` with the second half of its weights file cut off."""
+    weights = Path(folder) / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:weights.stat().st_size // 2])
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -115,16 +123,16 @@ def test_latents_are_the_scaled_posterior_means_cached_once_per_data_set_and_vae
     data = toy_data()
     data_path = tmp_path / "data-toy.npz"
     data.save(data_path)
-    path = prepare_latents(vae_path, data_path, CPU)
+    path = prepare_latents(vae_path, data, data_path, CPU)
     stamp = path.stat().st_mtime_ns
-    assert prepare_latents(vae_path, data_path, CPU) == path and path.stat().st_mtime_ns == stamp
+    assert prepare_latents(vae_path, data, data_path, CPU) == path and path.stat().st_mtime_ns == stamp
     vae = AutoencoderKL.from_pretrained(vae_path)
     with torch.no_grad():
         mean = vae.encode(to_model_space(data.train_x)).latent_dist.mean
     cached = load_latents(vae_path, data_path, CPU)
     assert torch.allclose(cached.train, mean * vae.config.scaling_factor, atol=1e-6)
     assert len(cached.test) == len(data.test_x)
-    other = prepare_latents(save_vae(tmp_path / "other", seed=1), data_path, CPU)
+    other = prepare_latents(save_vae(tmp_path / "other", seed=1), data, data_path, CPU)
     assert other != path and other.exists()
 
 
@@ -161,6 +169,7 @@ def test_aligned_shows_its_expert_the_decoded_x_t(tmp_path, vae_path):
      "data.image_size = 18 is not a multiple of 4, the downsampling factor of model.vae"),
     (lambda tmp: save_vae(tmp / "v", safetensors=False), {},
      "has no diffusion_pytorch_model.safetensors; bench loads VAE weights from safetensors only"),
+    (lambda tmp: torn(save_vae(tmp / "v")), {}, "does not load (Unable to load weights from checkpoint file"),
 ])
 def test_a_bad_vae_is_refused_before_anything_is_written(monkeypatch, capsys, tmp_path, make, changes, fragment):
     inputs = tmp_path / "inputs"

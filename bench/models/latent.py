@@ -82,8 +82,14 @@ class VAE:
 
     def __init__(self, spec: str, device: torch.device):
         from diffusers import AutoencoderKL
-        self.model = AutoencoderKL.from_pretrained(vae_folder(spec), local_files_only=True, use_safetensors=True,
-                                                   low_cpu_mem_usage=False)  # no `accelerate` needed
+        folder = vae_folder(spec)
+        try:
+            self.model = AutoencoderKL.from_pretrained(folder, local_files_only=True, use_safetensors=True,
+                                                       low_cpu_mem_usage=False)  # no `accelerate` needed
+        except (OSError, RuntimeError, ValueError) as err:  # torn weights, or weights of another config
+            reason = str(err).strip().splitlines()[0]
+            raise BenchError(f"model.vae {folder} does not load ({reason}); re-save the VAE with save_pretrained") \
+                from None
         self.model.to(device).eval().requires_grad_(False)
         self.scaling_factor = float(self.model.config.scaling_factor)
         self.shift_factor = float(self.model.config.shift_factor or 0.0)
@@ -92,9 +98,9 @@ class VAE:
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Model-space images (B, C, H, W) in [-1, 1] -> scaled latents. The posterior mean, not a draw:
-        the cached latents are then a function of the image alone, like the prepared arrays, and a
-        draw's extra noise (the posterior std, ~1e-3 of the latents' scale for Stable Diffusion's VAE)
-        is nothing the diffusion's own noise does not dwarf."""
+        the cached latents are then a function of the image alone, like the prepared arrays they are
+        cached beside (a draw would freeze one arbitrary noise sample into the cache for every epoch),
+        and the posterior's std is small next to the noise the diffusion itself adds."""
         return torch.cat([(self.model.encode(c.to(self.device)).latent_dist.mean - self.shift_factor)
                           * self.scaling_factor for c in x.float().split(CHUNK)])
 
@@ -140,18 +146,17 @@ def latents_path(spec: str, data_path: Path) -> Path:
     return Path(data_path).with_name(f"latents-{weights_hash(spec)}-{Path(data_path).stem}.npz")
 
 
-def prepare_latents(spec: str, data_path: Path, device: torch.device) -> Path:
-    """Encode every split of the prepared data once per data set and VAE weights; return the cache file.
-    Bad input (not a VAE, wrong channels or size) raises BenchError before anything is written."""
+def prepare_latents(spec: str, data: PreparedData, data_path: Path, device: torch.device) -> Path:
+    """Encode every split of `data` (cached at `data_path`) once per data set and VAE weights; return the
+    cache file. A VAE that does not fit or load raises BenchError before anything is written."""
     from bench.models.expert import to_model_space
-    data = PreparedData.load(data_path)
     latent_shape(spec, data.channels, data.image_size)
     path = latents_path(spec, data_path)
     if path.exists():
         return path
+    vae = VAE(spec, device)
     with FileLock(path.with_suffix(".lock"), SHORT_LOCK_TIMEOUT_S):
         if not path.exists():
-            vae = VAE(spec, device)
             arrays = {s: vae.encode(to_model_space(data.split(s)[0])).cpu().numpy() for s in SPLITS}
             buf = io.BytesIO()
             np.savez(buf, **arrays)
@@ -162,7 +167,9 @@ def prepare_latents(spec: str, data_path: Path, device: torch.device) -> Path:
 def load_latents(spec: str, data_path: Path, device: torch.device) -> Latents:
     """The VAE on `device` and the cached latents of every split on the CPU, like the prepared arrays
     (encoded first if not yet cached)."""
-    path = prepare_latents(spec, data_path, device)
+    path = latents_path(spec, data_path)
+    if not path.exists():
+        prepare_latents(spec, PreparedData.load(data_path), data_path, device)
     with np.load(path, allow_pickle=False) as z:
         splits = {s: torch.from_numpy(z[s]) for s in SPLITS}
     return Latents(VAE(spec, device), **splits)
