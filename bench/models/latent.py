@@ -7,11 +7,15 @@ shift) factor, encoding, decoding and the cached latents of a data set. Nothing 
 
 Methods diffuse z with their hooks unchanged; the networks trained on images (the expert, an SSL
 encoder) see `decode(z)` (MethodContext.images), and samples are decoded before any metric, so every
-network that scores sees images at the data set's size.
+network that scores sees images at the data set's size. center_data's mu is the latents' channel mean.
+A data set's dihedral augmentation turns and flips the latents: for a convolutional VAE these are close
+to the latents of the turned image, not equal, and encoding each image eight times would multiply the
+cache by eight.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -72,8 +76,16 @@ def latent_shape(spec: str, channels: int, image_size: int) -> tuple[int, int]:
 
 
 def weights_hash(spec: str) -> str:
-    """sha256 (16 hex digits) of the VAE's weights file: what its cached latents are keyed by."""
-    with (vae_folder(spec) / WEIGHTS_FILE).open("rb") as f:
+    """sha256 (16 hex digits) of the VAE's weights file: what its cached latents and run ids are keyed by."""
+    path = vae_folder(spec) / WEIGHTS_FILE
+    stat = path.stat()
+    return _file_hash(path.resolve(), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _file_hash(path: Path, size: int, mtime_ns: int) -> str:
+    """Hashed once per file state: planning asks for every run of a suite, and a real VAE is ~300 MB."""
+    with path.open("rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()[:16]
 
 
