@@ -9,11 +9,11 @@ Sampling   z ~ p(z | c): an embedding of a real train image of class c drawn uni
            L2-normalised embeddings (`bank = "gaussian"`); the suite's classifier-free guidance
            eps_hat = eps_u + g (eps_c - eps_u),  eps_c = eps_theta(x_t, t, W z),  eps_u = eps_theta(x_t, t, W 0)
 The encoder (bench/models/encoders.py) is a parameter; it is never trained nor checkpointed, and is
-rebuilt identically on load. It sees images: in latent mode ([model] vae) the VAE's decodes of the
-latents (MethodContext.images), in training and in the bank alike, so z at sampling is drawn from the
-embeddings of the very kind of image the network was conditioned on in training (the decodes of the train
-latents, which are the VAE's reconstructions of the train images). The default is the in-project SimCLR encoder, which no metric uses;
-`encoder=expert` (the guide expert's features) is an explicit variant. The paper's large-image
+rebuilt identically on load. The default is the in-project SimCLR encoder, which no metric uses;
+`encoder=expert` (the guide expert's features) is an explicit variant. The encoder sees images: in latent
+mode ([model] vae) the VAE's decodes of the latents (MethodContext.images), in training and in the bank
+alike, so z at sampling is drawn from embeddings of the kind of image the network was conditioned on in
+training (the decoded train latents: the VAE's reconstructions of the train images). The paper's large-image
 patch-grid sampling is not part of this method.
 """
 from __future__ import annotations
