@@ -59,6 +59,8 @@ def build(cfg: Config, variant: str, data: PreparedData, device: torch.device,
           latents: Latents | None = None) -> Built:
     """The method, the U-Net with the method's modules, and the schedule, on `device`; with `latents`
     (latent mode) the U-Net's channels and size are the latents'."""
+    if cfg.model.vae and latents is None:
+        raise ValueError("latent mode ([model] vae) builds on the suite's latents: pass tasks.latents_of(...)")
     cls, params = parse_variant(variant)
     mean = channel_mean(data) if latents is None else latents.channel_mean()
     schedule = Schedule(cfg.train.num_train_timesteps, cfg.train.beta_schedule, cfg.train.min_snr_gamma,
