@@ -17,7 +17,7 @@ from bench.models.expert import to_model_space
 from bench.models.latent import load_latents, prepare_latents, vae_folder
 from bench.sample import generation_labels, sample_model_space, to_uint8
 from bench.store import SuiteStore
-from bench.tasks import METRICS_FILE, SAMPLES_FILE, classifier_loader, expert_loader
+from bench.tasks import FEATURES_FILE, METRICS_FILE, SAMPLES_FILE, classifier_loader, expert_loader
 from bench.testing import tiny_config, toy_data
 from bench.train import build, load_model
 
@@ -80,6 +80,8 @@ def test_every_method_trains_on_latents_and_stores_images_at_the_data_sets_size(
         assert (folder / METRICS_FILE).exists(), method
         images = np.load(folder / SAMPLES_FILE)["images"]
         assert images.shape == (7 * cfg.sample.samples_per_class, 16, 16, 3) and images.dtype == np.uint8, method
+    # fgscore's features of the held-out images are computed on their latents, what its U-Net sees
+    assert (_eval_dir(store, "fgscore@n_refs=2") / FEATURES_FILE).exists()
 
 
 def test_samples_are_the_vae_decodes_of_the_sampled_latents(suite):
