@@ -21,7 +21,7 @@ from bench.models.latent import Latents
 @dataclass
 class MethodContext:
     num_classes: int
-    channels: int
+    channels: int                        # of what the U-Net diffuses: the images, or in latent mode the latents
     image_size: int
     token_dim: int                       # the U-Net's cross_attention_dim
     device: torch.device
