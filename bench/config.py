@@ -41,6 +41,9 @@ class ModelConfig:
     condition_path: ConditionPath = "attention+time"  # where the condition tokens enter the U-Net
     #                                     (bench/models/unet.py): cross-attention and, mean-pooled, the
     #                                     time embedding (ADM-style), or cross-attention only
+    vae: str = ""                       # a local AutoencoderKL folder (or a pipeline folder with vae/): diffuse
+    #                                     in its latent space (bench/models/latent.py; checked when the
+    #                                     suite is planned); "" = pixel space
 
 
 @dataclass(frozen=True)

@@ -30,11 +30,15 @@ class RunSpec:
 def run_id(cfg: Config, variant: str, train_seed: int) -> str:
     """Hash of the resolved config that shapes this run's numbers (not the seed count, not where
     or how it is executed): the same run in another suite or on another machine shares the id.
-    The method's class (module and qualname) is part of it: a plug-in never shares a built-in's id."""
+    The method's class (module and qualname) is part of it: a plug-in never shares a built-in's id; so
+    are, in latent mode, the VAE's weights."""
     cls, params = parse_variant(variant)
     key = {k: v for k, v in cfg.to_dict().items() if k not in ("suite", "execution")}
     key.update(method=cls.name, method_class=method_class_path(cls), params=dataclasses.asdict(params),
                train_seed=train_seed)
+    if cfg.model.vae:  # the VAE's weights, not only its path: new weights at the same path are a new run
+        from bench.models.latent import weights_hash
+        key.update(vae_weights=weights_hash(cfg.model.vae))
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
@@ -46,7 +50,8 @@ def build_plan(cfg: Config) -> list[RunSpec]:
     from bench.diffusion import sampler_kind
     from bench.metrics import check_metric_names
     check_metric_names(cfg.metrics.names)
-    sampler = sampler_kind(cfg.sample.sampler, cfg.sample.clip_x0)
+    from bench.sample import sampler_settings
+    sampler = sampler_kind(cfg.sample.sampler, sampler_settings(cfg).clip_x0)
     unet = _architecture(cfg)
     variants = []
     for text in cfg.suite.methods:
@@ -77,11 +82,16 @@ def build_plan(cfg: Config) -> list[RunSpec]:
 
 
 def _architecture(cfg: Config):
-    """The suite's U-Net on the meta device: its modules and shapes, no memory, no weights."""
+    """The suite's U-Net on the meta device: its modules and shapes, no memory, no weights. In latent mode
+    it diffuses the VAE's latents (a VAE that does not fit the data is refused here)."""
     import torch
+    from bench.models.latent import latent_shape
     from bench.models.unet import build_unet
+    channels, size = 1 if cfg.data.grayscale else 3, cfg.data.image_size
+    if cfg.model.vae:
+        channels, size = latent_shape(cfg.model.vae, channels, size)
     with torch.device("meta"):
-        return build_unet(cfg.model.size, 1 if cfg.data.grayscale else 3, cfg.data.image_size, cfg.model.condition_path)
+        return build_unet(cfg.model.size, channels, size, cfg.model.condition_path)
 
 
 def check_data(cfg: Config, data: PreparedData) -> None:

@@ -7,13 +7,14 @@ the noise.
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
 import torch
 from PIL import Image
 
-from bench.config import Config
+from bench.config import Config, SampleConfig
 from bench.diffusion import Sampler
 from bench.errors import RunFailed
 from bench.store import atomic_write_bytes
@@ -30,12 +31,26 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
+def sampler_settings(cfg: Config) -> SampleConfig:
+    """[sample] as the sampler applies it. Latents are not bounded to [-1, 1] (nor to mu +- 1), so x0
+    clipping, a pixel-space rule, is off in latent mode."""
+    return dataclasses.replace(cfg.sample, clip_x0=False) if cfg.model.vae else cfg.sample
+
+
 @torch.no_grad()
 def sample_images(built: Built, cfg: Config, labels: np.ndarray, gen_seed: int,
                   device: torch.device, on_step=None) -> np.ndarray:
+    """uint8 images (B, H, W, C) of `labels`, decoded from latents in latent mode."""
+    return to_uint8(built.method.ctx.images(sample_model_space(built, cfg, labels, gen_seed, device, on_step)))
+
+
+@torch.no_grad()
+def sample_model_space(built: Built, cfg: Config, labels: np.ndarray, gen_seed: int,
+                       device: torch.device, on_step=None) -> torch.Tensor:
+    """The samples of `labels` as the U-Net makes them (model space: latents in latent mode)."""
     method, model = built.method, built.model
-    sampler = Sampler.from_config(built.schedule, cfg.sample)
     ctx = method.ctx
+    sampler = Sampler.from_config(built.schedule, sampler_settings(cfg))
     shape1 = (ctx.channels, ctx.image_size, ctx.image_size)
     out = []
     chunk = cfg.sample.batch_size
@@ -61,8 +76,8 @@ def sample_images(built: Built, cfg: Config, labels: np.ndarray, gen_seed: int,
         if not finite:
             raise RunFailed(f"{method.variant} went non-finite (NaN or inf) while sampling generation seed "
                             f"{gen_seed}; its samples are not scored: lower its guidance or other scale parameters")
-        out.append(to_uint8(x))
-    return np.concatenate(out)
+        out.append(x)
+    return torch.cat(out)
 
 
 def save_grid(images: np.ndarray, labels: np.ndarray, path, scale: int = 2) -> None:

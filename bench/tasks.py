@@ -47,19 +47,30 @@ def _source_stamp(name: str) -> list:
 
 
 def prepare_data(cfg: Config, cache: Path) -> Path:
-    """The prepared arrays of the suite's data set, computed once per data config and source state."""
+    """The prepared arrays of the suite's data set, computed once per data config and source state (and in
+    latent mode their latents, once per VAE: bench/models/latent.py)."""
     from bench.datasets import load_prepared
     key = _hash([dataclasses.asdict(cfg.data), _source_stamp(cfg.data.name)])
     path = Path(cache) / f"data-{folder_name(cfg.data.name)}-{key}.npz"
     # bad input raises here, before anything is written; a cached copy is checked against these metrics too
     data = PreparedData.load(path) if path.exists() else load_prepared(cfg.data)
     check_data(cfg, data)
+    if cfg.model.vae:  # first: a VAE that does not load leaves no data cache behind
+        from bench.models.latent import prepare_latents
+        from bench.train import resolve_device
+        prepare_latents(cfg.model.vae, data, path, resolve_device(cfg.execution.device))
     if path.exists():
         return path
     with FileLock(path.with_suffix(".lock"), SHORT_LOCK_TIMEOUT_S):
         if not path.exists():
             data.save(path)
     return path
+
+
+def latents_of(cfg: Config, data_path: Path, device):
+    """The VAE and latents a run diffuses in latent mode ([model] vae); None in pixel space."""
+    from bench.models.latent import load_latents
+    return load_latents(cfg.model.vae, data_path, device) if cfg.model.vae else None
 
 
 def check_reused_runs(run_dirs: list[Path], data_path: Path) -> None:
@@ -136,7 +147,8 @@ def train_task(cfg: Config, spec: RunSpec, results: Path, data_path: Path, on_st
         device = resolve_device(cfg.execution.device)
         try:
             train_model(cfg, spec.variant, spec.train_seed, data, run_dir,
-                        *method_resources(cfg, spec.variant, data, store, device), on_step=on_step)
+                        *method_resources(cfg, spec.variant, data, store, device), on_step=on_step,
+                        latents=latents_of(cfg, data_path, device))
         except Exception as err:  # recorded, not retried: the same input fails the same way
             atomic_write_bytes(run_dir / FAILED, (_failure_reason(err) + "\n").encode())
             return _status(run_dir)
@@ -168,8 +180,9 @@ def eval_task(cfg: Config, spec: RunSpec, gen_seed: int, results: Path, data_pat
         data = PreparedData.load(data_path)
         device = resolve_device(cfg.execution.device)
         try:
+            latents = latents_of(cfg, data_path, device)
             built = load_model(cfg, spec.variant, data, run_dir, device,
-                               *method_resources(cfg, spec.variant, data, store, device))
+                               *method_resources(cfg, spec.variant, data, store, device), latents)
             labels = generation_labels(data.scored_classes, cfg.sample.samples_per_class)
             images = sample_images(built, cfg, labels, gen_seed, device)
             _save_npz(out / SAMPLES_FILE, images=images, labels=labels)
@@ -179,6 +192,8 @@ def eval_task(cfg: Config, spec: RunSpec, gen_seed: int, results: Path, data_pat
             # a method's features of held-out real images do not depend on the generation seed: stored once
             if gen_seed == 0:
                 held_out = labelled_model_space(real_x[scored], real_y[scored], device)
+                if latents is not None:  # the method's features are of what its U-Net sees
+                    held_out = latents.split(cfg.suite.eval_split)[torch.from_numpy(scored)].to(device), held_out[1]
                 features = built.method.evaluation_features(built.model, *held_out)
                 if features is not None:
                     _save_npz(out / FEATURES_FILE, **features)

@@ -24,6 +24,7 @@ from bench.datasets.base import PreparedData
 from bench.diffusion import Schedule
 from bench.errors import RunFailed
 from bench.methods import ConditioningMethod, Denoiser, MethodContext, parse_variant
+from bench.models.latent import Latents
 from bench.models.unet import SIZES, build_unet
 from bench.store import atomic_write_bytes
 
@@ -54,17 +55,23 @@ class Built:
 
 
 def build(cfg: Config, variant: str, data: PreparedData, device: torch.device,
-          expert_loader: Callable | None = None, cache_dir: Path | None = None) -> Built:
-    """The method, the U-Net with the method's modules, and the schedule, on `device`."""
+          expert_loader: Callable | None = None, cache_dir: Path | None = None,
+          latents: Latents | None = None) -> Built:
+    """The method, the U-Net with the method's modules, and the schedule, on `device`; with `latents`
+    (latent mode) the U-Net's channels and size are the latents'."""
+    if cfg.model.vae and latents is None:
+        raise ValueError("latent mode ([model] vae) builds on the suite's latents: pass tasks.latents_of(...)")
     cls, params = parse_variant(variant)
+    mean = channel_mean(data) if latents is None else latents.channel_mean()
     schedule = Schedule(cfg.train.num_train_timesteps, cfg.train.beta_schedule, cfg.train.min_snr_gamma,
-                        channel_mean(data) if cfg.train.center_data else (0.0,))
-    ctx = MethodContext(num_classes=data.num_classes, channels=data.channels, image_size=data.image_size,
+                        mean if cfg.train.center_data else (0.0,))
+    channels, size = (data.channels, data.image_size) if latents is None else (latents.channels, latents.size)
+    ctx = MethodContext(num_classes=data.num_classes, channels=channels, image_size=size,
                         token_dim=SIZES[cfg.model.size].cross_attention_dim, device=device, data=data,
                         schedule=schedule, expert_loader=expert_loader, cache_dir=cache_dir,
-                        p_uncond=cfg.train.p_uncond, guidance=cfg.sample.guidance)
+                        p_uncond=cfg.train.p_uncond, guidance=cfg.sample.guidance, latents=latents)
     method = cls(params, ctx)
-    unet = build_unet(cfg.model.size, data.channels, data.image_size, cfg.model.condition_path)
+    unet = build_unet(cfg.model.size, channels, size, cfg.model.condition_path)
     model = Denoiser(unet, method.build_modules(unet)).to(device)
     if device.type == "cuda" and cfg.execution.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -101,8 +108,8 @@ class BatchStream:
     """Batch `step` of a run is a pure function of (seed, step): seeded epoch permutations, drop-last.
     A resumed run therefore sees exactly the batches an uninterrupted one would."""
 
-    def __init__(self, data: PreparedData, batch_size: int, seed: int, device):
-        self.x = torch.from_numpy(data.train_x).permute(0, 3, 1, 2).contiguous()
+    def __init__(self, data: PreparedData, batch_size: int, seed: int, device, latents: Latents | None = None):
+        self.x = torch.from_numpy(data.train_x).permute(0, 3, 1, 2).contiguous() if latents is None else latents.train
         self.y = torch.from_numpy(data.train_y).long()
         self.batch_size = min(batch_size, len(self.y))
         self.per_epoch = len(self.y) // self.batch_size
@@ -115,7 +122,10 @@ class BatchStream:
             g = torch.Generator().manual_seed(step_seed(self.seed, epoch, salt=1))
             self._epoch, self._order = epoch, torch.randperm(len(self.y), generator=g)
         idx = self._order[k * self.batch_size:(k + 1) * self.batch_size]
-        return (self.x[idx].float() / 127.5 - 1).to(self.device), self.y[idx].to(self.device)
+        x = self.x[idx]
+        if not x.is_floating_point():  # uint8 images; latents are model space already
+            x = x.float() / 127.5 - 1
+        return x.to(self.device), self.y[idx].to(self.device)
 
 
 def step_seed(seed: int, step: int, salt: int = 0) -> int:
@@ -135,16 +145,17 @@ def _lr_at(cfg: Config, step: int) -> float:
 
 def train_model(cfg: Config, variant: str, train_seed: int, data: PreparedData, run_dir: Path,
                 expert_loader: Callable | None = None, cache_dir: Path | None = None,
-                on_step: Callable[[int, int], None] | None = None) -> None:
-    """Train (or resume) one model into `run_dir`; raise RunFailed on a deterministic failure."""
+                on_step: Callable[[int, int], None] | None = None, latents: Latents | None = None) -> None:
+    """Train (or resume) one model into `run_dir` (on `latents` in latent mode); raise RunFailed on a
+    deterministic failure."""
     device = resolve_device(cfg.execution.device)
     torch.manual_seed(train_seed)  # module initialisation
-    built = build(cfg, variant, data, device, expert_loader, cache_dir)
+    built = build(cfg, variant, data, device, expert_loader, cache_dir, latents)
     model, method, schedule = built.model, built.method, built.schedule
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     ema = EMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
-    batches = BatchStream(data, cfg.train.batch_size, train_seed, device)
+    batches = BatchStream(data, cfg.train.batch_size, train_seed, device, latents)
     state_path, log_path = run_dir / STATE_FILE, run_dir / LOG_FILE
     start = 0
     if state_path.exists():
@@ -154,7 +165,7 @@ def train_model(cfg: Config, variant: str, train_seed: int, data: PreparedData, 
             raise
         except Exception as err:  # torn or foreign: this run cannot continue from it, but can restart
             _set_aside(state_path, err)
-            return train_model(cfg, variant, train_seed, data, run_dir, expert_loader, cache_dir, on_step)
+            return train_model(cfg, variant, train_seed, data, run_dir, expert_loader, cache_dir, on_step, latents)
     log_lines = _read_log(log_path, upto=start)
     model.train()
     dihedral = data.meta.get("augment") == "dihedral"   # declared by the data source (or data.augment)
@@ -235,8 +246,9 @@ def _save_weights(path: Path, weights: dict, variant: str) -> None:
 
 
 def load_model(cfg: Config, variant: str, data: PreparedData, run_dir: Path, device: torch.device,
-               expert_loader: Callable | None = None, cache_dir: Path | None = None) -> Built:
-    built = build(cfg, variant, data, device, expert_loader, cache_dir)
+               expert_loader: Callable | None = None, cache_dir: Path | None = None,
+               latents: Latents | None = None) -> Built:
+    built = build(cfg, variant, data, device, expert_loader, cache_dir, latents)
     built.model.load_state_dict(load_file(str(run_dir / CHECKPOINT_FILE), device=str(device)))
     built.model.eval()
     return built

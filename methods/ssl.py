@@ -10,7 +10,10 @@ Sampling   z ~ p(z | c): an embedding of a real train image of class c drawn uni
            eps_hat = eps_u + g (eps_c - eps_u),  eps_c = eps_theta(x_t, t, W z),  eps_u = eps_theta(x_t, t, W 0)
 The encoder (bench/models/encoders.py) is a parameter; it is never trained nor checkpointed, and is
 rebuilt identically on load. The default is the in-project SimCLR encoder, which no metric uses;
-`encoder=expert` (the guide expert's features) is an explicit variant. The paper's large-image
+`encoder=expert` (the guide expert's features) is an explicit variant. The encoder sees images: in latent
+mode ([model] vae) the VAE's decodes of the latents (MethodContext.images), in training and in the bank
+alike, so z at sampling is drawn from embeddings of the kind of image the network was conditioned on in
+training (the decoded train latents: the VAE's reconstructions of the train images). The paper's large-image
 patch-grid sampling is not part of this method.
 """
 from __future__ import annotations
@@ -81,7 +84,7 @@ class SSL(ConditioningMethod):
         return model.modules_["projection"](F.normalize(z.float(), dim=-1))[:, None, :]
 
     def train_condition(self, model, x0, labels, generator):
-        return self.tokens(model, self.encoder(x0))
+        return self.tokens(model, self.encoder(self.ctx.images(x0)))
 
     def null_condition(self, model, n):
         """W 0: the token of a zero embedding."""
@@ -93,7 +96,7 @@ class SSL(ConditioningMethod):
         """Embeddings (N, E) and labels (N,) of the train split, computed once per method object."""
         if self._bank is None:
             x, y = self.ctx.train_images()
-            self._bank = torch.cat([self.encoder(chunk) for chunk in x.split(256)]), y
+            self._bank = torch.cat([self.encoder(self.ctx.images(chunk)) for chunk in x.split(256)]), y
         return self._bank
 
     def draw_embeddings(self, labels: torch.Tensor, generator) -> torch.Tensor:

@@ -1,5 +1,5 @@
 """The shared set-up every method ran under, in the words the report prints: the backbone's
-condition path and the suite's classifier-free guidance."""
+condition path, the space it diffuses in, and the suite's classifier-free guidance."""
 from __future__ import annotations
 
 from bench.methods import REGISTRY
@@ -15,7 +15,9 @@ def setup_text(data: SuiteData) -> str:
     model, train, sample = (config.get(key, {}) for key in ("model", "train", "sample"))
     path = model.get("condition_path", PRE_OPTION_CONDITION_PATH)
     text = (f"Shared backbone: the {model.get('size', '?')} U-Net, the condition entering through "
-            f"{CONDITION_PATHS.get(path, 'an unknown path')} (model.condition_path = \"{path}\"). ")
+            f"{CONDITION_PATHS.get(path, 'an unknown path')} (model.condition_path = \"{path}\"), "
+            + (f"in latent space (VAE {model['vae']}; samples decoded before scoring). " if model.get("vae")
+               else "in pixel space. "))
     if "guidance" not in sample:
         return text + ("Classifier-free guidance: not recorded (a store from before it was a suite "
                        "setting, when only ssl was guided, by its own parameters).")
