@@ -54,58 +54,81 @@ class Exported:
 def export_command(
     run_dir: Path = typer.Argument(..., help=f"a finished run folder: {RUN_LAYOUT}"),
     out: Path = typer.Argument(..., help="the folder to write (must not exist, or be empty)"),
+    plugin: list[str] = typer.Option([], help="a .py file or module defining the run's method, if a plug-in"),
 ):
     """Export a finished run as a diffusers-format folder that bench.pipeline.BenchPipeline samples."""
+    from bench.cli import _load_plugins
+    _load_plugins(plugin)
     typer.echo(f"exported {run_dir} to {export_run(run_dir, out)}")
 
 
 def export_run(run_dir: Path, out: Path) -> Path:
-    from safetensors.torch import save_file
-
-    from bench.config import build_config
+    """Write the export of `run_dir` to `out` (whole, or not at all); return `out`."""
     run_dir, out = Path(run_dir).resolve(), Path(out).resolve()
     store = _suite_store(run_dir)
     _check_out(out)
-    config = read_json(run_dir / "config.json")
-    cfg = build_config(config["config"], str(run_dir / "config.json"))
-    if getattr(cfg.model, "vae", ""):   # [model] vae: latent mode
-        raise BenchError(f"{run_dir} diffuses in a VAE's latent space ([model] vae), which bench export does not "
-                         "write yet; export a pixel-space run")
-    from bench.datasets.base import PreparedData
-    from bench.diffusion import Sampler
-    from bench.pipeline import BenchPipeline
-    from bench.tasks import check_reused_runs, method_resources, prepare_data
-    from bench.train import load_model, resolve_device
-
-    data_path = prepare_data(cfg, store.cache)
-    check_reused_runs([run_dir], data_path)
-    data = PreparedData.load(data_path)
-    device = resolve_device(cfg.execution.device)
-    variant = config["method"]
-    built = load_model(cfg, variant, data, run_dir, device, *method_resources(cfg, variant, data, store, device))
-    sampler = Sampler.from_config(built.schedule, cfg.sample)
-    state = {k: v.detach().contiguous().cpu() for k, v in built.method.export_state(built.model, sampler).items()}
-    weights = {k: v.detach().contiguous().cpu() for k, v in built.model.modules_.state_dict().items()}
-    info = {"method": variant, "class_names": list(data.class_names), "scored_classes": list(data.scored_classes),
-            "dataset": config["dataset"], "config": {"train": asdict(cfg.train), "execution": {"bf16": cfg.execution.bf16}},
-            "source": {"run_dir": str(run_dir), "run_id": config["run_id"], "train_seed": config["train_seed"],
-                       "code_version": config["code_version"], "exported_by": __version__}}
-    sampling = {"sample": asdict(cfg.sample), "data_mean": built.schedule.mean.flatten().tolist()}
-
+    pipeline, files = _contents(run_dir, store)
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.{secrets.token_hex(6)}.tmp"
-    tmp.mkdir(parents=True)
+    tmp.mkdir()
     try:
-        BenchPipeline(unet=built.model.unet, scheduler=sampler.scheduler).save_pretrained(tmp)
-        (tmp / "conditioning").mkdir()
-        save_file(weights, tmp / MODULES_FILE)
-        save_file(state, tmp / STATE_FILE)
-        for name, obj in ((INFO_FILE, info), (SAMPLING_FILE, sampling)):
-            (tmp / name).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+        pipeline.save_pretrained(tmp)
+        for name, data in files.items():
+            (tmp / name).parent.mkdir(exist_ok=True)
+            (tmp / name).write_bytes(data)
         os.replace(tmp, out)              # onto OUT if it is an empty folder (checked above)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _contents(run_dir: Path, store: SuiteStore):
+    """The run's pipeline (U-Net with EMA weights, scheduler) and the other files of its export, by name."""
+    from safetensors import SafetensorError
+    from safetensors.torch import save
+
+    from bench.config import build_config
+    from bench.datasets.base import PreparedData
+    from bench.diffusion import Sampler
+    from bench.pipeline import BenchPipeline
+    from bench.tasks import check_reused_runs, method_resources, prepare_data
+    from bench.train import CHECKPOINT_FILE, load_model, resolve_device
+
+    config = read_json(run_dir / "config.json")
+    cfg = build_config(config["config"], str(run_dir / "config.json"))
+    if getattr(cfg.model, "vae", ""):   # [model] vae: latent mode
+        raise BenchError(f"{run_dir} diffuses in a VAE's latent space ([model] vae), which bench export does not "
+                         "write yet; export a pixel-space run")
+    data_path = prepare_data(cfg, store.cache)
+    check_reused_runs([run_dir], data_path)
+    data = PreparedData.load(data_path)
+    device = resolve_device(cfg.execution.device)
+    variant = config["method"]
+    try:
+        built = load_model(cfg, variant, data, run_dir, device, *method_resources(cfg, variant, data, store, device))
+    except SafetensorError as err:
+        raise BenchError(f"{run_dir / CHECKPOINT_FILE} is unreadable ({err}); delete the run folder and run "
+                         "`bench run` again to retrain it") from None
+    sampler = Sampler.from_config(built.schedule, cfg.sample)
+    state = built.method.export_state(built.model, sampler)
+    info = {"method": variant, "class_names": list(data.class_names), "scored_classes": list(data.scored_classes),
+            "dataset": config["dataset"],
+            "config": {"train": asdict(cfg.train), "execution": {"bf16": cfg.execution.bf16}},
+            "source": {"run_dir": str(run_dir), "run_id": config["run_id"], "train_seed": config["train_seed"],
+                       "code_version": config["code_version"], "exported_by": __version__}}
+    sampling = {"sample": asdict(cfg.sample), "data_mean": built.schedule.mean.flatten().tolist()}
+    files = {MODULES_FILE: save(_cpu(built.model.modules_.state_dict())), STATE_FILE: save(_cpu(state)),
+             INFO_FILE: _json(info), SAMPLING_FILE: _json(sampling)}
+    return BenchPipeline(unet=built.model.unet, scheduler=sampler.scheduler), files
+
+
+def _cpu(tensors: dict) -> dict:
+    return {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+
+
+def _json(obj) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
 
 
 def read_export(folder: Path) -> Exported:
@@ -126,6 +149,7 @@ def read_export(folder: Path) -> Exported:
 
 def _suite_store(run_dir: Path) -> SuiteStore:
     """The store holding `run_dir`, once it is a finished run folder of one."""
+    from bench.train import CHECKPOINT_FILE
     root = run_dir.parents[4] if len(run_dir.parents) > 4 else None
     if not (run_dir / "config.json").is_file() or root is None or run_dir.parents[3].name != "runs" \
             or not (root / "plan.json").is_file():
@@ -136,6 +160,9 @@ def _suite_store(run_dir: Path) -> SuiteStore:
         raise BenchError(f"run {run_dir} failed ({reason}); there is no model to export")
     if not (run_dir / DONE).exists():
         raise BenchError(f"run {run_dir} is not finished (no {DONE} marker); finish it with `bench run` first")
+    if not (run_dir / CHECKPOINT_FILE).is_file():
+        raise BenchError(f"run {run_dir} has no {CHECKPOINT_FILE}; delete the run folder and run `bench run` again "
+                         "to retrain it")
     return SuiteStore(root.parent, root.name)
 
 
