@@ -33,6 +33,9 @@ if TYPE_CHECKING:  # torch and the config are imported on use: `bench --help` st
     import torch
 
     from bench.config import Config
+    from bench.datasets.base import PreparedData
+    from bench.diffusion import Sampler
+    from bench.train import Built
 
 SAMPLING_FILE = "scheduler/bench_sampling.json"
 INFO_FILE = "conditioning/bench.json"
@@ -43,12 +46,28 @@ RUN_LAYOUT = "results/<suite>/runs/<dataset>/<method>/train-seed=<k>/<run_id>/"
 
 @dataclass
 class Exported:
-    """What an exported folder holds besides the diffusers components."""
+    """What an exported folder holds besides the diffusers components (the U-Net and the scheduler)."""
     cfg: Config                         # the run's [train], [sample] and bf16 settings (the rest at defaults)
     data_mean: tuple[float, ...]        # mu of the schedule
-    info: dict                          # conditioning/bench.json
+    info: dict                          # method variant, class names, scored classes, data set, source run
     weights: dict[str, torch.Tensor]    # the method's modules
-    state: dict[str, torch.Tensor]      # the method's sampling state
+    state: dict[str, torch.Tensor]      # the method's sampling state (`export_state`)
+
+    @classmethod
+    def of(cls, built: Built, sampler: Sampler, cfg: Config, data: PreparedData, source: dict) -> "Exported":
+        """The export of a loaded model that samples with `sampler`: its method computes its sampling state now."""
+        state = built.method.export_state(built.model, sampler)
+        info = {"method": built.method.variant, "class_names": list(data.class_names),
+                "scored_classes": list(data.scored_classes), "dataset": data.name, "source": source}
+        return cls(cfg, tuple(built.schedule.mean.flatten().tolist()), info,
+                   _cpu(built.model.modules_.state_dict()), _cpu(state))
+
+    def files(self) -> dict[str, bytes]:
+        from safetensors.torch import save
+        config = {"train": asdict(self.cfg.train), "execution": {"bf16": self.cfg.execution.bf16}}
+        return {MODULES_FILE: save(self.weights), STATE_FILE: save(self.state),
+                INFO_FILE: _json({**self.info, "config": config}),
+                SAMPLING_FILE: _json({"sample": asdict(self.cfg.sample), "data_mean": list(self.data_mean)})}
 
 
 def export_command(
@@ -86,7 +105,6 @@ def export_run(run_dir: Path, out: Path) -> Path:
 def _contents(run_dir: Path, store: SuiteStore):
     """The run's pipeline (U-Net with EMA weights, scheduler) and the other files of its export, by name."""
     from safetensors import SafetensorError
-    from safetensors.torch import save
 
     from bench.config import build_config
     from bench.datasets.base import PreparedData
@@ -110,17 +128,11 @@ def _contents(run_dir: Path, store: SuiteStore):
     except SafetensorError as err:
         raise BenchError(f"{run_dir / CHECKPOINT_FILE} is unreadable ({err}); delete the run folder and run "
                          "`bench run` again to retrain it") from None
+    source = {"run_dir": str(run_dir), "run_id": config["run_id"], "train_seed": config["train_seed"],
+              "code_version": config["code_version"], "exported_by": __version__}
     sampler = Sampler.from_config(built.schedule, cfg.sample)
-    state = built.method.export_state(built.model, sampler)
-    info = {"method": variant, "class_names": list(data.class_names), "scored_classes": list(data.scored_classes),
-            "dataset": config["dataset"],
-            "config": {"train": asdict(cfg.train), "execution": {"bf16": cfg.execution.bf16}},
-            "source": {"run_dir": str(run_dir), "run_id": config["run_id"], "train_seed": config["train_seed"],
-                       "code_version": config["code_version"], "exported_by": __version__}}
-    sampling = {"sample": asdict(cfg.sample), "data_mean": built.schedule.mean.flatten().tolist()}
-    files = {MODULES_FILE: save(_cpu(built.model.modules_.state_dict())), STATE_FILE: save(_cpu(state)),
-             INFO_FILE: _json(info), SAMPLING_FILE: _json(sampling)}
-    return BenchPipeline(unet=built.model.unet, scheduler=sampler.scheduler), files
+    exported = Exported.of(built, sampler, cfg, data, source)
+    return BenchPipeline(unet=built.model.unet, scheduler=sampler.scheduler), exported.files()
 
 
 def _cpu(tensors: dict) -> dict:

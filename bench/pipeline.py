@@ -14,6 +14,7 @@ bit on the CPU. Other rows (one class, another count) are other draws of that se
 """
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -53,43 +54,9 @@ class BenchPipeline(DiffusionPipeline):
 
     def _method(self):
         """bench's `Built` (method, denoiser, schedule) for the pipeline's device, rebuilt after `.to()`."""
-        from bench.diffusion import Schedule
-        from bench.train import Built
-        if self._built is not None and self._built.method.ctx.device == self.device:
-            return self._built
-        from bench.methods import Denoiser, MethodContext, parse_variant
-        exported, unet = self.exported, self.unet
-        cls, params = parse_variant(exported.info["method"])  # a plug-in method: import its module first
-        train = exported.cfg.train
-        schedule = Schedule(train.num_train_timesteps, train.beta_schedule, train.min_snr_gamma, exported.data_mean)
-        ctx = MethodContext(num_classes=len(self.class_names), channels=unet.config.in_channels,
-                            image_size=unet.config.sample_size, token_dim=unet.config.cross_attention_dim,
-                            device=self.device, data=self._no_data(unet), schedule=schedule,
-                            expert_loader=self._no_expert, p_uncond=train.p_uncond,
-                            guidance=exported.cfg.sample.guidance)
-        method = cls(params, ctx)
-        method.load_export_state({k: v.to(self.device) for k, v in exported.state.items()}, exported.weights)
-        with torch.random.fork_rng(devices=[]):     # module initialisation must not move the caller's RNG
-            modules = method.build_modules(unet)
-        model = Denoiser(unet, modules).to(self.device)
-        model.modules_.load_state_dict(exported.weights)
-        model.eval()
-        method.prepare(model)
-        self._built = Built(method, model, schedule)
+        if self._built is None or self._built.method.ctx.device != self.device:
+            self._built = rebuild(self.unet, self.exported, self.device)
         return self._built
-
-    def _no_data(self, unet):
-        """An empty data set with the exported classes: an exported model samples without its train split."""
-        from bench.datasets.base import PreparedData
-        side, channels = unet.config.sample_size, unet.config.in_channels
-        x, y = np.zeros((0, side, side, channels), np.uint8), np.zeros(0, np.int64)
-        info = self.exported.info
-        return PreparedData(info["dataset"], tuple(info["class_names"]), tuple(info["scored_classes"]),
-                            x, y, x, y, x, y)
-
-    def _no_expert(self):
-        raise BenchError(f"method {self.exported.info['method']} asks for the expert classifier while sampling an "
-                         "exported model, which carries none; the method must keep what it needs in export_state")
 
     def labels(self, class_name: str | list[str] | None = None, num_images: int | None = None) -> np.ndarray:
         """Target labels, class-major: `num_images` per class (default: the run's [sample] samples_per_class)
@@ -120,3 +87,41 @@ class BenchPipeline(DiffusionPipeline):
         if output_type == "pil":
             images = [Image.fromarray(im[..., 0] if im.shape[-1] == 1 else im) for im in images]
         return ImagePipelineOutput(images=images) if return_dict else (images,)
+
+
+def rebuild(unet, exported, device: torch.device):
+    """bench's `Built` (method, denoiser around `unet`, schedule) from an export, without the run's data or
+    expert: the method takes back its `export_state` and samples as it did in the run."""
+    from bench.diffusion import Schedule
+    from bench.methods import Denoiser, MethodContext, parse_variant
+    from bench.train import Built
+    info, train = exported.info, exported.cfg.train
+    cls, params = parse_variant(info["method"])  # a plug-in method: import its module first
+    schedule = Schedule(train.num_train_timesteps, train.beta_schedule, train.min_snr_gamma, exported.data_mean)
+    ctx = MethodContext(num_classes=len(info["class_names"]), channels=unet.config.in_channels,
+                        image_size=unet.config.sample_size, token_dim=unet.config.cross_attention_dim,
+                        device=device, data=_no_data(unet, info), schedule=schedule,
+                        expert_loader=partial(_no_expert, info["method"]), p_uncond=train.p_uncond,
+                        guidance=exported.cfg.sample.guidance)
+    method = cls(params, ctx)
+    method.load_export_state({k: v.to(device) for k, v in exported.state.items()}, exported.weights)
+    with torch.random.fork_rng(devices=[]):     # module initialisation must not move the caller's RNG
+        modules = method.build_modules(unet)
+    model = Denoiser(unet, modules).to(device)
+    model.modules_.load_state_dict(exported.weights)
+    model.eval()
+    method.prepare(model)
+    return Built(method, model, schedule)
+
+
+def _no_data(unet, info: dict):
+    """An empty data set with the exported classes: an exported model samples without its train split."""
+    from bench.datasets.base import PreparedData
+    side, channels = unet.config.sample_size, unet.config.in_channels
+    x, y = np.zeros((0, side, side, channels), np.uint8), np.zeros(0, np.int64)
+    return PreparedData(info["dataset"], tuple(info["class_names"]), tuple(info["scored_classes"]), x, y, x, y, x, y)
+
+
+def _no_expert(method: str):
+    raise BenchError(f"method {method} asks for the expert classifier while sampling an exported model, which "
+                     "carries none; the method must keep what it needs in export_state")
