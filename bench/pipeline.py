@@ -46,6 +46,7 @@ class BenchPipeline(DiffusionPipeline):
         exported = read_export(folder)
         pipe = super().from_pretrained(folder, **kwargs)
         pipe.exported = exported
+        pipe._method()                  # a method that cannot be rebuilt is refused now, not at the first call
         return pipe
 
     @property
@@ -93,10 +94,14 @@ def rebuild(unet, exported, device: torch.device):
     """bench's `Built` (method, denoiser around `unet`, schedule) from an export, without the run's data or
     expert: the method takes back its `export_state` and samples as it did in the run."""
     from bench.diffusion import Schedule
-    from bench.methods import Denoiser, MethodContext, parse_variant
+    from bench.methods import REGISTRY, Denoiser, MethodContext, parse_variant
     from bench.train import Built
     info, train = exported.info, exported.cfg.train
-    cls, params = parse_variant(info["method"])  # a plug-in method: import its module first
+    name = info["method"].partition(":")[0]
+    if name not in REGISTRY:
+        raise BenchError(f"this model's method {name!r} is not registered: load its plug-in first, e.g. "
+                         "bench.methods.load_plugin('its_file.py')")
+    cls, params = parse_variant(info["method"])
     schedule = Schedule(train.num_train_timesteps, train.beta_schedule, train.min_snr_gamma, exported.data_mean)
     ctx = MethodContext(num_classes=len(info["class_names"]), channels=unet.config.in_channels,
                         image_size=unet.config.sample_size, token_dim=unet.config.cross_attention_dim,

@@ -154,6 +154,10 @@ def test_the_pipeline_refuses_unknown_classes_and_foreign_folders(monkeypatch, c
         pipe(class_name="tumour", generator=torch.Generator().manual_seed(0))
     with pytest.raises(BenchError, match="num_images must be a positive integer, got 0"):
         pipe(class_name="tumor", num_images=0)
+    info = json.loads((tmp_path / "out" / "conditioning" / "bench.json").read_text())
+    (tmp_path / "out" / "conditioning" / "bench.json").write_text(json.dumps({**info, "method": "offset-noise"}))
+    with pytest.raises(BenchError, match="method 'offset-noise' is not registered: load its plug-in first"):
+        BenchPipeline.from_pretrained(tmp_path / "out")
     shutil.rmtree(tmp_path / "out" / "conditioning")
     with pytest.raises(BenchError, match="is not a folder written by `bench export`"):
         BenchPipeline.from_pretrained(tmp_path / "out")
