@@ -47,7 +47,7 @@ RUN_LAYOUT = "results/<suite>/runs/<dataset>/<method>/train-seed=<k>/<run_id>/"
 @dataclass
 class Exported:
     """What an exported folder holds besides the diffusers components (the U-Net and the scheduler)."""
-    cfg: Config                         # the run's [train], [sample] and bf16 settings (the rest at defaults)
+    cfg: Config                         # the run's (read back from a folder: [train], [sample], bf16; the rest default)
     data_mean: tuple[float, ...]        # mu of the schedule
     info: dict                          # method variant, class names, scored classes, data set, source run
     weights: dict[str, torch.Tensor]    # the method's modules
