@@ -182,8 +182,10 @@ def check_method(plugin: str = typer.Argument(..., help="a .py file (or module) 
 def _register_subcommands() -> None:
     from bench.data_cli import data_app
     from bench.eval_cli import eval_command
+    from bench.export import export_command
     app.add_typer(data_app, name="data", help="list, verify and fetch data sets")
     app.command(name="eval")(eval_command)
+    app.command(name="export")(export_command)
 
 
 _register_subcommands()

@@ -136,9 +136,28 @@ def checkpoint_round_trip(setup: Setup) -> None:
              "two loads of one checkpoint sample differently at one seed")
 
 
+def export_samples_the_same(setup: Setup) -> None:
+    """What `bench export` keeps of a model (its weights and the method's `export_state`) samples as the model
+    does, with neither the train split nor the expert (bench.pipeline.rebuild)."""
+    from diffusers import UNet2DConditionModel
+
+    from bench.diffusion import Sampler
+    from bench.export import Exported
+    from bench.pipeline import rebuild
+    built = setup.build()
+    built.model.eval()
+    exported = Exported.of(built, Sampler.from_config(built.schedule, setup.cfg.sample), setup.cfg, setup.data, {})
+    unet = UNet2DConditionModel.from_config(built.model.unet.config)
+    unet.load_state_dict(built.model.unet.state_dict())
+    rebuilt = rebuild(unet.eval(), exported, CPU)
+    _require(np.array_equal(setup.sample(built, 2), setup.sample(rebuilt, 2)),
+             "the model rebuilt from its export samples differently at one seed: export_state must hold what "
+             "sampling reads from the train split or the expert, and load_export_state take it back")
+
+
 CHECKS: tuple[Callable[[Setup], None], ...] = (
     loss_is_finite_and_falls_on_a_fixed_batch, samples_have_the_right_shape_and_range,
-    same_seed_gives_identical_samples, checkpoint_round_trip)
+    same_seed_gives_identical_samples, checkpoint_round_trip, export_samples_the_same)
 
 
 def check_name(check: Callable) -> str:
@@ -189,3 +208,6 @@ class MethodConformance:
 
     def test_checkpoint_round_trip(self, tmp_path):
         checkpoint_round_trip(Setup.make(self.variant, tmp_path))
+
+    def test_export_samples_the_same(self, tmp_path):
+        export_samples_the_same(Setup.make(self.variant, tmp_path))

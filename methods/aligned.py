@@ -101,6 +101,7 @@ class Aligned(ConditioningMethod):
     paper = "Nair et al. 2024, Feature-aligned diffusion, arXiv 2410.00731 (Eq. 4-5)"
     Params = AlignedParams
     expert_sees_clean = False
+    _expert_dim: int | None = None      # f_e's width in an exported model, which has no expert
 
     @classmethod
     def needs_expert(cls, params) -> bool:
@@ -108,12 +109,16 @@ class Aligned(ConditioningMethod):
 
     def build_modules(self, unet):
         modules = super().build_modules(unet)
-        modules["projection"] = nn.Linear(self.ctx.expert().feature_dim, self._hook_channels(unet))  # W_p
+        modules["projection"] = nn.Linear(self._expert_dim or self.ctx.expert().feature_dim,
+                                          self._hook_channels(unet))  # W_p
         return modules
 
     @classmethod
     def check(cls, params, unet):
         check_feature_maps(unet, [params.hook], "hook")
+
+    def load_export_state(self, state, weights):
+        self._expert_dim = weights["projection.weight"].shape[1]
 
     def _hook_channels(self, unet) -> int:
         """Channels of f_d, read off one probe forward pass."""

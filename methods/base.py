@@ -169,6 +169,19 @@ class ConditioningMethod:
     def check_sampler(cls, params, kind: "SamplerKind") -> None:
         """Raise ValueError naming what is missing if this method cannot sample with `kind`."""
 
+    # ---- export ------------------------------------------------------------------------------
+    def export_state(self, model: "Denoiser", sampler: "Sampler") -> dict[str, torch.Tensor]:
+        """What sampling with `sampler` needs besides the weights, computed now from what only a run has
+        (the train split, an encoder, the expert), so an exported model samples without them (`bench
+        export`, bench/pipeline.py). Raise BenchError saying why if the method cannot do without them.
+        Default: nothing."""
+        return {}
+
+    def load_export_state(self, state: dict[str, torch.Tensor], weights: dict[str, torch.Tensor]) -> None:
+        """Take back `export_state` in a method built without data, before `build_modules`; `weights`
+        are the saved modules' tensors (their shapes size modules whose width came from the run).
+        Default: nothing."""
+
     # ---- evaluation --------------------------------------------------------------------------
     def evaluation_features(self, model: "Denoiser", x0, labels) -> dict | None:
         """Arrays an evaluation stores as features.npz, e.g. the method's own features of `x0`: the

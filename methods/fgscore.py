@@ -106,6 +106,16 @@ def match(a: torch.Tensor, mean: torch.Tensor, std: torch.Tensor | None) -> torc
     return (centred + mean[..., None, None]).to(a.dtype)
 
 
+def pack_stats(stats: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Per-layer (mean, std) pairs as flat named CPU tensors ("0.mean", "0.std", ...), for safetensors."""
+    return {f"{i}.{k}": v.contiguous().cpu() for i, pair in enumerate(stats) for k, v in zip(("mean", "std"), pair)}
+
+
+def unpack_stats(saved: dict[str, torch.Tensor], device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The inverse of `pack_stats`, on `device`."""
+    return [(saved[f"{i}.mean"].to(device), saved[f"{i}.std"].to(device)) for i in range(len(saved) // 2)]
+
+
 def image_keys(x: torch.Tensor) -> torch.Tensor:
     """An int64 key per image, equal for an image and its rotations/flips (the training
     augmentation): a fixed random projection of its per-channel uint8 histograms."""
@@ -244,11 +254,9 @@ class FGScore(ConditioningMethod):
                 with FileLock(path.with_suffix(".lock")):
                     if not path.exists():
                         stats = self._compute_centroids(model, t)
-                        atomic_write_bytes(path, save({f"{i}.{k}": v.contiguous().cpu() for i, pair in enumerate(stats)
-                                                       for k, v in zip(("mean", "std"), pair)}))
+                        atomic_write_bytes(path, save(pack_stats(stats)))
                     saved = load(path.read_bytes())
-                self._centroids[t] = [(saved[f"{i}.mean"].to(self.ctx.device), saved[f"{i}.std"].to(self.ctx.device))
-                                      for i in range(len(saved) // 2)]
+                self._centroids[t] = unpack_stats(saved, self.ctx.device)
         return self._centroids[t]
 
     def _cache_file(self, model, t: int) -> Path | None:
@@ -290,6 +298,19 @@ class FGScore(ConditioningMethod):
 
     def sampling_denoise(self, model, xt, t, cond, labels):
         return self.matched_denoise(model, xt, t, self.centroids(model, labels, t))
+
+    def export_state(self, model, sampler):
+        """The centroids at the sampler's timesteps (an exported model has no references to compute them)."""
+        sampler.reset()
+        return {f"t{int(t)}.{key}": v for t in sampler.timesteps
+                for key, v in pack_stats(self.class_centroids(model, int(t))).items()}
+
+    def load_export_state(self, state, weights):
+        levels: dict[int, dict] = {}
+        for key, value in state.items():
+            level, _, stat = key.partition(".")
+            levels.setdefault(int(level[1:]), {})[stat] = value
+        self._centroids = {t: unpack_stats(saved, self.ctx.device) for t, saved in levels.items()}
 
     def flat(self, stats: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         """phi as one vector per row: the layers' channel means (and stds with `match_std`), concatenated."""

@@ -77,7 +77,9 @@ class SSL(ConditioningMethod):
         return self._encoder
 
     def build_modules(self, unet):
-        return {"projection": nn.Linear(self.encoder.dim, self.ctx.token_dim)}  # W
+        # an exported model has the bank, not the encoder: the bank's width is the encoder's
+        dim = self.encoder.dim if self._bank is None else self._bank[0].shape[1]
+        return {"projection": nn.Linear(dim, self.ctx.token_dim)}  # W
 
     def tokens(self, model, z: torch.Tensor) -> torch.Tensor:
         """z -> z / ||z|| -> W -> one token (B, 1, D); z = 0 stays 0 and gives the null token."""
@@ -119,3 +121,10 @@ class SSL(ConditioningMethod):
 
     def sample_condition(self, model, labels, generator):
         return self.tokens(model, self.draw_embeddings(labels, generator))
+
+    def export_state(self, model, sampler):
+        z, y = self.bank()
+        return {"bank.z": z, "bank.y": y}
+
+    def load_export_state(self, state, weights):
+        self._bank = state["bank.z"].to(self.ctx.device), state["bank.y"].to(self.ctx.device)

@@ -1,0 +1,163 @@
+"""`bench export` and `bench.pipeline.BenchPipeline`: a tiny run leaves the benchmark and samples the same
+images in a fresh Python process; bad input is one line, exit 2, nothing written."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.config import load_config
+from bench.errors import BenchError
+from bench.runner import run_suite
+from bench.store import DONE, FAILED, folder_name
+
+from cli_runner import run_cli
+
+# the sampling states that differ: none, an embedding bank, centroids, a module only training uses
+METHODS = ("baseline", "ssl:simclr_steps=10", "fgscore", "aligned")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A finished tiny suite of METHODS, one generation seed."""
+    results = tmp_path_factory.mktemp("store") / "results"
+    cfg = load_config(None, "tiny", {"suite": {"name": "x", "methods": list(METHODS), "seeds": 1},
+                                     "execution": {"executor": "local", "device": "cpu"}})
+    summary = run_suite(cfg, results)
+    assert not summary.failed, summary.failed
+    return summary.root
+
+
+def run_dir(store, method: str) -> Path:
+    (folder,) = (store / "runs" / "synth-tissue" / folder_name(method) / "train-seed=0").iterdir()
+    return folder
+
+
+def test_exports_reproduce_the_stores_samples_in_a_fresh_process(monkeypatch, capsys, store, tmp_path):
+    outs = {}
+    for method in METHODS:
+        outs[method] = tmp_path / folder_name(method)
+        if method == "baseline":
+            outs[method].mkdir()        # an empty OUT is fine
+        code, out, err = run_cli(monkeypatch, capsys, "export", str(run_dir(store, method)), str(outs[method]))
+        assert code in (0, None), err
+    script = """
+import json, sys
+import numpy as np, torch
+from diffusers import UNet2DConditionModel
+from bench.pipeline import BenchPipeline
+report = {}
+for method, out, run in json.loads(sys.argv[1]):
+    UNet2DConditionModel.from_pretrained(out, subfolder="unet", local_files_only=True)   # a valid [model] init
+    pipe = BenchPipeline.from_pretrained(out)
+    stored = np.load(run + "/eval/seed=0/samples.npz")
+    images = pipe(generator=torch.Generator().manual_seed(0)).images
+    tumor = pipe(class_name="tumor", num_images=3, generator=torch.Generator().manual_seed(0), output_type="pil")
+    report[method] = {"same": bool(np.array_equal(images, stored["images"])), "dtype": str(images.dtype),
+                      "tumor": [im.size for im in tumor.images], "lonely": "ray" not in sys.modules}
+print(json.dumps(report))
+"""
+    jobs = [(m, str(outs[m]), str(run_dir(store, m))) for m in METHODS]
+    done = subprocess.run([sys.executable, "-c", script, json.dumps(jobs)], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.splitlines()[-1])
+    for method in METHODS:
+        assert report[method]["same"], method        # bit for bit
+        assert report[method]["dtype"] == "uint8" and report[method]["tumor"] == [[16, 16]] * 3
+    assert all(r["lonely"] for r in report.values())  # no Ray
+
+
+def test_a_plugin_method_that_cannot_export_is_refused(monkeypatch, capsys, store, tmp_path):
+    from bench.methods.baseline import Baseline
+
+    def needs_the_run(self, model, sampler):
+        raise BenchError(f"{self.name} samples from its train split, which an export does not carry")
+    monkeypatch.setattr(Baseline, "export_state", needs_the_run)
+    code, out, err = run_cli(monkeypatch, capsys, "export", str(run_dir(store, "baseline")), str(tmp_path / "out"))
+    assert_refused(code, err, "samples from its train split")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_write_leaves_nothing(monkeypatch, store, tmp_path):
+    from bench.export import export_run
+    from bench.pipeline import BenchPipeline
+
+    def disk_full(self, folder, **kwargs):
+        (Path(folder) / "half").write_bytes(b"x")
+        raise OSError(28, "No space left on device", str(folder))
+    monkeypatch.setattr(BenchPipeline, "save_pretrained", disk_full)
+    with pytest.raises(OSError):
+        export_run(run_dir(store, "baseline"), tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+def assert_refused(code, err, fragment):
+    assert code == 2, err
+    assert err.startswith("error: ") and err.strip().count("\n") == 0 and "Traceback" not in err, err
+    assert fragment in err, err
+
+
+@pytest.mark.parametrize("case, fragment", [
+    ("missing", "is not a run folder of a results store"),
+    ("outside", "is not a run folder of a results store"),
+    ("suite", "is not a run folder of a results store"),
+    ("unfinished", "is not finished (no DONE marker)"),
+    ("failed", "failed (loss became nan at step 3); there is no model to export"),
+    ("no-checkpoint", "has no checkpoint.safetensors"),
+    ("torn-checkpoint", "checkpoint.safetensors is unreadable"),
+    ("out-not-empty", "already exists and is not an empty folder"),
+    ("out-is-a-file", "already exists and is not an empty folder"),
+])
+def test_bad_export_is_one_line_exit_2_and_writes_nothing(monkeypatch, capsys, store, tmp_path, case, fragment):
+    source, out = run_dir(store, "baseline"), tmp_path / "out" / "export"
+    broken = source.parent / f"broken-{case}"  # a copy of the run, in the store, spoiled
+    if case in ("unfinished", "failed", "no-checkpoint", "torn-checkpoint"):
+        shutil.copytree(source, broken)
+    if case == "unfinished":
+        (broken / DONE).unlink()
+    elif case == "failed":
+        (broken / DONE).unlink()
+        (broken / FAILED).write_text("loss became nan at step 3\n")
+    elif case == "no-checkpoint":
+        (broken / "checkpoint.safetensors").unlink()
+    elif case == "torn-checkpoint":
+        (broken / "checkpoint.safetensors").write_bytes(b"\x00" * 7)
+    elif case == "out-not-empty":
+        out.mkdir(parents=True)
+        (out / "mine.txt").write_text("keep")
+    elif case == "out-is-a-file":
+        out.parent.mkdir()
+        out.write_text("keep")
+    given = {"missing": tmp_path / "nope", "outside": tmp_path, "suite": store}.get(case, broken)
+    if case.startswith("out-"):
+        given = source
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    try:
+        code, _, err = run_cli(monkeypatch, capsys, "export", str(given), str(out))
+    finally:
+        shutil.rmtree(broken, ignore_errors=True)
+    assert_refused(code, err, fragment)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_the_pipeline_refuses_unknown_classes_and_foreign_folders(monkeypatch, capsys, store, tmp_path):
+    from bench.pipeline import BenchPipeline
+    code, _, err = run_cli(monkeypatch, capsys, "export", str(run_dir(store, "baseline")), str(tmp_path / "out"))
+    assert code in (0, None), err
+    pipe = BenchPipeline.from_pretrained(tmp_path / "out")
+    with pytest.raises(BenchError, match="unknown class 'tumour'; this model's classes: tumor, stroma"):
+        pipe(class_name="tumour", generator=torch.Generator().manual_seed(0))
+    with pytest.raises(BenchError, match="num_images must be a positive integer, got 0"):
+        pipe(class_name="tumor", num_images=0)
+    info = json.loads((tmp_path / "out" / "conditioning" / "bench.json").read_text())
+    (tmp_path / "out" / "conditioning" / "bench.json").write_text(json.dumps({**info, "method": "offset-noise"}))
+    with pytest.raises(BenchError, match="method 'offset-noise' is not registered: load its plug-in first"):
+        BenchPipeline.from_pretrained(tmp_path / "out")
+    shutil.rmtree(tmp_path / "out" / "conditioning")
+    with pytest.raises(BenchError, match="is not a folder written by `bench export`"):
+        BenchPipeline.from_pretrained(tmp_path / "out")
