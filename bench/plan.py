@@ -31,8 +31,17 @@ def run_id(cfg: Config, variant: str, train_seed: int) -> str:
     """Hash of the resolved config that shapes this run's numbers (not the seed count, not where
     or how it is executed): the same run in another suite or on another machine shares the id.
     The method's class (module and qualname) is part of it: a plug-in never shares a built-in's id."""
+    from bench.models.init import PRETRAIN, init_stamp
+    from bench.pretrain import pretrain_key
     cls, params = parse_variant(variant)
     key = {k: v for k, v in cfg.to_dict().items() if k not in ("suite", "execution")}
+    # the backbone's identity: the pretrain artefact's content key, or a folder's or cache entry's files
+    # (replaced weights retrain); a [pretrain] recipe no run starts from shapes nothing
+    del key["pretrain"]
+    if cfg.model.init == PRETRAIN:
+        key["init_backbone"] = pretrain_key(cfg)
+    elif cfg.model.init:
+        key["init_backbone"] = init_stamp(cfg.model.init)
     key.update(method=cls.name, method_class=method_class_path(cls), params=dataclasses.asdict(params),
                train_seed=train_seed)
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
@@ -77,11 +86,20 @@ def build_plan(cfg: Config) -> list[RunSpec]:
 
 
 def _architecture(cfg: Config):
-    """The suite's U-Net on the meta device: its modules and shapes, no memory, no weights."""
+    """The suite's U-Net on the meta device: its modules and shapes, no memory, no weights. A pretrained
+    init's is its checkpoint's (BenchError here when it is missing or does not fit the data); the
+    pretrain artefact's is the suite's size, which it is trained at."""
     import torch
+    from bench.datasets import parse_spec
+    from bench.models.init import PRETRAIN, init_architecture
     from bench.models.unet import build_unet
+    channels = 1 if cfg.data.grayscale else 3
+    if cfg.model.init == PRETRAIN:
+        parse_spec(cfg.pretrain.data)  # a source that does not exist fails now, not in its task
     with torch.device("meta"):
-        return build_unet(cfg.model.size, 1 if cfg.data.grayscale else 3, cfg.data.image_size, cfg.model.condition_path)
+        if cfg.model.init not in ("", PRETRAIN):
+            return init_architecture(cfg.model.init, channels, cfg.data.image_size, cfg.model.condition_path)
+        return build_unet(cfg.model.size, channels, cfg.data.image_size, cfg.model.condition_path)
 
 
 def check_data(cfg: Config, data: PreparedData) -> None:

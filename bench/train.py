@@ -25,11 +25,12 @@ from bench.diffusion import Schedule
 from bench.errors import RunFailed
 from bench.methods import ConditioningMethod, Denoiser, MethodContext, parse_variant
 from bench.models.unet import SIZES, build_unet
-from bench.store import atomic_write_bytes
+from bench.store import atomic_write_bytes, atomic_write_json
 
 STATE_FILE = "train_state.pt"
 CHECKPOINT_FILE = "checkpoint.safetensors"
 LOG_FILE = "train_log.jsonl"
+INIT_FILE = "init.json"     # the run's [model] init provenance: source, layers initialised here, layers unused
 
 
 def resolve_device(name: str) -> torch.device:
@@ -51,25 +52,31 @@ class Built:
     method: ConditioningMethod
     model: Denoiser
     schedule: Schedule
+    init: dict | None = None    # where the U-Net's weights came from ([model] init), None = from scratch
 
 
 def build(cfg: Config, variant: str, data: PreparedData, device: torch.device,
           expert_loader: Callable | None = None, cache_dir: Path | None = None) -> Built:
     """The method, the U-Net with the method's modules, and the schedule, on `device`."""
+    from bench.models.init import load_init_unet, token_width
     cls, params = parse_variant(variant)
     schedule = Schedule(cfg.train.num_train_timesteps, cfg.train.beta_schedule, cfg.train.min_snr_gamma,
                         channel_mean(data) if cfg.train.center_data else (0.0,))
     ctx = MethodContext(num_classes=data.num_classes, channels=data.channels, image_size=data.image_size,
-                        token_dim=SIZES[cfg.model.size].cross_attention_dim, device=device, data=data,
+                        token_dim=token_width(cfg.model.init) if cfg.model.init else
+                        SIZES[cfg.model.size].cross_attention_dim, device=device, data=data,
                         schedule=schedule, expert_loader=expert_loader, cache_dir=cache_dir,
                         p_uncond=cfg.train.p_uncond, guidance=cfg.sample.guidance)
     method = cls(params, ctx)
-    unet = build_unet(cfg.model.size, data.channels, data.image_size, cfg.model.condition_path)
+    if cfg.model.init:
+        unet, init = load_init_unet(cfg.model.init, data.channels, data.image_size, cfg.model.condition_path)
+    else:
+        unet, init = build_unet(cfg.model.size, data.channels, data.image_size, cfg.model.condition_path), None
     model = Denoiser(unet, method.build_modules(unet)).to(device)
     if device.type == "cuda" and cfg.execution.channels_last:
         model = model.to(memory_format=torch.channels_last)
     method.prepare(model)
-    return Built(method, model, schedule)
+    return Built(method, model, schedule, init)
 
 
 def channel_mean(data: PreparedData) -> tuple[float, ...]:
@@ -141,6 +148,8 @@ def train_model(cfg: Config, variant: str, train_seed: int, data: PreparedData, 
     torch.manual_seed(train_seed)  # module initialisation
     built = build(cfg, variant, data, device, expert_loader, cache_dir)
     model, method, schedule = built.model, built.method, built.schedule
+    if built.init is not None:
+        atomic_write_json(run_dir / INIT_FILE, built.init)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     ema = EMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
