@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 PRETRAIN = "pretrain"       # [model] init naming the suite's `bench pretrain` artefact
 RECIPE_FILE = "recipe.json"  # what makes a folder a bench pretrain artefact
+WEIGHTS = "diffusion_pytorch_model"  # diffusers' weights file name (.safetensors, .bin, sharded)
 HF_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 FIX = "set model.init to a folder holding a diffusers U-Net (unet/config.json), a model id in the local " \
       "Hugging Face cache, \"pretrain\", or \"\" to train from scratch"
@@ -105,10 +106,41 @@ def token_width(spec: str, config: dict | None = None) -> int:
 
 
 def init_architecture(spec: str, channels: int, image_size: int, condition_path: str) -> UNet2DConditionModel:
-    """The reconciled U-Net built from its config alone (call under torch.device("meta") to pay nothing)."""
+    """The reconciled U-Net built from its config alone (call under torch.device("meta") to pay nothing),
+    its weights file checked against it by the safetensors header (BenchError when they do not fit)."""
     from diffusers import UNet2DConditionModel
     overrides, _ = reconciled_config(spec, channels, image_size, condition_path)
-    return UNet2DConditionModel.from_config({**init_config(spec), **overrides})
+    unet = UNet2DConditionModel.from_config({**init_config(spec), **overrides})
+    _check_weights(spec, {k: tuple(v.shape) for k, v in unet.state_dict().items()})
+    return unet
+
+
+def _check_weights(spec: str, shapes: dict[str, tuple]) -> None:
+    """That the U-Net folder's weights (safetensors, maybe sharded) exist and fit `shapes`; read from
+    the files' headers only. A torch .bin file is checked when it loads (weights_only=True)."""
+    from safetensors import SafetensorError, safe_open
+    folder, subfolder, _ = resolve_init(spec)
+    unet_dir = folder / (subfolder or "")
+    index = unet_dir / f"{WEIGHTS}.safetensors.index.json"
+    try:
+        files = ([unet_dir / f for f in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+                 if index.is_file() else [unet_dir / f"{WEIGHTS}.safetensors"])
+    except (OSError, ValueError, KeyError, AttributeError) as err:
+        raise BenchError(f"model.init {spec}: {index.name} is unreadable ({err}); {FIX}") from None
+    if not all(f.is_file() for f in files):
+        if (unet_dir / f"{WEIGHTS}.bin").is_file():
+            return
+        raise BenchError(f"model.init {spec} holds no U-Net weights ({files[0].name} or {WEIGHTS}.bin); {FIX}")
+    for file in files:
+        try:
+            with safe_open(file, "pt") as weights:
+                found = {key: tuple(weights.get_slice(key).get_shape()) for key in weights.keys()}
+        except (SafetensorError, OSError) as err:
+            raise BenchError(f"model.init {spec}: {file.name} is not a valid safetensors file ({err}); {FIX}") from None
+        wrong = next((k for k, shape in found.items() if k in shapes and shapes[k] != shape), None)
+        if wrong:
+            raise BenchError(f"model.init {spec}: {wrong} has shape {found[wrong]} in the checkpoint but "
+                             f"{shapes[wrong]} in its own config; the folder's config.json and weights disagree")
 
 
 def load_init_unet(spec: str, channels: int, image_size: int, condition_path: str
@@ -120,19 +152,19 @@ def load_init_unet(spec: str, channels: int, image_size: int, condition_path: st
     folder, subfolder, kind = resolve_init(spec)
     overrides, facts = reconciled_config(spec, channels, image_size, condition_path)
     try:
-        # low_cpu_mem_usage=False: layers missing from the checkpoint get their proper initialisation
-        # (with True, diffusers leaves them as uninitialised memory)
-        unet, info = UNet2DConditionModel.from_pretrained(
-            folder, subfolder=subfolder, local_files_only=True, low_cpu_mem_usage=False,
-            output_loading_info=True, **overrides)
+        unet, info = UNet2DConditionModel.from_pretrained(folder, subfolder=subfolder, local_files_only=True,
+                                                          output_loading_info=True, **overrides)
     except (OSError, ValueError, RuntimeError) as err:
         reason = str(err).strip().splitlines()
         raise BenchError(f"model.init {spec} does not load as a U-Net ({reason[-1] if reason else type(err).__name__}"
                          f"); {FIX}") from None
+    initialised = _layers(info["missing_keys"])
+    for name in initialised:  # diffusers leaves a layer the checkpoint lacks as raw memory
+        unet.get_submodule(name).reset_parameters()
     recipe = folder / RECIPE_FILE
     provenance = {"source": spec, "kind": "bench-pretrain" if recipe.is_file() else kind, "folder": str(folder),
                   "subfolder": subfolder, **facts,
-                  "initialised": _layers(info["missing_keys"]), "unused": _layers(info["unexpected_keys"])}
+                  "initialised": initialised, "unused": _layers(info["unexpected_keys"])}
     if recipe.is_file():
         provenance["pretrain_key"] = json.loads(recipe.read_text()).get("key")
     return unet, provenance
