@@ -110,6 +110,7 @@ def prepare_classifier(cfg: Config, role: str, data_path: Path, cache: Path) -> 
 def prepare_pretrain(cfg: Config, kind: str, data_path: Path, cache: Path, on_step=None) -> dict:
     """Train the suite's pretrain backbone once ([model] init = "pretrain"), before the train tasks start."""
     from bench.pretrain import pretrain_backbone
+    _set_threads(cfg)
     return {"status": "done", "path": str(pretrain_backbone(cfg, cache, on_step))}
 
 

@@ -2,7 +2,8 @@
 
 A run folder gets `train_state.pt` every `checkpoint_every` steps (model, EMA, optimizer and RNG
 state: a retried task continues bitwise where it stopped) and, at the end,
-`checkpoint.safetensors` (the EMA weights used for sampling) and `train_log.jsonl`.
+`checkpoint.safetensors` (the EMA weights used for sampling) and `train_log.jsonl`; a run started from a
+pretrained U-Net ([model] init) also gets `init.json`, its provenance.
 """
 from __future__ import annotations
 

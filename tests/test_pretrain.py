@@ -45,6 +45,10 @@ def test_the_artefact_is_trained_once_and_every_method_starts_from_it(tmp_path, 
     for init_file in runs:
         provenance = json.loads(init_file.read_text())
         assert provenance["folder"] == str(folder) and provenance["kind"] == "bench-pretrain"
+    code, _, err = run_cli(monkeypatch, capsys, "report", "--results", str(results), "--format", "md")
+    assert code == 0, err
+    setup = (results / "default" / "report" / "leaderboard.md").read_text()
+    assert 'pretrained by \\`bench pretrain\\` on synth-tissue-ihc' in setup and 'model.init = "pretrain"' in setup
     other = pretrain(monkeypatch, capsys, suite(tmp_path, seed=1), results)  # another recipe, another artefact
     assert other != folder
     weights = [UNet2DConditionModel.from_pretrained(f, subfolder="unet").conv_in.weight for f in (folder, other)]

@@ -75,7 +75,8 @@ def reconciled_config(spec: str, channels: int, image_size: int, condition_path:
     for key in ("in_channels", "out_channels"):
         if config.get(key, 4) != channels:
             raise BenchError(f"model.init {spec} has {key} = {config.get(key, 4)} but the data set has {channels} "
-                             "channel(s); set data.grayscale to match, or pick a checkpoint for this data")
+                             "channel(s); pick a checkpoint for this data's channels or set data.grayscale to match "
+                             "(a latent-space U-Net needs model.vae)")
     downsamples = 2 ** (len(config.get("block_out_channels", ())) - 1)
     if image_size % downsamples:
         raise BenchError(f"model.init {spec} downsamples by {downsamples}, which data.image_size = {image_size} is "

@@ -41,4 +41,4 @@ def _backbone(config: dict) -> str:
     if init == PRETRAIN:
         return (f"the {model.get('size', '?')} U-Net pretrained by `bench pretrain` on {pretrain.get('data', '?')} "
                 f"({pretrain.get('steps', '?')} steps, unconditional), then fine-tuned (model.init = \"pretrain\")")
-    return f"the pretrained U-Net of {init}, fine-tuned (model.init = \"{init}\")"
+    return f"a pretrained U-Net (model.init = \"{init}\"), fine-tuned"
