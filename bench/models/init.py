@@ -6,8 +6,7 @@ Hugging Face model id found in the local cache (never downloaded), or a bench pr
 suite's own by bench.pretrain). Channels, sample size and cross-attention width are the checkpoint's;
 what the suite's condition path needs and the checkpoint lacks (the ADM-style class projection of
 "attention+time") is initialised and listed in the run's provenance, what it has and the path does
-not use is listed as unused. Weights are read by diffusers: safetensors, or torch files with
-weights_only=True.
+not use is listed as unused. Weights are read from safetensors files only: nothing is unpickled.
 """
 from __future__ import annotations
 
@@ -23,7 +22,7 @@ if TYPE_CHECKING:
 
 PRETRAIN = "pretrain"       # [model] init naming the suite's `bench pretrain` artefact
 RECIPE_FILE = "recipe.json"  # what makes a folder a bench pretrain artefact
-WEIGHTS = "diffusion_pytorch_model"  # diffusers' weights file name (.safetensors, .bin, sharded)
+WEIGHTS = "diffusion_pytorch_model"  # diffusers' weights file name (.safetensors, maybe sharded)
 HF_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 FIX = "set model.init to a folder holding a diffusers U-Net (unet/config.json), a model id in the local " \
       "Hugging Face cache, \"pretrain\", or \"\" to train from scratch"
@@ -84,8 +83,9 @@ def reconciled_config(spec: str, channels: int, image_size: int, condition_path:
     width = token_width(spec, config)
     for key in ("addition_embed_type", "encoder_hid_dim_type"):
         if config.get(key):
-            raise BenchError(f"model.init {spec} needs extra conditioning inputs ({key} = {config[key]!r}) that bench "
-                             "does not supply; pick a U-Net conditioned by cross-attention only (e.g. Stable Diffusion 1.x)")
+            raise BenchError(f"model.init {spec} needs extra conditioning inputs ({key} = {config[key]!r}) that "
+                             "bench does not supply; pick a U-Net conditioned by cross-attention only (e.g. Stable "
+                             "Diffusion 1.x)")
     time_path = condition_path == "attention+time"
     overrides = {"class_embed_type": "projection" if time_path else None,
                  "projection_class_embeddings_input_dim": width if time_path else None}
@@ -117,8 +117,8 @@ def init_architecture(spec: str, channels: int, image_size: int, condition_path:
 
 
 def _check_weights(spec: str, shapes: dict[str, tuple]) -> None:
-    """That the U-Net folder's weights (safetensors, maybe sharded) exist and fit `shapes`; read from
-    the files' headers only. A torch .bin file is checked when it loads (weights_only=True)."""
+    """That the U-Net folder's safetensors weights (maybe sharded) exist and fit `shapes`; read from
+    the files' headers only."""
     from safetensors import SafetensorError, safe_open
     folder, subfolder, _ = resolve_init(spec)
     unet_dir = folder / (subfolder or "")
@@ -129,9 +129,9 @@ def _check_weights(spec: str, shapes: dict[str, tuple]) -> None:
     except (OSError, ValueError, KeyError, AttributeError) as err:
         raise BenchError(f"model.init {spec}: {index.name} is unreadable ({err}); {FIX}") from None
     if not all(f.is_file() for f in files):
-        if (unet_dir / f"{WEIGHTS}.bin").is_file():
-            return
-        raise BenchError(f"model.init {spec} holds no U-Net weights ({files[0].name} or {WEIGHTS}.bin); {FIX}")
+        raise BenchError(f"model.init {spec} holds no U-Net weights in safetensors ({files[0].name}; bench never "
+                         "unpickles a .bin file: convert it once with save_pretrained(safe_serialization=True)); "
+                         + FIX)
     for file in files:
         try:
             with safe_open(file, "pt") as weights:
@@ -154,7 +154,7 @@ def load_init_unet(spec: str, channels: int, image_size: int, condition_path: st
     overrides, facts = reconciled_config(spec, channels, image_size, condition_path)
     try:
         unet, info = UNet2DConditionModel.from_pretrained(folder, subfolder=subfolder, local_files_only=True,
-                                                          output_loading_info=True, **overrides)
+                                                          use_safetensors=True, output_loading_info=True, **overrides)
     except (OSError, ValueError, RuntimeError) as err:
         reason = str(err).strip().splitlines()
         raise BenchError(f"model.init {spec} does not load as a U-Net ({reason[-1] if reason else type(err).__name__}"
