@@ -36,9 +36,12 @@ def run_id(cfg: Config, variant: str, train_seed: int) -> str:
     cls, params = parse_variant(variant)
     key = {k: v for k, v in cfg.to_dict().items() if k not in ("suite", "execution")}
     # the backbone's identity: the pretrain artefact's content key, or a folder's or cache entry's files
-    # (replaced weights retrain); a [pretrain] recipe no run starts from shapes nothing
+    # (replaced weights retrain); a [pretrain] recipe no run starts from shapes nothing, and a run from
+    # scratch keeps the id it had before [model] init existed
     del key["pretrain"]
-    if cfg.model.init == PRETRAIN:
+    if not cfg.model.init:
+        del key["model"]["init"]
+    elif cfg.model.init == PRETRAIN:
         key["init_backbone"] = pretrain_key(cfg)
     elif cfg.model.init:
         key["init_backbone"] = init_stamp(cfg.model.init)

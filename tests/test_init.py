@@ -1,6 +1,6 @@
 """[model] init: a pretrained diffusers U-Net from a folder or the Hugging Face cache, fine-tuned."""
-import dataclasses
 import json
+from dataclasses import replace
 import os
 from pathlib import Path
 
@@ -24,6 +24,10 @@ def save_unet(folder: Path, condition_path="attention+time", channels=3, seed=12
     unet = build_unet("tiny", channels, 16, condition_path)
     unet.save_pretrained(folder)
     return unet.state_dict()
+
+
+def with_init(cfg, init: str, **pretrain):
+    return replace(cfg, model=replace(cfg.model, init=init), pretrain=replace(cfg.pretrain, **pretrain))
 
 
 def same_weights(a: dict, b: dict) -> bool:
@@ -63,14 +67,12 @@ def test_bench_run_fine_tunes_the_folder_weights(tmp_path, monkeypatch, capsys):
     logged = json.loads((run_dir / LOG_FILE).read_text().splitlines()[0])
     assert logged["step"] == 1  # the loss of step 0's batch, before any update
 
-    cfg = tiny_config()
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init=str(tmp_path / "pipe")))
+    cfg = with_init(tiny_config(), str(tmp_path / "pipe"))
     data = PreparedData.load(next((tmp_path / "results").rglob("data-synth-tissue-*.npz")))
     loaded_loss, built = step0_loss(cfg, data)
     assert same_weights(built.model.unet.state_dict(), saved)
     assert logged["loss"] == loaded_loss
-    scratch = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init=""))
-    assert step0_loss(scratch, data)[0] != loaded_loss
+    assert step0_loss(with_init(cfg, ""), data)[0] != loaded_loss
     assert json.loads((run_dir / INIT_FILE).read_text())["initialised"] == []
 
 
@@ -106,9 +108,8 @@ def test_layers_the_checkpoint_lacks_are_initialised_and_listed(tmp_path):
 
 def test_the_run_lists_the_initialised_layers(tmp_path, toy_data):
     save_unet(tmp_path / "sd-like", condition_path="attention")
-    cfg = tiny_config()
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init=str(tmp_path / "sd-like")),
-                              train=dataclasses.replace(cfg.train, steps=1))
+    cfg = with_init(tiny_config(), str(tmp_path / "sd-like"))
+    cfg = replace(cfg, train=replace(cfg.train, steps=1))
     train_model(cfg, "baseline", 0, toy_data, tmp_path)
     assert json.loads((tmp_path / INIT_FILE).read_text())["initialised"] == ["class_embedding.linear_1",
                                                                            "class_embedding.linear_2"]
@@ -116,15 +117,18 @@ def test_the_run_lists_the_initialised_layers(tmp_path, toy_data):
 
 def test_a_changed_init_changes_the_run_id(tmp_path):
     save_unet(tmp_path / "a")
-    cfg = tiny_config()
-    ids = {run_id(cfg, "baseline", 0)}
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init=str(tmp_path / "a")))
+    scratch = tiny_config()
+    ids = {run_id(scratch, "baseline", 0)}
+    cfg = with_init(scratch, str(tmp_path / "a"))
     ids.add(run_id(cfg, "baseline", 0))
     weights = tmp_path / "a" / "diffusion_pytorch_model.safetensors"
     save_unet(tmp_path / "a", seed=7)  # other weights, same path
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 1))
     ids.add(run_id(cfg, "baseline", 0))
     assert len(ids) == 3
+    ids |= {run_id(with_init(scratch, "pretrain", seed=seed), "baseline", 0) for seed in (0, 1)}
+    assert len(ids) == 5  # another pretrain recipe is another backbone; one no run starts from changes nothing:
+    assert run_id(with_init(scratch, "", seed=1), "baseline", 0) == run_id(scratch, "baseline", 0)
 
 
 @pytest.mark.parametrize("make, init, message", [
