@@ -37,7 +37,7 @@ def _backbone(config: dict) -> str:
     model, pretrain = config.get("model", {}), config.get("pretrain", {})
     init = model.get("init", "")
     if not init:
-        return f"the {model.get('size', '?')} U-Net trained from scratch"
+        return f"the {model.get('size', '?')} U-Net"  # trained from scratch
     if init == PRETRAIN:
         return (f"the {model.get('size', '?')} U-Net pretrained by `bench pretrain` on {pretrain.get('data', '?')} "
                 f"({pretrain.get('steps', '?')} steps, unconditional), then fine-tuned (model.init = \"pretrain\")")
