@@ -153,8 +153,10 @@ def load_init_unet(spec: str, channels: int, image_size: int, condition_path: st
     folder, subfolder, kind = resolve_init(spec)
     overrides, facts = reconciled_config(spec, channels, image_size, condition_path)
     try:
+        # low_cpu_mem_usage=False: its default True wants `accelerate`, which bench does not need
         unet, info = UNet2DConditionModel.from_pretrained(folder, subfolder=subfolder, local_files_only=True,
-                                                          use_safetensors=True, output_loading_info=True, **overrides)
+                                                          use_safetensors=True, low_cpu_mem_usage=False,
+                                                          output_loading_info=True, **overrides)
     except (OSError, ValueError, RuntimeError) as err:
         reason = str(err).strip().splitlines()
         raise BenchError(f"model.init {spec} does not load as a U-Net ({reason[-1] if reason else type(err).__name__}"
