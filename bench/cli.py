@@ -122,12 +122,11 @@ def pretrain(
 ):
     """Train the suite's unconditional [pretrain] backbone once (cached) and print its folder."""
     from bench.config import load_config
-    from bench.datasets import parse_spec
-    from bench.pretrain import pretrain_backbone
+    from bench.pretrain import check_source, pretrain_backbone
     from bench.store import SuiteStore
 
     cfg = load_config(config, preset)
-    parse_spec(cfg.pretrain.data)  # a missing source fails before anything is written
+    check_source(cfg)
     store = SuiteStore.of(results.resolve(), cfg.suite.name, cfg.suite.eval_split)
     typer.echo(pretrain_backbone(cfg, store.cache))
 

@@ -93,12 +93,12 @@ def _architecture(cfg: Config):
     init's is its checkpoint's (BenchError here when it is missing or does not fit the data); the
     pretrain artefact's is the suite's size, which it is trained at."""
     import torch
-    from bench.datasets import parse_spec
     from bench.models.init import PRETRAIN, init_architecture
     from bench.models.unet import build_unet
+    from bench.pretrain import check_source
     channels = 1 if cfg.data.grayscale else 3
     if cfg.model.init == PRETRAIN:
-        parse_spec(cfg.pretrain.data)  # a source that does not exist fails now, not in its task
+        check_source(cfg)  # fails now, not in its task
     with torch.device("meta"):
         if cfg.model.init not in ("", PRETRAIN):
             return init_architecture(cfg.model.init, channels, cfg.data.image_size, cfg.model.condition_path)

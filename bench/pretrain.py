@@ -37,6 +37,16 @@ class PretrainConfig:
     seed: int = 0                       # initialisation, batch order and noise
 
 
+def check_source(cfg: Config) -> None:
+    """BenchError naming [pretrain] data when it is no data source (before anything is written)."""
+    from bench.datasets import parse_spec
+    from bench.errors import BenchError
+    try:
+        parse_spec(cfg.pretrain.data)
+    except BenchError as err:
+        raise BenchError(f"pretrain.data: {err}") from None
+
+
 def source_data_config(cfg: Config) -> DataConfig:
     """The suite's data options with the pretrain's source in place of the target."""
     return dataclasses.replace(cfg.data, name=cfg.pretrain.data, root="" if cfg.pretrain.data != cfg.data.name

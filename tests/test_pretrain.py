@@ -59,5 +59,5 @@ def test_a_pretrain_source_that_does_not_exist_is_one_line_and_exit_2(tmp_path, 
     for command in ("pretrain", "run"):
         code, _, err = run_cli(monkeypatch, capsys, command, "--preset", "tiny", "--config",
                                str(suite(tmp_path, data="no-such-set")), "--results", str(tmp_path / "results"))
-        assert code == 2 and err.count("\n") == 1 and "unknown data set 'no-such-set'" in err, err
+        assert code == 2 and err.count("\n") == 1 and "pretrain.data: unknown data set 'no-such-set'" in err, err
     assert not (tmp_path / "results").exists()
