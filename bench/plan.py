@@ -43,7 +43,7 @@ def run_id(cfg: Config, variant: str, train_seed: int) -> str:
         del key["model"]["init"]
     elif cfg.model.init == PRETRAIN:
         key["init_backbone"] = pretrain_key(cfg)
-    elif cfg.model.init:
+    else:
         key["init_backbone"] = init_stamp(cfg.model.init)
     key.update(method=cls.name, method_class=method_class_path(cls), params=dataclasses.asdict(params),
                train_seed=train_seed)

@@ -21,10 +21,10 @@ from rich.markup import escape
 from bench.config import Config
 from bench.errors import BenchError
 from bench.executors import make_executor
+from bench.models.init import PRETRAIN
 from bench.plan import RunSpec, build_plan
 from bench.progress import PROGRESS_FILE, GridView, ProgressWriter
 from bench.store import DONE, FAILED, SuiteStore, atomic_write_json
-from bench.models.init import PRETRAIN
 from bench.tasks import (METRICS_FILE, check_reused_runs, eval_task, prepare_classifier, prepare_data,
                          prepare_pretrain, train_task)
 

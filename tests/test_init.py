@@ -137,7 +137,8 @@ def test_a_changed_init_changes_the_run_id(tmp_path):
     ("gray", "{tmp}/gray", "has in_channels = 1 but the data set has 3 channel(s)"),
     (None, "acme/not-cached", "'acme/not-cached' is not in the local Hugging Face cache"),
     ("torn", "{tmp}/torn", "diffusion_pytorch_model.safetensors is not a valid safetensors file"),
-    ("no-weights", "{tmp}/no-weights", "holds no U-Net weights"),
+    ("no-weights", "{tmp}/no-weights", "holds no U-Net weights in safetensors"),
+    ("pickle", "{tmp}/pickle", "bench never unpickles a .bin file"),
     ("misshapen", "{tmp}/misshapen", "the folder's config.json and weights disagree"),
 ])
 def test_an_unusable_init_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, make, init, message):
@@ -150,9 +151,11 @@ def test_an_unusable_init_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, 
     elif make == "torn":
         save_unet(tmp_path / "torn")
         (tmp_path / "torn" / "diffusion_pytorch_model.safetensors").write_bytes(b"not safetensors")
-    elif make == "no-weights":
-        save_unet(tmp_path / "no-weights")
-        (tmp_path / "no-weights" / "diffusion_pytorch_model.safetensors").unlink()
+    elif make in ("no-weights", "pickle"):
+        save_unet(tmp_path / make)
+        (tmp_path / make / "diffusion_pytorch_model.safetensors").unlink()
+        if make == "pickle":  # a torch file holding a pickle that would run code when loaded
+            torch.save({"conv_in.weight": torch.zeros(1)}, tmp_path / make / "diffusion_pytorch_model.bin")
     elif make == "misshapen":
         save_unet(tmp_path / "misshapen")
         config = json.loads((tmp_path / "misshapen" / "config.json").read_text())
