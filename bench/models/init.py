@@ -163,7 +163,10 @@ def load_init_unet(spec: str, channels: int, image_size: int, condition_path: st
                          f"); {FIX}") from None
     initialised = _layers(info["missing_keys"])
     for name in initialised:  # diffusers leaves a layer the checkpoint lacks as raw memory
-        unet.get_submodule(name).reset_parameters()
+        layer = unet.get_submodule(name)
+        if not hasattr(layer, "reset_parameters"):
+            raise BenchError(f"model.init {spec} lacks {name}, which bench cannot initialise; {FIX}")
+        layer.reset_parameters()
     recipe = folder / RECIPE_FILE
     provenance = {"source": spec, "kind": "bench-pretrain" if recipe.is_file() else kind, "folder": str(folder),
                   "subfolder": subfolder, **facts,
