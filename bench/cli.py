@@ -115,6 +115,23 @@ def _split_methods(text: str) -> list[str]:
 
 
 @app.command()
+def pretrain(
+    config: Path = typer.Option(Path("bench.toml"), help="suite config (TOML): its pretrain, data and model sections"),
+    preset: Optional[str] = typer.Option(None, help="named overrides: tiny | paper"),
+    results: Path = typer.Option(Path("results"), help="results store (the artefact goes to the suite's cache)"),
+):
+    """Train the suite's unconditional pretrain backbone once (cached in the suite's cache) and print its folder."""
+    from bench.config import load_config
+    from bench.pretrain import check_source, pretrain_backbone
+    from bench.store import SuiteStore
+
+    cfg = load_config(config, preset)
+    check_source(cfg)
+    store = SuiteStore.of(results.resolve(), cfg.suite.name, cfg.suite.eval_split)
+    typer.echo(pretrain_backbone(cfg, store.cache))
+
+
+@app.command()
 def report(
     results: Path = typer.Option(Path("results"), help="results store"),
     suite: Optional[str] = typer.Option(None, help="suite name (default: every suite in the store)"),

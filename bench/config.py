@@ -20,6 +20,7 @@ from bench.errors import BenchError
 from bench.models.expert import ROLES, ClassifierConfig, ScorerConfig, check_independent, known_backbone
 from bench.models.unet import ConditionPath
 from bench.numbers import finite_float
+from bench.pretrain import PretrainConfig
 from bench.store import EVAL_SPLITS, SUITE_NAME_RULE, is_suite_name
 
 
@@ -44,6 +45,9 @@ class ModelConfig:
     vae: str = ""                       # a local AutoencoderKL folder (or a pipeline folder with vae/): diffuse
     #                                     in its latent space (bench/models/latent.py; checked when the
     #                                     suite is planned); "" = pixel space
+    init: str = ""                      # pretrained U-Net to fine-tune (bench/models/init.py): "" = from scratch; a
+    #                                     local diffusers folder (with unet/, or the unet folder), a Hugging Face
+    #                                     id in the local cache, or "pretrain" ([pretrain], bench pretrain)
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,7 @@ class Config:
     scorer: ScorerConfig = field(default_factory=ScorerConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -178,6 +183,9 @@ _RANGES = {
     ("execution", "num_gpus"): (lambda v: v >= 0, "a number >= 0"),
     ("execution", "threads"): _ints(1, 1024),
     ("execution", "max_retries"): _ints(0, 100),
+    ("pretrain", "steps"): _ints(1, 10_000_000),
+    ("pretrain", "batch_size"): _ints(1, 65_536),
+    ("pretrain", "lr"): _POSITIVE,
 }
 
 # Named overrides applied on top of the file, before CLI flags.
@@ -191,6 +199,7 @@ PRESETS: dict[str, dict] = {
         "expert": {"backbone": "tiny", "epochs": 1},
         "scorer": {"backbone": "tiny-effnet", "epochs": 1},   # another family than the tiny expert
         "metrics": {"kid_subset_size": 8},
+        "pretrain": {"steps": 4, "batch_size": 8},
     },
     # The feature-alignment paper's protocol (Nair 2024): Kather 2016, grayscale, 64 px, no "empty".
     "paper": {

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bench.datasets import DataConfig, PreparedData, load_prepared, parse_spec
+from bench.datasets import PROCEDURAL, DataConfig, PreparedData, load_prepared, parse_spec
 from bench.datasets.manifest import KNOWN, data_dir
 
 data_app = typer.Typer(help="List, check and download data sets.", no_args_is_help=True)
@@ -26,6 +26,7 @@ def list_sets(root: str = typer.Option("", help=ROOT_HELP)) -> None:
     for col in ("name", "size", "classes", "images", "licence", "local copy"):
         table.add_column(col)
     table.add_row("synth-tissue", "any", "8", "unlimited", "generated", "embedded")
+    table.add_row("synth-tissue-ihc", "any", "8", "unlimited", "generated", "embedded")
     for name, ks in KNOWN.items():
         path = data_dir(root) / ks.file.filename
         table.add_row(name, f"{ks.image_size}px", str(len(ks.class_names)),
@@ -39,7 +40,7 @@ def list_sets(root: str = typer.Option("", help=ROOT_HELP)) -> None:
 def _config_for(target: str, root: str) -> DataConfig:
     """A DataConfig that loads `target` (any data-set spec) at its native size with nothing excluded."""
     spec = parse_spec(target)
-    if spec.kind == "synth-tissue":
+    if spec.kind in PROCEDURAL:
         return DataConfig(name=spec.name, train_per_class=2, val_per_class=1, test_per_class=1,
                           exclude_classes=())
     if spec.kind == "kather2016":
@@ -80,8 +81,8 @@ def fetch_cmd(name: str = typer.Argument(..., help="a known data set name (see `
               quiet: bool = typer.Option(False, help="no progress bar")) -> None:
     """Download a known data set (resumable, checksum-verified); BENCH_DATA_URL overrides the URL."""
     from bench.datasets.fetch import fetch
-    if name == "synth-tissue":
-        console.print("synth-tissue is generated on the fly; nothing to fetch")
+    if name in PROCEDURAL:
+        console.print(f"{name} is generated on the fly; nothing to fetch")
         return
     path = fetch(name, root, show_progress=not quiet)
     console.print(f"OK {name}: {path}")

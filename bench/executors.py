@@ -20,7 +20,7 @@ from bench.errors import BenchError
 from bench.models.expert import ROLES
 
 # Task kinds that run a network and so get `num_gpus` each; data preparation runs in the driver.
-GPU_KINDS = (*ROLES, "train", "eval")
+GPU_KINDS = (*ROLES, "pretrain", "train", "eval")
 
 
 @dataclass(eq=False)  # a handle: hashed by identity, like a Ray ObjectRef

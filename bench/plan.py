@@ -32,8 +32,20 @@ def run_id(cfg: Config, variant: str, train_seed: int) -> str:
     or how it is executed): the same run in another suite or on another machine shares the id.
     The method's class (module and qualname) is part of it: a plug-in never shares a built-in's id; so
     are, in latent mode, the VAE's weights."""
+    from bench.models.init import PRETRAIN, init_stamp
+    from bench.pretrain import pretrain_key
     cls, params = parse_variant(variant)
     key = {k: v for k, v in cfg.to_dict().items() if k not in ("suite", "execution")}
+    # the backbone's identity: the pretrain artefact's content key, or a folder's or cache entry's files
+    # (replaced weights retrain); a [pretrain] recipe no run starts from shapes nothing, and a run from
+    # scratch keeps the id it had before [model] init existed
+    del key["pretrain"]
+    if not cfg.model.init:
+        del key["model"]["init"]
+    elif cfg.model.init == PRETRAIN:
+        key["init_backbone"] = pretrain_key(cfg)
+    else:
+        key["init_backbone"] = init_stamp(cfg.model.init)
     key.update(method=cls.name, method_class=method_class_path(cls), params=dataclasses.asdict(params),
                train_seed=train_seed)
     if cfg.model.vae:  # the VAE's weights, not only its path: new weights at the same path are a new run
@@ -83,14 +95,22 @@ def build_plan(cfg: Config) -> list[RunSpec]:
 
 def _architecture(cfg: Config):
     """The suite's U-Net on the meta device: its modules and shapes, no memory, no weights. In latent mode
-    it diffuses the VAE's latents (a VAE that does not fit the data is refused here)."""
+    it diffuses the VAE's latents (a VAE that does not fit the data is refused here). A pretrained init's
+    is its checkpoint's (BenchError here when it is missing or does not fit the data); the pretrain
+    artefact's is the suite's size, which it is trained at."""
     import torch
+    from bench.models.init import PRETRAIN, init_architecture
     from bench.models.latent import latent_shape
     from bench.models.unet import build_unet
+    from bench.pretrain import check_source
     channels, size = 1 if cfg.data.grayscale else 3, cfg.data.image_size
     if cfg.model.vae:
         channels, size = latent_shape(cfg.model.vae, channels, size)
+    if cfg.model.init == PRETRAIN:
+        check_source(cfg)  # fails now, not in its task
     with torch.device("meta"):
+        if cfg.model.init not in ("", PRETRAIN):
+            return init_architecture(cfg.model.init, channels, size, cfg.model.condition_path)
         return build_unet(cfg.model.size, channels, size, cfg.model.condition_path)
 
 

@@ -22,7 +22,7 @@ from bench.models.expert import ROLES
 from bench.store import atomic_write_json
 
 PROGRESS_FILE = "progress.json"
-KINDS = (*ROLES, "train", "eval")
+KINDS = (*ROLES, "pretrain", "train", "eval")
 
 
 def _ray_node() -> str | None:

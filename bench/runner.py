@@ -21,10 +21,12 @@ from rich.markup import escape
 from bench.config import Config
 from bench.errors import BenchError
 from bench.executors import make_executor
+from bench.models.init import PRETRAIN
 from bench.plan import RunSpec, build_plan
 from bench.progress import PROGRESS_FILE, GridView, ProgressWriter
 from bench.store import DONE, FAILED, SuiteStore, atomic_write_json
-from bench.tasks import METRICS_FILE, check_reused_runs, eval_task, prepare_classifier, prepare_data, train_task
+from bench.tasks import (METRICS_FILE, check_reused_runs, eval_task, prepare_classifier, prepare_data,
+                         prepare_pretrain, train_task)
 
 POLL_S = 0.5  # how often the driver looks at finished tasks and progress files
 
@@ -44,6 +46,8 @@ def classifiers_needed(cfg: Config, kind: str, spec: RunSpec) -> set[str]:
     from bench.metrics import classifiers_needed as metrics_need
     method, params = parse_variant(spec.variant)
     needed = {"expert"} if method.needs_expert(params) else set()
+    if cfg.model.init == PRETRAIN:  # the U-Net starts from (and is built as) the suite's pretrain artefact
+        needed.add("pretrain")
     return needed | set(metrics_need(cfg.metrics.names)) if kind == "eval" else needed
 
 
@@ -108,7 +112,7 @@ def run_task(kind: str, fn, args: tuple, progress: str, token: str, plugins: dic
     writer = ProgressWriter(Path(progress), token)
     writer.start()
     try:
-        value = fn(*args, on_step=writer.step) if kind == "train" else fn(*args)
+        value = fn(*args, on_step=writer.step) if kind in ("train", "pretrain") else fn(*args)
     except BaseException:
         writer.finish("stopped")
         raise
@@ -118,10 +122,10 @@ def run_task(kind: str, fn, args: tuple, progress: str, token: str, plugins: dic
 
 @dataclass(frozen=True)
 class _Job:
-    kind: str                   # expert | scorer (the classifier of that role) | train | eval
+    kind: str                   # expert | scorer (the classifier of that role) | pretrain | train | eval
     spec: RunSpec | None = None
     gen_seed: int | None = None
-    needs: frozenset[str] = frozenset()  # the classifiers a train or eval job waits for
+    needs: frozenset[str] = frozenset()  # the classifiers (and pretrain) a train or eval job waits for
 
     @property
     def label(self) -> str:
@@ -193,8 +197,9 @@ class _Grid:
 
     def _submit(self, job: _Job) -> None:
         cfg, results = self.cfg, self.store.root.parent
-        if job.spec is None:  # a classifier, named by its role
-            fn, args = prepare_classifier, (cfg, job.kind, self.data_path, self.store.cache)
+        if job.spec is None:  # a classifier, named by its role, or the pretrain backbone
+            fn = prepare_pretrain if job.kind == PRETRAIN else prepare_classifier
+            args = (cfg, job.kind, self.data_path, self.store.cache)
             progress = self.store.cache / f"{job.kind}-{PROGRESS_FILE}"
         elif job.kind == "train":
             fn, args = train_task, (cfg, job.spec, results, self.data_path)

@@ -22,6 +22,7 @@ from bench.config import Config
 from bench.datasets.base import PreparedData
 from bench.errors import BenchError, RunFailed
 from bench.plan import RunSpec, check_data
+from bench.pretrain import with_init_resolved
 from bench.store import (DONE, FAILED, SHORT_LOCK_TIMEOUT_S, FileLock, SuiteStore, atomic_write_bytes,
                          atomic_write_json, folder_name, read_json)
 
@@ -34,7 +35,7 @@ def _hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def _source_stamp(name: str) -> list:
+def source_stamp(name: str) -> list:
     """(file, size, mtime) of a folder:/npz: source, so edited files are prepared afresh; named
     sources are checksum-verified files and need none."""
     prefix, _, location = name.partition(":")
@@ -46,15 +47,17 @@ def _source_stamp(name: str) -> list:
             for p in files]
 
 
-def prepare_data(cfg: Config, cache: Path) -> Path:
+def prepare_data(cfg: Config, cache: Path, check: bool = True) -> Path:
     """The prepared arrays of the suite's data set, computed once per data config and source state (and in
-    latent mode their latents, once per VAE: bench/models/latent.py)."""
+    latent mode their latents, once per VAE: bench/models/latent.py); `check`: that they can feed the
+    suite's metrics (not for a pretrain's source, which is never scored)."""
     from bench.datasets import load_prepared
-    key = _hash([dataclasses.asdict(cfg.data), _source_stamp(cfg.data.name)])
+    key = _hash([dataclasses.asdict(cfg.data), source_stamp(cfg.data.name)])
     path = Path(cache) / f"data-{folder_name(cfg.data.name)}-{key}.npz"
     # bad input raises here, before anything is written; a cached copy is checked against these metrics too
     data = PreparedData.load(path) if path.exists() else load_prepared(cfg.data)
-    check_data(cfg, data)
+    if check:
+        check_data(cfg, data)
     if cfg.model.vae:  # first: a VAE that does not load leaves no data cache behind
         from bench.models.latent import prepare_latents
         from bench.train import resolve_device
@@ -115,6 +118,13 @@ def prepare_classifier(cfg: Config, role: str, data_path: Path, cache: Path) -> 
     return {"status": "done"}
 
 
+def prepare_pretrain(cfg: Config, kind: str, data_path: Path, cache: Path, on_step=None) -> dict:
+    """Train the suite's pretrain backbone once ([model] init = "pretrain"), before the train tasks start."""
+    from bench.pretrain import pretrain_backbone
+    _set_threads(cfg)
+    return {"status": "done", "path": str(pretrain_backbone(cfg, cache, on_step))}
+
+
 def _set_threads(cfg: Config) -> None:
     torch.set_num_threads(cfg.execution.threads)
 
@@ -146,7 +156,7 @@ def train_task(cfg: Config, spec: RunSpec, results: Path, data_path: Path, on_st
             "code_version": __version__, "config": cfg.to_dict()})
         device = resolve_device(cfg.execution.device)
         try:
-            train_model(cfg, spec.variant, spec.train_seed, data, run_dir,
+            train_model(with_init_resolved(cfg, store.cache), spec.variant, spec.train_seed, data, run_dir,
                         *method_resources(cfg, spec.variant, data, store, device), on_step=on_step,
                         latents=latents_of(cfg, data_path, device))
         except Exception as err:  # recorded, not retried: the same input fails the same way
@@ -181,7 +191,7 @@ def eval_task(cfg: Config, spec: RunSpec, gen_seed: int, results: Path, data_pat
         device = resolve_device(cfg.execution.device)
         try:
             latents = latents_of(cfg, data_path, device)
-            built = load_model(cfg, spec.variant, data, run_dir, device,
+            built = load_model(with_init_resolved(cfg, store.cache), spec.variant, data, run_dir, device,
                                *method_resources(cfg, spec.variant, data, store, device), latents)
             labels = generation_labels(data.scored_classes, cfg.sample.samples_per_class)
             images = sample_images(built, cfg, labels, gen_seed, device)

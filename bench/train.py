@@ -2,7 +2,8 @@
 
 A run folder gets `train_state.pt` every `checkpoint_every` steps (model, EMA, optimizer and RNG
 state: a retried task continues bitwise where it stopped) and, at the end,
-`checkpoint.safetensors` (the EMA weights used for sampling) and `train_log.jsonl`.
+`checkpoint.safetensors` (the EMA weights used for sampling) and `train_log.jsonl`; a run started from a
+pretrained U-Net ([model] init) also gets `init.json`, its provenance.
 """
 from __future__ import annotations
 
@@ -26,11 +27,12 @@ from bench.errors import RunFailed
 from bench.methods import ConditioningMethod, Denoiser, MethodContext, parse_variant
 from bench.models.latent import Latents
 from bench.models.unet import SIZES, build_unet
-from bench.store import atomic_write_bytes
+from bench.store import atomic_write_bytes, atomic_write_json
 
 STATE_FILE = "train_state.pt"
 CHECKPOINT_FILE = "checkpoint.safetensors"
 LOG_FILE = "train_log.jsonl"
+INIT_FILE = "init.json"     # the run's [model] init provenance: source, layers initialised here, layers unused
 
 
 def resolve_device(name: str) -> torch.device:
@@ -52,6 +54,7 @@ class Built:
     method: ConditioningMethod
     model: Denoiser
     schedule: Schedule
+    init: dict | None = None    # where the U-Net's weights came from ([model] init), None = from scratch
 
 
 def build(cfg: Config, variant: str, data: PreparedData, device: torch.device,
@@ -61,22 +64,27 @@ def build(cfg: Config, variant: str, data: PreparedData, device: torch.device,
     (latent mode) the U-Net's channels and size are the latents'."""
     if cfg.model.vae and latents is None:
         raise ValueError("latent mode ([model] vae) builds on the suite's latents: pass tasks.latents_of(...)")
+    from bench.models.init import load_init_unet, token_width
     cls, params = parse_variant(variant)
     mean = channel_mean(data) if latents is None else latents.channel_mean()
     schedule = Schedule(cfg.train.num_train_timesteps, cfg.train.beta_schedule, cfg.train.min_snr_gamma,
                         mean if cfg.train.center_data else (0.0,))
     channels, size = (data.channels, data.image_size) if latents is None else (latents.channels, latents.size)
     ctx = MethodContext(num_classes=data.num_classes, channels=channels, image_size=size,
-                        token_dim=SIZES[cfg.model.size].cross_attention_dim, device=device, data=data,
+                        token_dim=token_width(cfg.model.init) if cfg.model.init else
+                        SIZES[cfg.model.size].cross_attention_dim, device=device, data=data,
                         schedule=schedule, expert_loader=expert_loader, cache_dir=cache_dir,
                         p_uncond=cfg.train.p_uncond, guidance=cfg.sample.guidance, latents=latents)
     method = cls(params, ctx)
-    unet = build_unet(cfg.model.size, channels, size, cfg.model.condition_path)
+    if cfg.model.init:
+        unet, init = load_init_unet(cfg.model.init, channels, size, cfg.model.condition_path)
+    else:
+        unet, init = build_unet(cfg.model.size, channels, size, cfg.model.condition_path), None
     model = Denoiser(unet, method.build_modules(unet)).to(device)
     if device.type == "cuda" and cfg.execution.channels_last:
         model = model.to(memory_format=torch.channels_last)
     method.prepare(model)
-    return Built(method, model, schedule)
+    return Built(method, model, schedule, init)
 
 
 def channel_mean(data: PreparedData) -> tuple[float, ...]:
@@ -152,6 +160,8 @@ def train_model(cfg: Config, variant: str, train_seed: int, data: PreparedData, 
     torch.manual_seed(train_seed)  # module initialisation
     built = build(cfg, variant, data, device, expert_loader, cache_dir, latents)
     model, method, schedule = built.model, built.method, built.schedule
+    if built.init is not None:
+        atomic_write_json(run_dir / INIT_FILE, built.init)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     ema = EMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None

@@ -1,6 +1,7 @@
 """Data sources: a DataConfig -> PreparedData, whatever the source.
 
-Sources: `synth-tissue` (procedural, embedded), `kather2016`, the 2-D MedMNIST sets
+Sources: `synth-tissue` (procedural, embedded), `synth-tissue-ihc` (the same classes in IHC stain: a
+source domain for `bench pretrain`), `kather2016`, the 2-D MedMNIST sets
 (`pathmnist` picks the smallest file at least image_size; `pathmnist_64` etc. name one file),
 `folder:PATH` (one sub-folder per class) and `npz:PATH` (MedMNIST-style arrays). Source modules
 are imported on use, so listing sources stays cheap.
@@ -16,11 +17,12 @@ from bench.datasets.manifest import KNOWN
 from bench.errors import BenchError
 
 PATH_PREFIXES = ("folder:", "npz:")
+PROCEDURAL = ("synth-tissue", "synth-tissue-ihc")  # generated, embedded: no files
 
 
 @dataclass(frozen=True)
 class DataSpec:
-    kind: str           # synth-tissue | kather2016 | medmnist | folder | npz
+    kind: str           # synth-tissue | synth-tissue-ihc | kather2016 | medmnist | folder | npz
     name: str           # the canonical spec: what PreparedData.name and every command print
     path: str = ""      # the folder:/npz: location
     root: str = ""      # the Kather zip given as a path: DataConfig.root
@@ -31,8 +33,8 @@ def parse_spec(text: str) -> DataSpec:
     `data verify`) and printed by them: synth-tissue | a known name (kather2016, pathmnist,
     pathmnist_64, ...) | folder:PATH | npz:PATH; a bare path is read as what it is (a folder, an
     .npz, the Kather zip)."""
-    if text == "synth-tissue":
-        return DataSpec("synth-tissue", text)
+    if text in PROCEDURAL:
+        return DataSpec(text, text)
     if text in KNOWN:
         return DataSpec("kather2016" if text == "kather2016" else "medmnist", text)
     prefix, colon, location = text.partition(":")
@@ -50,7 +52,7 @@ def parse_spec(text: str) -> DataSpec:
 
 
 def known_sources() -> list[str]:
-    return ["synth-tissue", *KNOWN, *(f"{p}PATH" for p in PATH_PREFIXES)]
+    return [*PROCEDURAL, *KNOWN, *(f"{p}PATH" for p in PATH_PREFIXES)]
 
 
 def load_prepared(cfg: DataConfig) -> PreparedData:
@@ -58,6 +60,9 @@ def load_prepared(cfg: DataConfig) -> PreparedData:
     if spec.kind == "synth-tissue":
         from bench.datasets import synth_tissue
         return synth_tissue.load(cfg)
+    if spec.kind == "synth-tissue-ihc":
+        from bench.datasets import synth_tissue_ihc
+        return synth_tissue_ihc.load(cfg)
     if spec.kind == "kather2016":
         from bench.datasets import kather2016
         return kather2016.load(dataclasses.replace(cfg, root=spec.root or cfg.root))

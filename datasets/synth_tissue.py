@@ -309,8 +309,11 @@ def _stain(rng, h, e, H, E) -> np.ndarray:
     return 255.0 * np.exp(-od)
 
 
-def generate(class_index: int, n: int, size: int, seed: int) -> np.ndarray:
-    """n RGB tiles of class `class_index` at size x size: uint8 (n, size, size, 3).
+def generate(class_index: int, n: int, size: int, seed: int,
+             stains: tuple[np.ndarray, np.ndarray, float] | None = None) -> np.ndarray:
+    """n RGB tiles of class `class_index` at size x size: uint8 (n, size, size, 3). `stains`: the OD
+    vectors of the nuclear and the second stain and the second stain's strength (default: the class's
+    H&E vectors, strength 1).
 
     The same arguments give identical bytes; image i does not depend on n. Maps are rendered at
     SUPERSAMPLE x the size and area-averaged in optical density (where stains add linearly)
@@ -329,7 +332,8 @@ def generate(class_index: int, n: int, size: int, seed: int) -> np.ndarray:
         tissue = 1.0 - np.clip(clear, 0, 1)
         h = _area_downsample(np.maximum(h, 0) * tissue, SUPERSAMPLE)
         e = _area_downsample(np.maximum(e, 0) * tissue, SUPERSAMPLE)
-        rgb = _stain(rng, h, e, CLASS_H[class_index], CLASS_E[class_index])
+        H, E, strength = stains or (CLASS_H[class_index], CLASS_E[class_index], 1.0)
+        rgb = _stain(rng, h, e * np.float32(strength), H, E)
         k = min(chunk, n - c0)
         out[c0:c0 + k] = np.clip(np.rint(rgb[:k]), 0, 255).astype(np.uint8)
     return out
@@ -341,8 +345,10 @@ def seed_of_split(split_seed: int, split: str) -> int:
     return 3 * split_seed + SPLITS.index(split)
 
 
-def load(cfg: DataConfig) -> PreparedData:
-    """Train/val/test with cfg.<split>_per_class images of every class, rendered at image_size."""
+def load(cfg: DataConfig, source: str = "synth-tissue", stains=None, seed_offset: int = 0) -> PreparedData:
+    """Train/val/test with cfg.<split>_per_class images of every class, rendered at image_size; another
+    stain (`stains`: class index -> OD vectors, see `generate`) and other tissue (`seed_offset`) make a
+    source of its own (synth_tissue_ihc)."""
     if cfg.split_seed < 0:
         raise BenchError(f"split_seed {cfg.split_seed} must be >= 0 for synth-tissue")
     if cfg.image_size < 4:
@@ -353,10 +359,10 @@ def load(cfg: DataConfig) -> PreparedData:
         per = getattr(cfg, f"{s}_per_class")
         if per < 0 or (s == "train" and per == 0):
             raise BenchError(f"data.{s}_per_class = {per} must be >= 0 (train >= 1)")
-        seeds[s] = seed_of_split(cfg.split_seed, s)
-        x = np.concatenate([generate(c, per, cfg.image_size, seeds[s])
+        seeds[s] = seed_of_split(cfg.split_seed, s) + seed_offset
+        x = np.concatenate([generate(c, per, cfg.image_size, seeds[s], stains(c) if stains else None)
                             for c in range(len(CLASS_NAMES))])
         splits[s] = (x, np.repeat(np.arange(len(CLASS_NAMES)), per))
-    meta = {"source": "synth-tissue", "generator": "bench.datasets.synth_tissue.generate",
+    meta = {"source": source, "generator": "bench.datasets.synth_tissue.generate",
             "seeds": seeds, "licence": "generated; no third-party data"}
-    return assemble(cfg, "synth-tissue", CLASS_NAMES, splits, meta, augment="dihedral")  # tissue has no up
+    return assemble(cfg, source, CLASS_NAMES, splits, meta, augment="dihedral")  # tissue has no up

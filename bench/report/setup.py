@@ -14,7 +14,7 @@ def setup_text(data: SuiteData) -> str:
     config = data.plan.get("config", {})
     model, train, sample = (config.get(key, {}) for key in ("model", "train", "sample"))
     path = model.get("condition_path", PRE_OPTION_CONDITION_PATH)
-    text = (f"Shared backbone: the {model.get('size', '?')} U-Net, the condition entering through "
+    text = (f"Shared backbone: {_backbone(config)}, the condition entering through "
             f"{CONDITION_PATHS.get(path, 'an unknown path')} (model.condition_path = \"{path}\"), "
             + (f"in latent space (VAE {model['vae']}; samples decoded before scoring). " if model.get("vae")
                else "in pixel space. "))
@@ -31,3 +31,16 @@ def setup_text(data: SuiteData) -> str:
     if unknown:
         text += f"; not known here whether {', '.join(unknown)} used it (method not registered)"
     return text + "."
+
+
+def _backbone(config: dict) -> str:
+    """The U-Net every method started from: trained from scratch, or [model] init's source."""
+    from bench.models.init import PRETRAIN
+    model, pretrain = config.get("model", {}), config.get("pretrain", {})
+    init = model.get("init", "")
+    if not init:
+        return f"the {model.get('size', '?')} U-Net"  # trained from scratch
+    if init == PRETRAIN:
+        return (f"the {model.get('size', '?')} U-Net pretrained by `bench pretrain` on {pretrain.get('data', '?')} "
+                f"({pretrain.get('steps', '?')} steps, unconditional), then fine-tuned (model.init = \"pretrain\")")
+    return f"a pretrained U-Net (model.init = \"{init}\"), fine-tuned"
