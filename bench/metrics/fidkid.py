@@ -31,8 +31,10 @@ KID_SEED = 2020          # torch-fidelity's default rng_seed: subsets are reprod
 # Naeem et al.'s k = 5 for density/coverage (an expected coverage of 1 - 2^-5 for identical sets).
 NEIGHBORHOOD = {"precision": 3, "recall": 3, "density": 5, "coverage": 5}
 MANIFOLD_KINDS = tuple(NEIGHBORHOOD)
-# Images each set needs at least, per metric kind: a covariance needs 2, a k-NN manifold k + 1.
-MIN_IMAGES = {"fid": 2, "kid": 2, **{kind: k + 1 for kind, k in NEIGHBORHOOD.items()}}
+# Images each set needs at least, per metric kind: a covariance needs 2, a k-NN manifold k + 1, and
+# prdc k + 2 (it partitions at index k + 1, which must lie inside each set).
+MIN_IMAGES = {"fid": 2, "kid": 2, "precision": NEIGHBORHOOD["precision"] + 1, "recall": NEIGHBORHOOD["recall"] + 1,
+              "density": NEIGHBORHOOD["density"] + 2, "coverage": NEIGHBORHOOD["coverage"] + 2}
 
 
 def _check(fake: np.ndarray, real: np.ndarray, kind: str) -> None:
