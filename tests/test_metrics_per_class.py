@@ -6,7 +6,8 @@ from test_report import make_store
 
 from bench.report import build_report
 
-FID_COUNTS = {"n_gen": {"tumor": 10, "stroma": 10}, "n_ref": {"tumor": 64, "stroma": 64}, "min_images": 1281}
+FID_COUNTS = {"n_gen": {"tumor": 10, "stroma": 10}, "n_ref": {"tumor": 64, "stroma": 64}, "min_images": 1281,
+              "min_images_rule": "feature dimension + 1: full-rank covariances"}
 
 
 def _add_intra_class(root):
@@ -16,7 +17,7 @@ def _add_intra_class(root):
         record["per_class"]["fid[scorer]"] = {"tumor": None, "stroma": None}
         record["per_class"]["kid[scorer]"] = {"tumor": 0.02, "stroma": 0.01 + 0.001 * record["gen_seed"]}
         record["provenance"]["fid[scorer]"]["per_class"] = FID_COUNTS
-        record["provenance"]["kid[scorer]"]["per_class"] = {**FID_COUNTS, "min_images": 2}
+        record["provenance"]["kid[scorer]"]["per_class"] = {**FID_COUNTS, "min_images": 2, "min_images_rule": ""}
         path.write_text(json.dumps(record))
 
 
@@ -26,7 +27,7 @@ def test_intra_class_tables_show_n_and_too_few_images(tmp_path):
     build_report(root)
     md = (root / "report" / "leaderboard.md").read_text()
     fid_table = md.split("### fid\\[scorer\\] per class ↓")[1].split("###")[0]
-    assert "fewer than 1281 on a side (a full-rank covariance of the features)" in fid_table
+    assert "fewer than 1281 on a side (feature dimension + 1: full-rank covariances)" in fid_table
     assert "| baseline | too few images | too few images |" in fid_table
     assert "| *N* | 10 / 64 | 10 / 64 |" in fid_table
     kid_table = md.split("### kid\\[scorer\\] per class ↓")[1].split("###")[0]

@@ -129,11 +129,11 @@ def _ssim(fake, fake_labels, real, real_labels, scored: list[int], name_of: dict
                 "reference_n_per_class": {name_of[c]: len(x) for c, x in reals.items() if len(x) >= 2}}}
 
 
-def _per_class_provenance(fake_labels, real_labels, scored: list[int], name_of: dict, need: int) -> dict:
-    """N per class behind a per-class FID/KID, and the N below which a class has no value (null)."""
+def _per_class_provenance(fake_labels, real_labels, scored: list[int], name_of: dict, need: int, why: str) -> dict:
+    """N per class behind a per-class FID/KID, and the N below which a class has no value (null), and why."""
     return {"n_gen": {name_of[c]: n for c, n in class_counts(fake_labels, scored).items()},
             "n_ref": {name_of[c]: n for c, n in class_counts(real_labels, scored).items()},
-            "min_images": need}
+            "min_images": need, "min_images_rule": why}
 
 
 def evaluate_samples(fake: np.ndarray, fake_labels: np.ndarray, real: np.ndarray, real_labels: np.ndarray, *,
@@ -193,7 +193,7 @@ def evaluate_samples(fake: np.ndarray, fake_labels: np.ndarray, real: np.ndarray
                 by_class = per_class(fid, fake_f, fake_labels, real_f, real_labels, scored, need)
                 out["per_class"][metric] = {name_of[c]: v for c, v in by_class.items()}
                 out["provenance"][metric] = {**prov, "per_class": _per_class_provenance(
-                    fake_labels, real_labels, scored, name_of, need)}
+                    fake_labels, real_labels, scored, name_of, need, "feature dimension + 1: full-rank covariances")}
             elif kind == "kid":
                 mean, _, size = kid(fake_f, real_f, kid_subset_size)
                 out["metrics"][metric] = mean
@@ -203,7 +203,8 @@ def evaluate_samples(fake: np.ndarray, fake_labels: np.ndarray, real: np.ndarray
                 out["provenance"][metric] = {**prov, "kid_subset_size": size, "kid_subsets": KID_SUBSETS,
                                              "kid_rng_seed": KID_SEED, "kernel": "cubic polynomial",
                                              "per_class": _per_class_provenance(
-                                                 fake_labels, real_labels, scored, name_of, MIN_IMAGES["kid"])}
+                                                 fake_labels, real_labels, scored, name_of, MIN_IMAGES["kid"],
+                                                 "the unbiased MMD estimator needs pairs")}
             else:
                 manifold = manifold or manifold_metrics(fake_f, real_f, [k for k in kinds if k in MANIFOLD_KINDS])
                 out["metrics"][metric] = manifold[kind]

@@ -58,7 +58,7 @@ def per_class_note(t: DatasetTables, key: str) -> str:
     counts = _per_class_counts(t, key)
     if counts is None:
         return ""
-    why = " (a full-rank covariance of the features)" if key.startswith("fid[") else ""
+    why = f" ({counts['min_images_rule']})" if counts.get("min_images_rule") else ""
     return (f"Intra-class: each class's generated images against the real images of that class; N is "
             f"generated / real images per evaluation. \"{TOO_FEW}\": fewer than {counts.get('min_images')} "
             f"on a side{why}, so no value is given.")
