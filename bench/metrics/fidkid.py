@@ -7,7 +7,8 @@ of N samples uses subsets of at most N). Both estimators can dip slightly below 
 sets come from one distribution: that is sampling noise and is stored as is, never clipped.
 Precision/recall: Kynkaanniemi et al. 2019, k-NN manifolds with k = 3, by torch-fidelity.
 Density/coverage: Naeem et al. 2020, k = 5 (their choice), by the authors' `prdc` package; torch-fidelity
-has no density or coverage.
+has no density or coverage. (prdc counts a point in a ball when strictly closer than its radius,
+torch-fidelity when not farther: the same on continuous features.)
 Per class (intra-class FID/KID): generated images of class c against real images of class c.
 """
 from __future__ import annotations
@@ -18,7 +19,6 @@ from importlib.metadata import version
 
 import numpy as np
 import torch
-from prdc import compute_prdc
 from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
 from torch_fidelity.metric_kid import kernel_poly, mmd2
 from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, prc_features_to_metric
@@ -87,6 +87,7 @@ def manifold_metrics(fake: np.ndarray, real: np.ndarray, kinds) -> dict[str, flo
                                      prc_neighborhood=NEIGHBORHOOD["precision"], save_cpu_ram=False, verbose=False)
         out.update(precision=float(prc[KEY_METRIC_PRECISION]), recall=float(prc[KEY_METRIC_RECALL]))
     if {"density", "coverage"} & set(kinds):
+        from prdc import compute_prdc   # imports scikit-learn: only where these metrics are measured
         with contextlib.redirect_stdout(io.StringIO()):   # compute_prdc prints the set sizes
             dc = compute_prdc(np.asarray(real, np.float32), np.asarray(fake, np.float32), NEIGHBORHOOD["density"])
         out.update(density=float(dc["density"]), coverage=float(dc["coverage"]))
