@@ -23,8 +23,9 @@ import torch
 
 from bench.errors import BenchError
 from bench.metrics.extractors import EXTRACTORS, RESIZER, FeatureExtractor, build_extractor
-from bench.metrics.fidkid import (KID_SEED, KID_SUBSETS, MANIFOLD_KINDS, MIN_IMAGES, class_counts, fid, fid_min_images,
-                                  kid, manifold_metrics, manifold_provenance, per_class)
+from bench.metrics.fidkid import (DENSITY_OF_ONE_DISTRIBUTION, KID_SEED, KID_SUBSETS, MANIFOLD_KINDS, MIN_IMAGES,
+                                  class_counts, fid, fid_min_images, kid, manifold_metrics, manifold_provenance,
+                                  per_class)
 from bench.metrics.ssim import K1, K2, SIGMA, TRUNCATE, class_ssim, pairwise_ssim
 from bench.models.expert import ROLES
 from bench.store import SHORT_LOCK_TIMEOUT_S, FileLock, atomic_write_bytes
@@ -209,8 +210,10 @@ def evaluate_samples(fake: np.ndarray, fake_labels: np.ndarray, real: np.ndarray
                 manifold = manifold or manifold_metrics(fake_f, real_f, [k for k in kinds if k in MANIFOLD_KINDS])
                 out["metrics"][metric] = manifold[kind]
                 out["provenance"][metric] = {**prov, **manifold_provenance(kind)}
-                if kind == "density":   # judged by its distance to the real set's own (1 without ties)
-                    out["reference"][metric] = manifold_metrics(real_f, real_f, ["density"])["density"]
+                if kind == "density":   # judged by its distance to this value, as SSIM to the real one
+                    out["reference"][metric] = DENSITY_OF_ONE_DISTRIBUTION
+                    out["provenance"][metric]["reference_note"] = ("density's expectation when generated and "
+                                                                   "real images share one distribution")
 
     if "ssim" in metrics:
         result = _ssim(fake, fake_labels, real, real_labels, scored, name_of, common, device)

@@ -31,6 +31,9 @@ KID_SEED = 2020          # torch-fidelity's default rng_seed: subsets are reprod
 # Naeem et al.'s k = 5 for density/coverage (an expected coverage of 1 - 2^-5 for identical sets).
 NEIGHBORHOOD = {"precision": 3, "recall": 3, "density": 5, "coverage": 5}
 MANIFOLD_KINDS = tuple(NEIGHBORHOOD)
+# Density's expectation when generated and real images come from one distribution (Naeem et al. 2020):
+# the value to be closest to. Above it, generated images crowd around a few real ones.
+DENSITY_OF_ONE_DISTRIBUTION = 1.0
 # Images each set needs at least, per metric kind: a covariance needs 2, a k-NN manifold k + 1, and
 # prdc k + 2 (it partitions at index k + 1, which must lie inside each set).
 MIN_IMAGES = {"fid": 2, "kid": 2, "precision": NEIGHBORHOOD["precision"] + 1, "recall": NEIGHBORHOOD["recall"] + 1,

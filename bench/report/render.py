@@ -19,8 +19,8 @@ WARNING_LABEL = "Uninformative comparison."
 DETECTABLE_TITLE = f"Smallest detectable Δ (α = {ALPHA:g} two-sided, power {POWER:g}, paired t)"
 def reference_note(data: SuiteData) -> str:
     return (f"The reference row holds the same statistic on real {data.eval_split} images (accuracies: the "
-            "ceiling; SSIM: the real data's diversity, the value to be closest to; density: the real images "
-            "against themselves, 1 without ties).")
+            "ceiling; SSIM: the real data's diversity, the value to be closest to; density: 1, its expectation "
+            "when generated and real images come from one distribution).")
 
 
 def per_class_title(key: str) -> str:

@@ -13,7 +13,7 @@ HIGHER, LOWER, CLOSEST_TO_REAL = "higher", "lower", "closest to real"
 # How each metric kind is judged, in column order (the one place this is declared). SSIM's best
 # value is the real data's own (its reference): lower is not better, or pure noise would win.
 # Density (Naeem et al. 2020) is 1 in expectation for identical distributions and exceeds 1 where
-# generated images crowd around a few real ones: its best value is the real data's own too.
+# generated images crowd around a few real ones: its best value is its reference, as SSIM's.
 JUDGEMENT = {"acc": HIGHER, "ssim": CLOSEST_TO_REAL, "fid": LOWER,
              "kid": LOWER, "precision": HIGHER, "recall": HIGHER, "density": CLOSEST_TO_REAL,
              "coverage": HIGHER}
