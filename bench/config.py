@@ -92,7 +92,9 @@ class SampleConfig:
 
 @dataclass(frozen=True)
 class MetricsConfig:
-    names: tuple[str, ...] = ("acc[scorer]", "acc[expert]", "ssim", "fid[scorer]", "kid[scorer]")
+    names: tuple[str, ...] = ("acc[scorer]", "acc[expert]", "ssim", "fid[scorer]", "kid[scorer]",
+                              # k-NN metrics on the scorer features FID/KID already computed: milliseconds
+                              "precision[scorer]", "recall[scorer]", "density[scorer]", "coverage[scorer]")
     kid_subset_size: int = 1000         # capped at N for small sample sets
 
 

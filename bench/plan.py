@@ -120,6 +120,8 @@ def check_data(cfg: Config, data: PreparedData) -> None:
     from bench.metrics import check_set_sizes
     split = cfg.suite.eval_split
     n_real = int(np.isin(data.split(split)[1], data.scored_classes).sum())
-    check_set_sizes(cfg.metrics.names, cfg.sample.samples_per_class * len(data.scored_classes), n_real,
+    n_gen = cfg.sample.samples_per_class * len(data.scored_classes)
+    check_set_sizes(cfg.metrics.names, n_gen, n_real,
+                    "raise sample.samples_per_class" if n_gen < n_real else
                     f"{data.name} has too few {split} images: add images, or raise data.{split}_per_class "
                     f"(procedural sets) or the {split} share of data.split")

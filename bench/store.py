@@ -16,15 +16,19 @@ metrics.json (one evaluation = one trained model x one generation seed):
   "class_names": [...], "scored_classes": [...],
   "metrics": {"acc[scorer]": 0.38, "acc[expert]": 0.41, "ssim": 0.12, "fid[scorer]": 35.2,
               "kid[scorer]": 0.012},
-  "per_class": {"recall[scorer]": {"tumor": 0.5, ...}, "recall[expert]": {...}, "ssim": {"tumor": 0.1, ...}},
+  "per_class": {"acc[scorer]": {"tumor": 0.5, ...}, "acc[expert]": {...}, "ssim": {"tumor": 0.1, ...},
+                "fid[scorer]": {"tumor": null, ...}, "kid[scorer]": {"tumor": 0.02, ...}},
+                                      # acc: the classifier's recall of each class; fid/kid: intra-class,
+                                      # null where the class has too few images (provenance: per_class)
   "confusion": [[...]],               # the scorer's (else the expert's): rows = scored target classes,
                                       # cols = predicted (all classes)
   "reference": {"acc[scorer]": 0.95, "acc[expert]": 0.97, "ssim": 0.15},  # the same statistic on the
                                       # real images of the scored split (an accuracy's ceiling)
   "provenance": {"<metric>": {...}, ...}  # per metric: network (+ weights_sha256), n_gen, n_ref, ...
 }
-Stores written before the scorer existed say expert_acc / expert_recall: the report reads them as
-acc[expert] / recall[expert] (bench/report/collect.py).
+Stores written before the scorer existed say expert_acc / expert_recall, and older stores name the
+per-class classifier recall recall[<classifier>]: the report reads them as acc[expert] and per-class
+acc[<classifier>] (bench/report/collect.py).
 """
 from __future__ import annotations
 

@@ -5,7 +5,8 @@
 1. The default metric suite (acc[scorer], acc[expert], ssim, fid[scorer], kid[scorer]) on N generated
    32-px images of the 7 scored synth-tissue classes (target: < 10 s). The scorer and the expert are
    trained (or loaded) first, untimed. "cold" includes the one-off reference features of the real test split, "warm"
-   reads them from the cache, as every evaluation after the first does.
+   reads them from the cache, as every evaluation after the first does. Then what precision, recall,
+   density and coverage add to a warm evaluation, and the intra-class FID/KID inside fid/kid[scorer].
 2. Mean pairwise SSIM of one class's images: bench.metrics.ssim (torch, all pairs batched) against
    skimage.metrics.structural_similarity called pair by pair (target speed-up >= 10x).
 """
@@ -24,7 +25,8 @@ from bench.datasets import load_prepared
 from bench.datasets.base import DataConfig
 from bench.datasets.synth_tissue import generate
 from bench.config import MetricsConfig
-from bench.metrics import evaluate_samples
+from bench.metrics import evaluate_samples, fidkid
+from bench.metrics.extractors import build_extractor
 from bench.metrics.ssim import pairwise_ssim
 from bench.models.expert import ClassifierConfig, ScorerConfig, get_classifier
 
@@ -72,10 +74,22 @@ def main() -> None:
         _, cold = timed(run)
         result, warm = timed(run)
         alone = {m: timed(lambda: run([m]))[1] for m in METRICS}
+        _, without_knn = timed(lambda: run([m for m in METRICS if m.partition("[")[0] not in fidkid.MANIFOLD_KINDS]))
+        scorer = build_extractor("scorer", classifiers=classifiers, cache_dir=Path(reference_cache))
+        fake_f, real_f = scorer.features(fake), scorer.features(real_x[keep])
+        _, intra_class = timed(lambda: (
+            fidkid.per_class(fidkid.fid, fake_f, fake_labels, real_f, real_y[keep], scored,
+                             fidkid.fid_min_images(fake_f.shape[1])),
+            fidkid.per_class(lambda f, r: fidkid.kid(f, r, 1000)[0], fake_f, fake_labels, real_f, real_y[keep],
+                             scored, fidkid.MIN_IMAGES["kid"])))
     shown = ", ".join(f"{k} = {v:.4g}" for k, v in result["metrics"].items())
     print(f"metric suite on {args.n} images of {args.size} px, {args.threads} thread(s): "
           f"cold {cold:.2f} s, warm {warm:.2f} s (target < 10 s)\n  {shown}\n  each alone (warm): "
           + ", ".join(f"{m} {t:.2f} s" for m, t in alone.items()))
+    print(f"  precision/recall/density/coverage add {warm - without_knn:.2f} s to a warm evaluation "
+          f"({warm / without_knn:.2f}x the suite without them); intra-class fid/kid[scorer] take {intra_class:.2f} s "
+          f"({int(fidkid.fid_min_images(fake_f.shape[1]))} images a class needed for a FID, "
+          f"{per_class.min()} given)")
 
     images = fake[fake_labels == scored[0]]
     first, second = np.triu_indices(len(images), 1)

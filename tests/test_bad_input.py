@@ -111,6 +111,11 @@ RUN = ("run", "--results", "results")
     ({}, ("--methods", "ssl:encoder=timm:resnet18"), "ssl encoder timm:resnet18 needs local weights"),
     ({}, ("--methods", "ssl:encoder=nope"), "unknown ssl encoder 'nope'"),
     ({}, ("--methods", "ssl:encoder=scorer"), "ssl encoder 'scorer' is refused"),
+    # 3 scored classes x 2 images: fewer generated images than density's k-NN needs (the real side has 24)
+    ({"data": {"exclude_classes": ["tumor", "stroma", "complex", "lympho", "debris"]},
+      "metrics": {"names": ["density[scorer]"]}}, (),
+     "density[scorer] need at least 7 generated and 7 real images of the scored classes, got 6 and 24; "
+     "raise sample.samples_per_class"),
 ])
 def test_bad_suite_is_refused_at_planning(monkeypatch, capsys, tmp_path, changes, args, fragment):
     monkeypatch.chdir(tmp_path)

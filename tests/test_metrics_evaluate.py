@@ -8,7 +8,7 @@ from bench.metrics import METRIC_NAMES, evaluate_samples
 from bench.models.expert import ClassifierConfig, ScorerConfig, get_classifier
 
 METRICS = ["acc[scorer]", "acc[expert]", "ssim", "fid[scorer]", "kid[scorer]", "precision[scorer]",
-           "recall[scorer]"]
+           "recall[scorer]", "density[scorer]", "coverage[scorer]"]
 
 
 @pytest.fixture(scope="module")
@@ -35,12 +35,21 @@ def test_real_images_as_samples(setup):
     assert set(m) == set(METRICS)
     for net in ("scorer", "expert"):
         assert m[f"acc[{net}]"] == out["reference"][f"acc[{net}]"]    # the same images: the ceiling
-        assert set(out["per_class"][f"recall[{net}]"]) == {"c0", "c1"}  # class 2 is not scored
+        assert set(out["per_class"][f"acc[{net}]"]) == {"c0", "c1"}  # class 2 is not scored
         assert out["provenance"][f"acc[{net}]"]["network"].startswith(net)
     assert abs(m["fid[scorer]"]) < 1e-4   # may dip below 0: noise
     # The unbiased MMD^2 of a set against itself is -2 (mean k(x, x) - mean k(x, y)) / m < 0: kept, not clipped.
     assert -0.2 < m["kid[scorer]"] < 0
     assert m["ssim"] == pytest.approx(out["reference"]["ssim"])
+    assert m["density[scorer]"] == m["coverage[scorer]"] == m["precision[scorer]"] == 1.0   # identical sets
+    assert out["reference"]["density[scorer]"] == 1.0
+    assert out["provenance"]["density[scorer]"]["neighborhood_k"] == 5
+    # Intra-class: 8 images per class and side, fewer than a FID of the scorer's features needs: null, said so
+    fid_counts = out["provenance"]["fid[scorer]"]["per_class"]
+    assert fid_counts["n_gen"] == fid_counts["n_ref"] == {"c0": 8, "c1": 8}
+    assert fid_counts["min_images"] == classifiers["scorer"].feature_dim + 1 > 8
+    assert out["per_class"]["fid[scorer]"] == {"c0": None, "c1": None}
+    assert all(-0.5 < v < 0 for v in out["per_class"]["kid[scorer]"].values())   # each class against itself
     assert np.asarray(out["confusion"]).shape == (2, 3)            # rows scored, cols all classes
     assert np.asarray(out["confusion"]).sum() == out["provenance"]["acc[scorer]"]["n_gen"] == 16
     kid_prov = out["provenance"]["kid[scorer]"]

@@ -1,10 +1,11 @@
-"""FID / KID / precision-recall: golden values against closed forms and direct numpy/scipy code."""
+"""FID / KID / precision, recall, density, coverage (whole sets and per class): golden values against
+closed forms, hand-computed sets and direct numpy/scipy code."""
 import numpy as np
 import pytest
 import scipy.linalg
 
 from bench.errors import BenchError
-from bench.metrics.fidkid import fid, fid_statistics, kid, precision_recall
+from bench.metrics.fidkid import fid, fid_min_images, fid_statistics, kid, manifold_metrics, per_class
 
 
 def _fid_scipy(a, b):
@@ -82,8 +83,65 @@ def test_kid_with_fewer_images_than_the_subset_size():
 def test_precision_recall_and_too_few_samples():
     rng = np.random.default_rng(6)
     real = rng.normal(size=(200, 4))
-    p_in, r_in = precision_recall(rng.normal(size=(200, 4)), real)
-    p_out, _ = precision_recall(rng.normal(6, 1, size=(200, 4)), real)
-    assert p_in > 0.8 and r_in > 0.8 and p_out < 0.05
+    inside = manifold_metrics(rng.normal(size=(200, 4)), real, ["precision", "recall"])
+    outside = manifold_metrics(rng.normal(6, 1, size=(200, 4)), real, ["precision"])
+    assert inside["precision"] > 0.8 and inside["recall"] > 0.8 and outside["precision"] < 0.05
     with pytest.raises(BenchError, match="at least 2"):
         kid(real[:1], real)
+    with pytest.raises(BenchError, match="density needs at least 7"):
+        manifold_metrics(real[:6], real, ["density"])
+    assert np.isfinite(manifold_metrics(real[:7], real[:7], ["density", "coverage"])["coverage"])
+
+
+KINDS = ["precision", "recall", "density", "coverage"]
+
+
+def test_manifold_metrics_of_identical_sets_are_one():
+    """Density of a set against itself: each real ball (k-th neighbour radius, self included) holds
+    itself and its k - 1 nearer neighbours strictly inside, k points in all, so the counts sum to
+    k N and density = k N / (k N) = 1; every point lies in its own ball: coverage = precision = 1."""
+    x = np.random.default_rng(8).normal(size=(50, 3))
+    assert manifold_metrics(x, x.copy(), KINDS) == pytest.approx(dict.fromkeys(KINDS, 1.0), abs=1e-12)
+
+
+def test_manifold_metrics_of_disjoint_far_sets_are_zero():
+    rng = np.random.default_rng(9)
+    real, fake = rng.normal(size=(40, 3)), rng.normal(100, 1, size=(30, 3))
+    assert manifold_metrics(fake, real, KINDS) == dict.fromkeys(KINDS, 0.0)
+
+
+def test_density_and_coverage_on_a_hand_computed_line():
+    """Real points 0, 1, ..., 9 on a line, k = 5: the 5th-neighbour radius is 5 at 0 and 9, 4 at 1 and 8,
+    3 elsewhere. Generated points -100..-104 (far off), 0.5 and 0.6. Strictly inside a ball (Naeem et al.
+    use <): 0.5 lies in the balls of 0, 1, 2, 3 (|0.5 - 3| = 2.5 < 3, |0.5 - 4| = 3.5 >= 3), 0.6 in the
+    same four (|0.6 - 4| = 3.4 >= 3). Density = (4 + 4) / (5 * 7) = 8/35. Coverage: the real points
+    whose nearest generated point lies in their ball: 0, 1, 2, 3 -> 4/10. Precision (k = 3): 2/7."""
+    real = np.arange(10.0)[:, None]
+    fake = np.array([[-100.0], [-101.0], [-102.0], [-103.0], [-104.0], [0.5], [0.6]])
+    out = manifold_metrics(fake, real, ["density", "coverage", "precision"])
+    assert out["density"] == pytest.approx(8 / 35)
+    assert out["coverage"] == pytest.approx(0.4)
+    assert out["precision"] == pytest.approx(2 / 7)
+
+
+def test_per_class_fid_and_kid_equal_the_metric_on_the_class_subset():
+    rng = np.random.default_rng(10)
+    real, real_labels = rng.normal(size=(90, 4)), np.repeat([0, 1, 2], 30)
+    # class 2: 4 generated images, fewer than the 5 a FID of 4-d features needs
+    fake, fake_labels = rng.normal(0.5, 1, size=(60, 4)), np.repeat([0, 1, 2], [26, 30, 4])
+    by_class = per_class(fid, fake, fake_labels, real, real_labels, [0, 1, 2], fid_min_images(4))
+    assert by_class[0] == pytest.approx(_fid_scipy(fake[fake_labels == 0], real[real_labels == 0]), rel=1e-6)
+    assert by_class[1] == pytest.approx(_fid_scipy(fake[fake_labels == 1], real[real_labels == 1]), rel=1e-6)
+    assert by_class[2] is None
+    kids = per_class(lambda f, r: kid(f, r, 1000)[0], fake, fake_labels, real, real_labels, [0, 1, 2], 2)
+    assert kids[2] == pytest.approx(kid(fake[fake_labels == 2], real[real_labels == 2], 1000)[0])
+    assert kids[0] == pytest.approx(kid(fake[fake_labels == 0], real[real_labels == 0], 1000)[0])
+
+
+def test_fid_needs_one_image_more_than_the_feature_dimension_per_class():
+    """n images span at most n - 1 dimensions: a full-rank d-d covariance needs d + 1 images."""
+    rng = np.random.default_rng(11)
+    d = 6
+    assert fid_min_images(d) == d + 1
+    assert np.linalg.matrix_rank(np.cov(rng.normal(size=(d, d)), rowvar=False)) == d - 1
+    assert np.linalg.matrix_rank(np.cov(rng.normal(size=(d + 1, d)), rowvar=False)) == d

@@ -145,7 +145,7 @@ def test_scorer_metrics_hold_back_evaluations_only(tmp_path, monkeypatch):
 
 
 def test_a_store_written_before_the_scorer_still_reports(tmp_path):
-    """Old names: expert_acc and per-class expert_recall are read as acc[expert] and recall[expert]."""
+    """Old names: expert_acc and per-class expert_recall are read as acc[expert] and per-class acc[expert]."""
     store = SuiteStore(tmp_path / "results", "old")
     runs = []
     for method in ("baseline", "drift"):
@@ -168,7 +168,7 @@ def test_a_store_written_before_the_scorer_still_reports(tmp_path):
     records = [e.record for e in collect(store.root).evaluations]
     assert len(records) == 4 and all("acc[expert]" in r["metrics"] and "expert_acc" not in r["metrics"]
                                      and r["reference"] == {"acc[expert]": 0.97}
-                                     and "recall[expert]" in r["per_class"] for r in records)
+                                     and "acc[expert]" in r["per_class"] for r in records)
     build_report(store.root)
     csv = (store.root / "report" / "leaderboard.csv").read_text()
     html = (store.root / "report" / "report.html").read_text()

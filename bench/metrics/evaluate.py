@@ -2,11 +2,12 @@
 
 `bench run` (one call per trained model x generation seed) and `bench eval` both come here, so a
 number means the same thing wherever it was computed. Metric names: acc[<classifier>], ssim, and
-<kind>[<network>] with kind in fid, kid, precision, recall and network in scorer, expert,
-inception, effnet (see DESIGN.md "Metrics"). A metric's network is its bracket (`metric_network`):
-what the runner prepares before the evaluation. Features of the real images are cached per
-(reference key, real images, extractor, weights, resizer), so the reference side is computed once
-per suite.
+<kind>[<network>] with kind in fid, kid, precision, recall, density, coverage and network in scorer,
+expert, inception, effnet (see DESIGN.md "Metrics"). Per class: acc[<classifier>] (the classifier's
+recall of each class), fid[<network>] and kid[<network>] (intra-class), ssim. A metric's network is
+its bracket (`metric_network`): what the runner prepares before the evaluation. Features of the
+real images are cached per (reference key, real images, extractor, weights, resizer), so the
+reference side is computed once per suite.
 """
 from __future__ import annotations
 
@@ -22,12 +23,14 @@ import torch
 
 from bench.errors import BenchError
 from bench.metrics.extractors import EXTRACTORS, RESIZER, FeatureExtractor, build_extractor
-from bench.metrics.fidkid import KID_SEED, KID_SUBSETS, MIN_IMAGES, PRC_NEIGHBORHOOD, fid, kid, precision_recall
+from bench.metrics.fidkid import (DENSITY_OF_ONE_DISTRIBUTION, KID_SEED, KID_SUBSETS, MANIFOLD_KINDS, MIN_IMAGES,
+                                  class_counts, fid, fid_min_images, kid, manifold_metrics, manifold_provenance,
+                                  per_class)
 from bench.metrics.ssim import K1, K2, SIGMA, TRUNCATE, class_ssim, pairwise_ssim
 from bench.models.expert import ROLES
 from bench.store import SHORT_LOCK_TIMEOUT_S, FileLock, atomic_write_bytes
 
-FEATURE_KINDS = ("fid", "kid", "precision", "recall")
+FEATURE_KINDS = ("fid", "kid", *MANIFOLD_KINDS)
 METRIC_NAMES = (*(f"acc[{role}]" for role in ROLES), "ssim",
                 *(f"{k}[{e}]" for e in EXTRACTORS for k in FEATURE_KINDS))
 _METRIC = re.compile(r"^(\w+)\[(\w+)\]$")
@@ -127,6 +130,13 @@ def _ssim(fake, fake_labels, real, real_labels, scored: list[int], name_of: dict
                 "reference_n_per_class": {name_of[c]: len(x) for c, x in reals.items() if len(x) >= 2}}}
 
 
+def _per_class_provenance(fake_labels, real_labels, scored: list[int], name_of: dict, need: int, why: str) -> dict:
+    """N per class behind a per-class FID/KID, and the N below which a class has no value (null), and why."""
+    return {"n_gen": {name_of[c]: n for c, n in class_counts(fake_labels, scored).items()},
+            "n_ref": {name_of[c]: n for c, n in class_counts(real_labels, scored).items()},
+            "min_images": need, "min_images_rule": why}
+
+
 def evaluate_samples(fake: np.ndarray, fake_labels: np.ndarray, real: np.ndarray, real_labels: np.ndarray, *,
                      class_names, scored_classes, classifiers: dict, metrics, cache_dir: Path, reference_key: str,
                      kid_subset_size: int = 1000, device="cpu", inception_weights: str = "") -> dict:
@@ -164,6 +174,7 @@ def evaluate_samples(fake: np.ndarray, fake_labels: np.ndarray, real: np.ndarray
         fake_f = extractor.features(fake, device)
         real_f = _reference_features(extractor, real, cache_dir, reference_key, device)
         prov = {**common, **extractor.provenance, "extractor": name, "resizer": RESIZER}
+        manifold = {}   # every k-NN metric of this network, from one call
         for kind in kinds:
             metric = f"{kind}[{name}]"
             if kind == "acc":
@@ -171,7 +182,7 @@ def evaluate_samples(fake: np.ndarray, fake_labels: np.ndarray, real: np.ndarray
                 scores = _classifier_scores(classifier, fake_f, fake_labels, scored, device)
                 ceiling = _classifier_scores(classifier, real_f, real_labels, scored, device)
                 out["metrics"][metric] = scores["accuracy"]
-                out["per_class"][f"recall[{name}]"] = {name_of[c]: v for c, v in scores["recall"].items()}
+                out["per_class"][metric] = {name_of[c]: v for c, v in scores["recall"].items()}
                 out["confusion"] = out["confusion"] or scores["confusion"].tolist()
                 out["reference"][metric] = ceiling["accuracy"]
                 # no test-split figure here: a val suite must not carry one (the reference row is the ceiling)
@@ -179,16 +190,30 @@ def evaluate_samples(fake: np.ndarray, fake_labels: np.ndarray, real: np.ndarray
                     **prov, "reference_note": f"{name} accuracy on the real images of the scored classes"}
             elif kind == "fid":
                 out["metrics"][metric] = fid(fake_f, real_f)
-                out["provenance"][metric] = prov
+                need = fid_min_images(fake_f.shape[1])
+                by_class = per_class(fid, fake_f, fake_labels, real_f, real_labels, scored, need)
+                out["per_class"][metric] = {name_of[c]: v for c, v in by_class.items()}
+                out["provenance"][metric] = {**prov, "per_class": _per_class_provenance(
+                    fake_labels, real_labels, scored, name_of, need, "feature dimension + 1: full-rank covariances")}
             elif kind == "kid":
                 mean, _, size = kid(fake_f, real_f, kid_subset_size)
                 out["metrics"][metric] = mean
+                by_class = per_class(lambda f, r: kid(f, r, kid_subset_size)[0], fake_f, fake_labels, real_f,
+                                     real_labels, scored, MIN_IMAGES["kid"])
+                out["per_class"][metric] = {name_of[c]: v for c, v in by_class.items()}
                 out["provenance"][metric] = {**prov, "kid_subset_size": size, "kid_subsets": KID_SUBSETS,
-                                             "kid_rng_seed": KID_SEED, "kernel": "cubic polynomial"}
+                                             "kid_rng_seed": KID_SEED, "kernel": "cubic polynomial",
+                                             "per_class": _per_class_provenance(
+                                                 fake_labels, real_labels, scored, name_of, MIN_IMAGES["kid"],
+                                                 "the unbiased MMD estimator needs pairs")}
             else:
-                precision, recall = precision_recall(fake_f, real_f)
-                out["metrics"][metric] = precision if kind == "precision" else recall
-                out["provenance"][metric] = {**prov, "neighborhood_k": PRC_NEIGHBORHOOD}
+                manifold = manifold or manifold_metrics(fake_f, real_f, [k for k in kinds if k in MANIFOLD_KINDS])
+                out["metrics"][metric] = manifold[kind]
+                out["provenance"][metric] = {**prov, **manifold_provenance(kind)}
+                if kind == "density":   # judged by its distance to this value, as SSIM to the real one
+                    out["reference"][metric] = DENSITY_OF_ONE_DISTRIBUTION
+                    out["provenance"][metric]["reference_note"] = ("density's expectation when generated and "
+                                                                   "real images share one distribution")
 
     if "ssim" in metrics:
         result = _ssim(fake, fake_labels, real, real_labels, scored, name_of, common, device)

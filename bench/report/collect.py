@@ -17,7 +17,11 @@ from bench.store import DONE, FAILED, SuiteStore, read_json
 
 METRICS_SCHEMA = 1
 # Names that stores written before the scorer existed use -> today's names: such stores still report.
-OLD_METRIC_NAMES = {"expert_acc": "acc[expert]", "expert_recall": "recall[expert]"}
+OLD_METRIC_NAMES = {"expert_acc": "acc[expert]"}
+# Per-class names of older stores: a classifier's per-class recall was recall[<classifier>] (expert_recall
+# before the scorer); it is acc[<classifier>] per class now, so that recall[<network>] is only the k-NN recall.
+OLD_PER_CLASS_NAMES = {"expert_recall": "acc[expert]", "recall[expert]": "acc[expert]",
+                       "recall[scorer]": "acc[scorer]"}
 
 # Provenance fields that legitimately differ between evaluations of one comparison (which seed,
 # which machine, how long it took). Everything else -- extractor, weights hash, layer, resizer,
@@ -95,7 +99,8 @@ def _read_metrics(path: Path) -> dict:
     if record.get("schema") != METRICS_SCHEMA:
         raise BenchError(f"{path} has metrics schema {record.get('schema')!r}, this bench reads "
                          f"schema {METRICS_SCHEMA}; re-run that evaluation with this version")
-    return {key: {OLD_METRIC_NAMES.get(name, name): v for name, v in value.items()}
+    return {key: {(OLD_PER_CLASS_NAMES if key == "per_class" else OLD_METRIC_NAMES).get(name, name): v
+                  for name, v in value.items()}
             if key in ("metrics", "per_class", "reference", "provenance") and isinstance(value, dict) else value
             for key, value in record.items()}
 

@@ -9,8 +9,9 @@ from bench.report.collect import VOLATILE_PROVENANCE_KEYS, SuiteData
 from bench.report.figures import feature_accuracy
 from bench.report.render import (DETECTABLE_TITLE, REFERENCE_LABEL, WARNING_LABEL,
                                  aggregation_text, decimals, delta_parts, delta_title,
-                                 detectable_table, fmt, method_label, metric_cell, per_class_title,
-                                 problem_runs, reference_cell, reference_note, split_text)
+                                 detectable_table, fmt, method_label, metric_cell, per_class_n_row,
+                                 per_class_note, per_class_title, per_class_value, problem_runs,
+                                 reference_cell, reference_note, split_text)
 from bench.report.setup import setup_text
 from bench.report.tables import DatasetTables, arrow, csv_frame
 from bench.report.verdict import warnings_text
@@ -88,9 +89,12 @@ def _per_class(t: DatasetTables, key: str) -> str:
     for method in t.methods:
         sub = frame[frame.method == method].set_index("class")
         rows.append([f'<td class="label">{escape(method)}</td>']
-                    + [f"{fmt(sub.at[c, 'mean'], places)}<small>± {fmt(sub.at[c, 'std'], places)}"
-                       "</small>" if c in sub.index else "—" for c in t.classes])
-    return (f"<h3>{escape(per_class_title(key))}</h3>"
+                    + [f"{value}<small>{spread}</small>" if spread else value
+                       for value, spread in (per_class_value(sub, c, places) for c in t.classes)])
+    if n_row := per_class_n_row(t, key):
+        rows.append(['<td class="label">N</td>', *map(escape, n_row)])
+    note = f'<p class="note">{escape(text)}</p>' if (text := per_class_note(t, key)) else ""
+    return (f"<h3>{escape(per_class_title(key))}</h3>" + note
             + _table(["method", *map(escape, t.classes)], rows))
 
 

@@ -19,11 +19,49 @@ WARNING_LABEL = "Uninformative comparison."
 DETECTABLE_TITLE = f"Smallest detectable Δ (α = {ALPHA:g} two-sided, power {POWER:g}, paired t)"
 def reference_note(data: SuiteData) -> str:
     return (f"The reference row holds the same statistic on real {data.eval_split} images (accuracies: the "
-            "ceiling; SSIM: the real data's diversity, the value to be closest to).")
+            "ceiling; SSIM: the real data's diversity, the value to be closest to; density: 1, its expectation "
+            "when generated and real images come from one distribution).")
 
 
 def per_class_title(key: str) -> str:
     return f"{key} per class {arrow(key)}".strip()
+
+
+TOO_FEW = "too few images"
+
+
+def per_class_value(sub, cls: str, places: int) -> tuple[str, str]:
+    """(mean, "± std") of one per-class cell of `sub` (its frame rows of one method, indexed by
+    class): "—" where the class has no entry, TOO_FEW where its value was stored as null."""
+    if cls not in sub.index:
+        return "—", ""
+    if sub.at[cls, "n"] == 0:
+        return TOO_FEW, ""
+    return fmt(sub.at[cls, "mean"], places), f"± {fmt(sub.at[cls, 'std'], places)}"
+
+
+def _per_class_counts(t: DatasetTables, key: str) -> dict | None:
+    prov = t.provenance.get(key)
+    counts = prov.get("per_class") if isinstance(prov, dict) else None
+    return counts if isinstance(counts, dict) else None
+
+
+def per_class_n_row(t: DatasetTables, key: str) -> list[str]:
+    """"generated / real" images per class and evaluation behind an intra-class metric; [] if not recorded."""
+    counts = _per_class_counts(t, key)
+    if counts is None:
+        return []
+    return [f"{counts.get('n_gen', {}).get(c, '—')} / {counts.get('n_ref', {}).get(c, '—')}" for c in t.classes]
+
+
+def per_class_note(t: DatasetTables, key: str) -> str:
+    counts = _per_class_counts(t, key)
+    if counts is None:
+        return ""
+    why = f" ({counts['min_images_rule']})" if counts.get("min_images_rule") else ""
+    return (f"Intra-class: each class's generated images against the real images of that class; N is "
+            f"generated / real images per evaluation. \"{TOO_FEW}\": fewer than {counts.get('min_images')} "
+            f"on a side{why}, so no value is given.")
 
 
 def decimals(values) -> int:
@@ -257,9 +295,13 @@ def _md_per_class(t: DatasetTables, key: str) -> list[str]:
     rows, places = [], decimals(frame["mean"])
     for method in t.methods:
         sub = frame[frame.method == method].set_index("class")
-        rows.append([md_text(method)] + [f"{fmt(sub.at[c, 'mean'], places)} ± {fmt(sub.at[c, 'std'], places)}"
-                                         if c in sub.index else "—" for c in t.classes])
-    return [f"### {md_text(per_class_title(key))}", "", *_md_table(["method", *map(md_text, t.classes)], rows), ""]
+        rows.append([md_text(method)] + [" ".join(x for x in per_class_value(sub, c, places) if x)
+                                         for c in t.classes])
+    if n_row := per_class_n_row(t, key):
+        rows.append(["*N*", *n_row])
+    note = [md_text(text), ""] if (text := per_class_note(t, key)) else []
+    return [f"### {md_text(per_class_title(key))}", "", *note,
+            *_md_table(["method", *map(md_text, t.classes)], rows), ""]
 
 
 def markdown(data: SuiteData, tables: list[DatasetTables],

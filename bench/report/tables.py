@@ -12,8 +12,11 @@ from bench.report.stats import UNPAIRED, holm, paired_test, summarize
 HIGHER, LOWER, CLOSEST_TO_REAL = "higher", "lower", "closest to real"
 # How each metric kind is judged, in column order (the one place this is declared). SSIM's best
 # value is the real data's own (its reference): lower is not better, or pure noise would win.
+# Density (Naeem et al. 2020) is 1 in expectation for identical distributions and exceeds 1 where
+# generated images crowd around a few real ones: its best value is its reference, as SSIM's.
 JUDGEMENT = {"acc": HIGHER, "ssim": CLOSEST_TO_REAL, "fid": LOWER,
-             "kid": LOWER, "precision": HIGHER, "recall": HIGHER}
+             "kid": LOWER, "precision": HIGHER, "recall": HIGHER, "density": CLOSEST_TO_REAL,
+             "coverage": HIGHER}
 NETWORK_ORDER = ("scorer", "expert", "inception", "effnet")   # acc[scorer], the headline, first
 ARROWS = {HIGHER: "↑", LOWER: "↓", CLOSEST_TO_REAL: f"({CLOSEST_TO_REAL})"}
 DISTANCE_TO_REAL = "distance to real"     # what Δ compares for CLOSEST_TO_REAL metrics
@@ -77,7 +80,7 @@ class DatasetTables:
     runs_failed: dict[str, int]
     runs_missing: dict[str, int]
     runs_total: dict[str, int]        # planned runs (train seeds) per method
-    per_class: dict[str, pd.DataFrame]  # key -> rows method, class, n, mean, std
+    per_class: dict[str, pd.DataFrame]  # key -> rows method, class, n, mean, std (n = 0: stored as null)
     classes: tuple[str, ...]          # scored classes in label order
     reference: dict[str, float]       # the same statistics on the real images of the scored split
     provenance: dict[str, dict]       # metric -> provenance of its first evaluation
@@ -152,7 +155,7 @@ def _per_class(data: SuiteData, dataset: str, methods, key: str) -> pd.DataFrame
     rows = [(m, _class_label(e.record, str(cls)),
              store_number(v, e.eval_dir / "metrics.json", f"per_class[{key!r}][{cls!r}]"))
             for m in methods for e in data.evals_of(dataset, m)
-            for cls, v in e.record.get("per_class", {}).get(key, {}).items() if v is not None]
+            for cls, v in e.record.get("per_class", {}).get(key, {}).items()]
     frame = pd.DataFrame(rows, columns=["method", "class", "value"])
     return (frame.groupby(["method", "class"], sort=False)["value"]
             .agg(n="count", mean="mean", std="std").reset_index())
