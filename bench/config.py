@@ -85,7 +85,8 @@ class SampleConfig:
 
 @dataclass(frozen=True)
 class MetricsConfig:
-    names: tuple[str, ...] = ("acc[scorer]", "acc[expert]", "ssim", "fid[scorer]", "kid[scorer]")
+    names: tuple[str, ...] = ("acc[scorer]", "acc[expert]", "ssim", "fid[scorer]", "kid[scorer]",
+                              "tstr_acc", "aug_gain", "copy_rate")  # the last three also read the train split
     kid_subset_size: int = 1000         # capped at N for small sample sets
 
 

@@ -13,7 +13,8 @@ HIGHER, LOWER, CLOSEST_TO_REAL = "higher", "lower", "closest to real"
 # How each metric kind is judged, in column order (the one place this is declared). SSIM's best
 # value is the real data's own (its reference): lower is not better, or pure noise would win.
 JUDGEMENT = {"acc": HIGHER, "ssim": CLOSEST_TO_REAL, "fid": LOWER,
-             "kid": LOWER, "precision": HIGHER, "recall": HIGHER}
+             "kid": LOWER, "precision": HIGHER, "recall": HIGHER,
+             "tstr_acc": HIGHER, "aug_gain": HIGHER, "copy_rate": LOWER}
 NETWORK_ORDER = ("scorer", "expert", "inception", "effnet")   # acc[scorer], the headline, first
 ARROWS = {HIGHER: "↑", LOWER: "↓", CLOSEST_TO_REAL: f"({CLOSEST_TO_REAL})"}
 DISTANCE_TO_REAL = "distance to real"     # what Δ compares for CLOSEST_TO_REAL metrics
