@@ -40,7 +40,8 @@ def test_tiny_suite_runs_resumes_and_reports(monkeypatch, capsys, tmp_path):
     metrics = sorted(root.glob("runs/*/*/train-seed=0/*/eval/seed=*/metrics.json"))
     assert len(metrics) == 4
     m = json.loads(metrics[0].read_text())
-    assert set(m["metrics"]) == {"acc[scorer]", "acc[expert]", "ssim", "fid[scorer]", "kid[scorer]"}
+    assert set(m["metrics"]) == {"acc[scorer]", "acc[expert]", "ssim", "fid[scorer]", "kid[scorer]", "tstr_acc",
+                                 "aug_gain", "copy_rate"}
     assert m["provenance"]["fid[scorer]"]["n_gen"] == len(m["scored_classes"]) * 2  # tiny: 2 per class
     assert {"acc[scorer]", "acc[expert]"} <= set(m["reference"])  # each network's ceiling on real images
     assert all(prov["network"] for prov in m["provenance"].values())

@@ -122,8 +122,8 @@ def utility_scores(fake, fake_labels, real, real_labels, train_images, train_lab
                          f"classifier, got {len(classes)}")
     test = np.isin(real_labels, classes)
     test_x, test_y = real[test], real_labels[test]
-    prov = {"classifier": f"3-layer CNN from scratch (bench.metrics.utility.small_cnn), "
-                          f"{len(classes)} outputs: the scored classes generated",
+    prov = {"network": f"a fresh 3-layer CNN (bench.metrics.utility.small_cnn), {len(classes)} outputs: the "
+                       "scored classes generated",
             "trainer": "bench.models.expert.fit", "recipe": dataclasses.asdict(RECIPE),
             "test_set": "the real images of the scored split", "n_test": int(len(test_x)),
             "chance": 1 / len(classes)}
