@@ -118,8 +118,8 @@ def utility_scores(fake, fake_labels, real, real_labels, train_images, train_lab
                          "a data set name")
     classes = sorted({int(c) for c in fake_labels})
     if len(classes) < 2:
-        raise BenchError(f"{', '.join(wanted)} need generated images of at least 2 scored classes to train a "
-                         f"classifier, got {len(classes)}")
+        raise BenchError(f"the classifier of {', '.join(wanted)} needs generated images of at least 2 scored classes, "
+                         f"got {len(classes)}; give labelled images (class sub-folders, or 'labels' in the .npz)")
     test = np.isin(real_labels, classes)
     test_x, test_y = real[test], real_labels[test]
     prov = {"network": f"a fresh 3-layer CNN (bench.metrics.utility.small_cnn), {len(classes)} outputs: the "
