@@ -4,10 +4,10 @@
 number means the same thing wherever it was computed. Metric names: acc[<classifier>], ssim, and
 <kind>[<network>] with kind in fid, kid, precision, recall and network in scorer, expert,
 inception, effnet (see DESIGN.md "Metrics"); tstr_acc, aug_gain (bench/metrics/utility.py) and
-copy_rate (bench/metrics/privacy.py), which also read the real train split. A metric's network is its bracket (`metric_network`):
-what the runner prepares before the evaluation. Features of the real images are cached per
-(reference key, real images, extractor, weights, resizer), so the reference side is computed once
-per suite.
+copy_rate (bench/metrics/privacy.py), which also read the real train split. A metric's network is its
+bracket (`metric_network`; copy_rate's is the scorer): what the runner prepares before the evaluation.
+Features of the real images are cached per (reference key, real images, extractor, weights, resizer),
+so the reference side is computed once per suite.
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ import torch
 
 from bench.errors import BenchError
 from bench.metrics.extractors import EXTRACTORS, RESIZER, FeatureExtractor, build_extractor
-from bench.metrics.privacy import PRIVACY_METRICS, PRIVACY_NETWORK, privacy_scores
 from bench.metrics.fidkid import KID_SEED, KID_SUBSETS, MIN_IMAGES, PRC_NEIGHBORHOOD, fid, kid, precision_recall
+from bench.metrics.privacy import PRIVACY_METRICS, PRIVACY_NETWORK, privacy_scores
 from bench.metrics.ssim import K1, K2, SIGMA, TRUNCATE, class_ssim, pairwise_ssim
 from bench.metrics.utility import UTILITY_METRICS, utility_scores
 from bench.models.expert import ROLES
@@ -210,7 +210,6 @@ def evaluate_samples(fake: np.ndarray, fake_labels: np.ndarray, real: np.ndarray
         parts.append(privacy_scores(fake, fake_labels, real, real_labels, train_images, extractor, name_of, device,
                                     lambda images, key: _reference_features(extractor, images, cache_dir,
                                                                             f"{reference_key}{key}", device)))
-        parts[-1]["provenance"]["copy_rate"].update(extractor.provenance, resizer=RESIZER)
     for part in parts:
         for key in ("metrics", "per_class", "reference"):
             out[key].update(part.get(key, {}))

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from bench.errors import BenchError
+from bench.metrics.extractors import RESIZER
 
 PRIVACY_METRICS = ("copy_rate",)
 PRIVACY_NETWORK = "scorer"          # the feature space besides pixels
@@ -60,8 +61,8 @@ def copy_scores(fake: np.ndarray, fake_labels: np.ndarray, held_labels: np.ndarr
     """
     missing = sorted(set(int(c) for c in fake_labels) - set(int(c) for c in held_labels))
     if missing:
-        raise BenchError(f"copy_rate needs real held-out images of every generated class; none of "
-                         f"{', '.join(name_of.get(c, str(c)) for c in missing)}")
+        raise BenchError(f"copy_rate needs real held-out images of every generated class, none of "
+                         f"{', '.join(name_of.get(c, str(c)) for c in missing)}; add real images of those classes")
     flagged_fake, flagged_held = np.zeros(len(fake), bool), np.zeros(len(held_labels), bool)
     shown = {}
     for space in SPACES:
@@ -101,7 +102,8 @@ def privacy_scores(fake, fake_labels, real, real_labels, train_images, extractor
     return {"metrics": {"copy_rate": result["value"]}, "per_class": {"copy_rate": result["per_class"]},
             "reference": {"copy_rate": result["reference"]}, "nearest": result["nearest"],
             "provenance": {"copy_rate": {
-                "extractor": PRIVACY_NETWORK, "spaces": list(SPACES), "n_train": int(len(train_images)),
+                **extractor.provenance, "extractor": PRIVACY_NETWORK, "resizer": RESIZER, "spaces": list(SPACES),
+                "n_train": int(len(train_images)),
                 "rule": f"a copy lies, in either space, at most as far from a training image as the {COPY_QUANTILE:g} "
                         "quantile of the nearest-training-image distances of the real held-out images of its class",
                 "source": "distance to closest record against a holdout (Platzer & Reutterer 2021); the 5th "
