@@ -16,7 +16,7 @@ METRICS = ["tstr_acc", "aug_gain"]
 
 @pytest.fixture(scope="module")
 def data():
-    return load_prepared(DataConfig(image_size=16, train_per_class=16, val_per_class=10, test_per_class=16))
+    return load_prepared(DataConfig(image_size=16, train_per_class=16, val_per_class=16, test_per_class=16))
 
 
 def _evaluate(data, fake, fake_labels, cache):
@@ -30,7 +30,7 @@ def _evaluate(data, fake, fake_labels, cache):
 def test_tstr_reads_real_held_out_images_as_real_and_noise_as_chance(data, tmp_path):
     val_x, val_y = data.split("val")
     keep = np.isin(val_y, data.scored_classes)
-    held_out, labels = val_x[keep], val_y[keep]          # 10 real images a class that no classifier trained on
+    held_out, labels = val_x[keep], val_y[keep]          # 16 real images a class that no classifier trained on
     chance = 1 / len(data.scored_classes)
     rng_before = torch.random.get_rng_state()
     real = _evaluate(data, held_out, labels, tmp_path)
@@ -38,14 +38,14 @@ def test_tstr_reads_real_held_out_images_as_real_and_noise_as_chance(data, tmp_p
     trained_on_real = real["reference"]["tstr_acc"]      # the recipe on as many real train images
     assert trained_on_real > 3 * chance
     assert abs(real["metrics"]["tstr_acc"] - trained_on_real) <= 0.1
-    assert abs(real["metrics"]["aug_gain"]) <= 0.1       # real + real held-out vs real: no harm
+    assert real["metrics"]["aug_gain"] >= 0              # more real images do not hurt
     noise = np.random.default_rng(0).integers(0, 256, held_out.shape, dtype=np.uint8)
     noisy = _evaluate(data, noise, labels, tmp_path)
-    assert noisy["metrics"]["tstr_acc"] <= chance + 0.1  # 0.18 here, against 0.94 trained on real
+    assert noisy["metrics"]["tstr_acc"] <= chance + 0.1  # 0.06 here, against 0.92 trained on real
     assert noisy["reference"]["tstr_acc"] == trained_on_real   # the cached real-only classifier
     assert len(list((tmp_path / "utility").glob("real-only-*.json"))) == 1
     recipe = noisy["provenance"]["tstr_acc"]["recipe"]
-    assert recipe["seed"] == 0 and recipe["epochs"] > 0 and noisy["provenance"]["aug_gain"]["n_real_train"] == 70
+    assert recipe["seed"] == 0 and recipe["epochs"] > 0 and noisy["provenance"]["aug_gain"]["n_real_train"] == 112
 
 
 def test_aug_gain_needs_as_many_real_train_images_as_generated(data):

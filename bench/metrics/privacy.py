@@ -34,17 +34,18 @@ SHOWN_PAIRS = 8                     # closest pairs per space kept for the repor
 
 
 def pixels(images: np.ndarray) -> np.ndarray:
-    """uint8 (N, H, W, C) -> float64 (N, H*W*C) in [0, 1]: the pixel space."""
-    return images.reshape(len(images), -1).astype(np.float64) / 255
+    """uint8 (N, H, W, C) -> float32 (N, H*W*C) in [0, 1]: the pixel space."""
+    return images.reshape(len(images), -1).astype(np.float32) / 255
 
 
 def nearest(query: np.ndarray, bank: np.ndarray, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """Euclidean distance of each query row to its nearest bank row, and that row's index (float64:
-    a verbatim copy lies at distance 0 up to rounding, far below any threshold)."""
-    bank_t = torch.from_numpy(np.asarray(bank, np.float64))
+    """Euclidean distance of each query row to its nearest bank row, and that row's index (float32,
+    three times faster than float64: rounding moves a distance by about 1e-3, a verbatim copy stays
+    far below any threshold of real images)."""
+    bank_t = torch.from_numpy(np.asarray(bank, np.float32))
     dist, index = [], []
     for i in range(0, len(query), chunk):
-        d = torch.cdist(torch.from_numpy(np.asarray(query[i:i + chunk], np.float64)), bank_t)
+        d = torch.cdist(torch.from_numpy(np.asarray(query[i:i + chunk], np.float32)), bank_t)
         best = d.min(1)
         dist.append(best.values)
         index.append(best.indices)
@@ -74,7 +75,7 @@ def copy_scores(fake: np.ndarray, fake_labels: np.ndarray, held_labels: np.ndarr
         flagged_fake |= fake_d <= fake_tau
         flagged_held |= held_d <= np.array([per_class[c] for c in held_labels])
         # closest relative to its class's threshold: a copy has ratio ~0, a typical fresh image ~1 or more
-        ratio = fake_d / np.maximum(fake_tau, np.finfo(np.float64).tiny)
+        ratio = fake_d / np.maximum(fake_tau, np.finfo(np.float32).tiny)
         order = np.argsort(ratio, kind="stable")[:SHOWN_PAIRS]
         shown.update({f"{space}_generated": fake[order], f"{space}_train": train[fake_nn[order]],
                       f"{space}_labels": fake_labels[order], f"{space}_ratio": ratio[order]})
