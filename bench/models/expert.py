@@ -163,18 +163,19 @@ def _predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor
 
 
 def fit(net: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, recipe, gen: torch.Generator,
-        after_epoch=None) -> nn.Module:
-    """Train `net` in place: cross-entropy on logits, AdamW with warm-up and cosine decay, `recipe.epochs`
-    passes in `gen`'s batch order (flips and transposes when `recipe.augment`). `recipe` has the fields
-    epochs, batch_size, lr, weight_decay and augment (a ClassifierConfig, or bench.metrics.utility's
-    recipe); after_epoch(epoch, last_loss) runs after each pass with the net in eval mode."""
-    total = recipe.epochs * -(-len(train_x) // recipe.batch_size)
+        after_epoch=None, epochs: int | None = None) -> nn.Module:
+    """Train `net` in place: cross-entropy on logits, AdamW with warm-up and cosine decay, `epochs`
+    (default recipe.epochs) passes in `gen`'s batch order (flips and transposes when `recipe.augment`).
+    `recipe` has the fields batch_size, lr, weight_decay and augment (a ClassifierConfig, or
+    bench.metrics.utility's recipe); after_epoch(epoch, last_loss) runs after each pass, net in eval mode."""
+    epochs = recipe.epochs if epochs is None else epochs
+    total = epochs * -(-len(train_x) // recipe.batch_size)
     warmup = max(1, total // 4)
     opt = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     # Linear warm-up over a quarter of the steps, then cosine decay to zero (a one-cycle schedule).
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(
         (step + 1) / warmup, 0.5 * (1 + np.cos(np.pi * min(1.0, (step + 1 - warmup) / max(1, total - warmup))))))
-    for epoch in range(recipe.epochs):
+    for epoch in range(epochs):
         net.train()
         order = torch.randperm(len(train_x), generator=gen).to(train_x.device)
         for i in range(0, len(train_x), recipe.batch_size):
