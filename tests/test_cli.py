@@ -60,6 +60,8 @@ def test_tiny_suite_runs_resumes_and_reports(monkeypatch, capsys, tmp_path):
     assert code in (0, None), err
     csv = (root / "report" / "leaderboard.csv").read_text().splitlines()
     assert csv[0].startswith("dataset,method,n,") and len(csv) >= 3
+    assert {f"{m}_{s}" for m in ("tstr_acc", "aug_gain", "copy_rate") for s in ("mean", "ci_low", "ci_high")} <= set(
+        csv[0].split(","))
     board = (root / "report" / "leaderboard.md").read_text()
     assert "drift:delta=0.1" in board and "loss became nan" in board
 

@@ -8,7 +8,7 @@ scored split:
   only. Its reference is the same recipe trained on as many real train images (matched_real).
 - aug_gain: trained on matched_real + the generated images, minus trained on matched_real alone.
   The real part has as many images per class as were generated: the scarce-data setting that
-  augmentation is for (a 2048-image real set would drown 70 generated ones, and cost 30x more).
+  augmentation is for (a 2048-image real set would drown 70 generated ones).
   The real-only classifier does not depend on the generated images: it is trained once per
   suite and its accuracy cached.
 
