@@ -52,7 +52,8 @@ def test_copy_rate_catches_a_method_that_returns_training_images(tmp_path, copie
     with np.load(copier_eval.eval_dir / "nearest.npz") as pairs:
         for space in ("pixel", "scorer"):     # each shown pair: a generated image and its own source
             assert np.array_equal(pairs[f"{space}_generated"], pairs[f"{space}_train"])
-    assert "Memorisation: generated images closest to a training image" in (report.report_dir / "report.html").read_text()
+    html = (report.report_dir / "report.html").read_text()
+    assert "Memorisation: generated images closest to a training image" in html
 
 
 def test_copy_rule_against_a_direct_computation():
