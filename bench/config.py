@@ -94,7 +94,8 @@ class SampleConfig:
 class MetricsConfig:
     names: tuple[str, ...] = ("acc[scorer]", "acc[expert]", "ssim", "fid[scorer]", "kid[scorer]",
                               # k-NN metrics on the scorer features FID/KID already computed: milliseconds
-                              "precision[scorer]", "recall[scorer]", "density[scorer]", "coverage[scorer]")
+                              "precision[scorer]", "recall[scorer]", "density[scorer]", "coverage[scorer]",
+                              "tstr_acc", "aug_gain", "copy_rate")  # the last three also read the train split
     kid_subset_size: int = 1000         # capped at N for small sample sets
 
 

@@ -129,7 +129,8 @@ def eval_command(
     classifiers = {role: get_classifier(role, data, configs[role], cache, device=device) for role in roles}
     result = evaluate_samples(fake_x, fake_y, real_x, real_y, class_names=class_names, scored_classes=scored,
                               classifiers=classifiers, metrics=names, cache_dir=cache, reference_key=reference_key,
-                              kid_subset_size=kid_subset_size, device=device, inception_weights=inception_weights)
+                              kid_subset_size=kid_subset_size, device=device, inception_weights=inception_weights,
+                              **({"train_images": data.train_x, "train_labels": data.train_y} if data is not None else {}))
     table = Table("metric", "value", "real data", "n_gen", "n_ref")
     for name, value in result["metrics"].items():
         prov, ref = result["provenance"].get(name, {}), result["reference"].get(name)

@@ -125,3 +125,7 @@ def check_data(cfg: Config, data: PreparedData) -> None:
                     "raise sample.samples_per_class" if n_gen < n_real else
                     f"{data.name} has too few {split} images: add images, or raise data.{split}_per_class "
                     f"(procedural sets) or the {split} share of data.split")
+    if "aug_gain" in cfg.metrics.names:
+        from bench.metrics.utility import check_matched_real
+        check_matched_real({c: cfg.sample.samples_per_class for c in data.scored_classes}, data.train_y,
+                           data.class_names)

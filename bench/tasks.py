@@ -29,6 +29,7 @@ from bench.store import (DONE, FAILED, SHORT_LOCK_TIMEOUT_S, FileLock, SuiteStor
 METRICS_FILE = "metrics.json"
 SAMPLES_FILE = "samples.npz"
 FEATURES_FILE = "features.npz"
+NEAREST_FILE = "nearest.npz"   # copy_rate's closest generated/training pairs, for the report's figure
 
 
 def _hash(obj) -> str:
@@ -213,7 +214,10 @@ def eval_task(cfg: Config, spec: RunSpec, gen_seed: int, results: Path, data_pat
                 images, labels, real_x[scored], real_y[scored], class_names=data.class_names,
                 scored_classes=data.scored_classes, classifiers=classifiers, metrics=list(cfg.metrics.names),
                 cache_dir=store.cache, reference_key=f"{data.fingerprint()}-{cfg.suite.eval_split}",
-                kid_subset_size=cfg.metrics.kid_subset_size, device=device)
+                kid_subset_size=cfg.metrics.kid_subset_size, device=device,
+                train_images=data.train_x, train_labels=data.train_y)
+            if "nearest" in result:
+                _save_npz(out / NEAREST_FILE, **result.pop("nearest"))
         except Exception as err:
             atomic_write_bytes(out / FAILED, (_failure_reason(err) + "\n").encode())
             return _status(out)

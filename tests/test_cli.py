@@ -41,7 +41,8 @@ def test_tiny_suite_runs_resumes_and_reports(monkeypatch, capsys, tmp_path):
     assert len(metrics) == 4
     m = json.loads(metrics[0].read_text())
     assert set(m["metrics"]) == {"acc[scorer]", "acc[expert]", "ssim", "fid[scorer]", "kid[scorer]", "precision[scorer]",
-                                 "recall[scorer]", "density[scorer]", "coverage[scorer]"}
+                                 "recall[scorer]", "density[scorer]", "coverage[scorer]", "tstr_acc", "aug_gain",
+                                 "copy_rate"}
     assert m["provenance"]["fid[scorer]"]["n_gen"] == len(m["scored_classes"]) * 2  # tiny: 2 per class
     assert {"acc[scorer]", "acc[expert]"} <= set(m["reference"])  # each network's ceiling on real images
     assert all(prov["network"] for prov in m["provenance"].values())
@@ -60,6 +61,8 @@ def test_tiny_suite_runs_resumes_and_reports(monkeypatch, capsys, tmp_path):
     assert code in (0, None), err
     csv = (root / "report" / "leaderboard.csv").read_text().splitlines()
     assert csv[0].startswith("dataset,method,n,") and len(csv) >= 3
+    assert {f"{m}_{s}" for m in ("tstr_acc", "aug_gain", "copy_rate") for s in ("mean", "ci_low", "ci_high")} <= set(
+        csv[0].split(","))
     board = (root / "report" / "leaderboard.md").read_text()
     assert "drift:delta=0.1" in board and "loss became nan" in board
 

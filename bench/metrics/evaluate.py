@@ -3,11 +3,12 @@
 `bench run` (one call per trained model x generation seed) and `bench eval` both come here, so a
 number means the same thing wherever it was computed. Metric names: acc[<classifier>], ssim, and
 <kind>[<network>] with kind in fid, kid, precision, recall, density, coverage and network in scorer,
-expert, inception, effnet (see DESIGN.md "Metrics"). Per class: acc[<classifier>] (the classifier's
-recall of each class), fid[<network>] and kid[<network>] (intra-class), ssim. A metric's network is
-its bracket (`metric_network`): what the runner prepares before the evaluation. Features of the
-real images are cached per (reference key, real images, extractor, weights, resizer), so the
-reference side is computed once per suite.
+expert, inception, effnet (see DESIGN.md "Metrics"); tstr_acc, aug_gain (bench/metrics/utility.py) and
+copy_rate (bench/metrics/privacy.py), which also read the real train split. Per class: acc[<classifier>]
+(the classifier's recall of each class), fid[<network>] and kid[<network>] (intra-class), ssim. A
+metric's network is its bracket (`metric_network`; copy_rate's is the scorer): what the runner prepares
+before the evaluation. Features of the real images are cached per (reference key, real images,
+extractor, weights, resizer), so the reference side is computed once per suite.
 """
 from __future__ import annotations
 
@@ -26,13 +27,15 @@ from bench.metrics.extractors import EXTRACTORS, RESIZER, FeatureExtractor, buil
 from bench.metrics.fidkid import (DENSITY_OF_ONE_DISTRIBUTION, KID_SEED, KID_SUBSETS, MANIFOLD_KINDS, MIN_IMAGES,
                                   class_counts, fid, fid_min_images, kid, manifold_metrics, manifold_provenance,
                                   per_class)
+from bench.metrics.privacy import PRIVACY_METRICS, PRIVACY_NETWORK, privacy_scores
 from bench.metrics.ssim import K1, K2, SIGMA, TRUNCATE, class_ssim, pairwise_ssim
+from bench.metrics.utility import UTILITY_METRICS, utility_scores
 from bench.models.expert import ROLES
 from bench.store import SHORT_LOCK_TIMEOUT_S, FileLock, atomic_write_bytes
 
 FEATURE_KINDS = ("fid", "kid", *MANIFOLD_KINDS)
 METRIC_NAMES = (*(f"acc[{role}]" for role in ROLES), "ssim",
-                *(f"{k}[{e}]" for e in EXTRACTORS for k in FEATURE_KINDS))
+                *(f"{k}[{e}]" for e in EXTRACTORS for k in FEATURE_KINDS), *UTILITY_METRICS, *PRIVACY_METRICS)
 _METRIC = re.compile(r"^(\w+)\[(\w+)\]$")
 
 
@@ -44,7 +47,7 @@ def metric_network(name: str) -> str | None:
 
 def classifiers_needed(names) -> list[str]:
     """The suite classifiers (scorer, expert) that metrics `names` need, in ROLES order."""
-    networks = {metric_network(n) for n in names}
+    networks = {metric_network(n) for n in names} | {PRIVACY_NETWORK for n in names if n in PRIVACY_METRICS}
     return [role for role in ROLES if role in networks]
 _LIBRARIES = ("torch", "torch-fidelity", "timm", "numpy", "scipy", "pillow", "scikit-image")
 
@@ -139,11 +142,14 @@ def _per_class_provenance(fake_labels, real_labels, scored: list[int], name_of: 
 
 def evaluate_samples(fake: np.ndarray, fake_labels: np.ndarray, real: np.ndarray, real_labels: np.ndarray, *,
                      class_names, scored_classes, classifiers: dict, metrics, cache_dir: Path, reference_key: str,
-                     kid_subset_size: int = 1000, device="cpu", inception_weights: str = "") -> dict:
+                     kid_subset_size: int = 1000, device="cpu", inception_weights: str = "",
+                     train_images: np.ndarray | None = None, train_labels: np.ndarray | None = None) -> dict:
     """Score generated uint8 images (N, H, W, C) with conditioning labels against real ones.
 
-    `classifiers`: role (scorer, expert) -> Classifier, for the metrics that name one.
-    Returns {"metrics", "per_class", "confusion", "reference", "provenance"} as in bench/store.py;
+    `classifiers`: role (scorer, expert) -> Classifier, for the metrics that name one (and copy_rate).
+    `train_images`, `train_labels`: the real train split (all classes), for aug_gain and copy_rate.
+    Returns {"metrics", "per_class", "confusion", "reference", "provenance"} as in bench/store.py,
+    plus "nearest" (the closest generated/training pairs, bench.metrics.privacy) when copy_rate is asked;
     "confusion" is the first measured acc[...]'s (the scorer's when acc[scorer] is measured);
     only images of `scored_classes` count, on both sides. Provenance holds settings only, nothing
     that varies between evaluations of one suite: the report refuses to compare differing settings.
@@ -219,4 +225,20 @@ def evaluate_samples(fake: np.ndarray, fake_labels: np.ndarray, real: np.ndarray
         result = _ssim(fake, fake_labels, real, real_labels, scored, name_of, common, device)
         out["metrics"]["ssim"], out["per_class"]["ssim"] = result["value"], result["per_class"]
         out["reference"]["ssim"], out["provenance"]["ssim"] = result["reference"], result["provenance"]
+
+    parts = []  # the metrics that read the train split, each {"metrics", "reference", "provenance", ...}
+    if utility := [m for m in metrics if m in UTILITY_METRICS]:
+        parts.append(utility_scores(fake, fake_labels, real, real_labels, train_images, train_labels, class_names,
+                                    utility, cache_dir, device))
+    if "copy_rate" in metrics:
+        extractor = build_extractor(PRIVACY_NETWORK, classifiers=classifiers, cache_dir=cache_dir, device=device)
+        parts.append(privacy_scores(fake, fake_labels, real, real_labels, train_images, extractor, name_of, device,
+                                    lambda images, key: _reference_features(extractor, images, cache_dir,
+                                                                            f"{reference_key}{key}", device)))
+    for part in parts:
+        for key in ("metrics", "per_class", "reference"):
+            out[key].update(part.get(key, {}))
+        out["provenance"].update({m: {**common, **prov} for m, prov in part["provenance"].items()})
+        if "nearest" in part:
+            out["nearest"] = part["nearest"]
     return out

@@ -162,8 +162,40 @@ def _predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor
     return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
+def fit(net: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, recipe, gen: torch.Generator,
+        after_epoch=None, epochs: int | None = None) -> nn.Module:
+    """Train `net` in place: cross-entropy on logits, AdamW with warm-up and cosine decay, `epochs`
+    (default recipe.epochs) passes in `gen`'s batch order (flips and transposes when `recipe.augment`).
+    `recipe` has the fields batch_size, lr, weight_decay and augment (a ClassifierConfig, or
+    bench.metrics.utility's recipe); after_epoch(epoch, last_loss) runs after each pass, net in eval mode."""
+    epochs = recipe.epochs if epochs is None else epochs
+    total = epochs * -(-len(train_x) // recipe.batch_size)
+    warmup = max(1, total // 4)
+    opt = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    # Linear warm-up over a quarter of the steps, then cosine decay to zero (a one-cycle schedule).
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(
+        (step + 1) / warmup, 0.5 * (1 + np.cos(np.pi * min(1.0, (step + 1 - warmup) / max(1, total - warmup))))))
+    for epoch in range(epochs):
+        net.train()
+        order = torch.randperm(len(train_x), generator=gen).to(train_x.device)
+        for i in range(0, len(train_x), recipe.batch_size):
+            idx = order[i:i + recipe.batch_size]
+            if len(idx) < 2:  # BatchNorm cannot train on one image
+                continue
+            x = _dihedral(train_x[idx], gen) if recipe.augment else train_x[idx]
+            loss = F.cross_entropy(net(x), train_y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        net.eval()
+        if after_epoch is not None:
+            after_epoch(epoch, loss)
+    return net
+
+
 def _train(role: str, data: PreparedData, cfg: ClassifierConfig, device) -> tuple[nn.Module, dict, list[dict]]:
-    """Cross-entropy on logits, AdamW with warm-up and cosine decay; returns the best-val-accuracy weights."""
+    """fit on the train split; returns the best-val-accuracy weights."""
     if len(data.train_x) < 2 or len(data.val_x) < 1:
         raise BenchError(f"the {role} needs at least 2 train and 1 val images, got {len(data.train_x)} and "
                          f"{len(data.val_x)}; raise data.train_per_class / val_per_class")
@@ -174,32 +206,17 @@ def _train(role: str, data: PreparedData, cfg: ClassifierConfig, device) -> tupl
     net.to(device)
     train_x, train_y = _network_input(data.train_x, init, device), torch.from_numpy(data.train_y).long().to(device)
     val_x, val_y = _network_input(data.val_x, init, device), torch.from_numpy(data.val_y).long().to(device)
-    total = cfg.epochs * -(-len(train_x) // cfg.batch_size)
-    warmup = max(1, total // 4)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    # Linear warm-up over a quarter of the steps, then cosine decay to zero (a one-cycle schedule).
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(
-        (step + 1) / warmup, 0.5 * (1 + np.cos(np.pi * min(1.0, (step + 1 - warmup) / max(1, total - warmup))))))
     best, best_state, log = (-1.0, float("inf")), None, []
-    for epoch in range(cfg.epochs):
-        net.train()
-        order = torch.randperm(len(train_x), generator=gen).to(device)
-        for i in range(0, len(train_x), cfg.batch_size):
-            idx = order[i:i + cfg.batch_size]
-            if len(idx) < 2:  # BatchNorm cannot train on one image
-                continue
-            x = _dihedral(train_x[idx], gen) if cfg.augment else train_x[idx]
-            loss = F.cross_entropy(net(x), train_y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-        net.eval()
+
+    def keep_best(epoch: int, loss: torch.Tensor) -> None:
+        nonlocal best, best_state
         logits = _predict(net, val_x, 256)
         score = ((logits.argmax(1) == val_y).float().mean().item(), F.cross_entropy(logits, val_y).item())
         log.append({"epoch": epoch, "train_loss": loss.item(), "val_acc": score[0], "val_loss": score[1]})
         if (score[0], -score[1]) > (best[0], -best[1]):
             best, best_state = score, copy.deepcopy(net.state_dict())
+
+    fit(net, train_x, train_y, cfg, gen, keep_best)
     net.load_state_dict(best_state)
     return net.eval(), init, log
 

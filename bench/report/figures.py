@@ -301,10 +301,56 @@ def feature_pca(data: SuiteData, t: DatasetTables) -> bytes | None:
     return _png(fig)
 
 
+def nearest_pairs(data: SuiteData, t: DatasetTables) -> bytes | None:
+    """copy_rate's closest pairs (nearest.npz of each method's showcased evaluation): per method and
+    space (pixels, scorer features) one row of generated images, each beside its nearest training
+    image, captioned with distance / copy threshold of its class (<= 1: counted as a copy). Drawn
+    with PIL at an integer scale, as the sample grids."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    chosen = showcase(data, t, "nearest.npz")
+    if not chosen:
+        return None
+    rows = []   # (label, generated, train, ratio)
+    for method, e in chosen.items():
+        with np.load(e.eval_dir / "nearest.npz") as npz:
+            spaces = sorted({k.rpartition("_")[0] for k in npz.files})
+            rows += [(f"{method} ({space}), train seed {e.train_seed}, gen seed {e.gen_seed}",
+                      npz[f"{space}_generated"], npz[f"{space}_train"], npz[f"{space}_ratio"]) for space in spaces]
+    h, w = rows[0][1].shape[1:3]
+    scale, pad, gap, title_h, caption_h = max(1, 64 // max(h, w)), 2, 14, 18, 16
+    font = ImageFont.load_default(size=12)
+    pair_w = 2 * (w * scale + pad) + gap
+    n_pairs = max(len(generated) for _, generated, _, _ in rows)
+    row_h = title_h + h * scale + caption_h + gap
+    caption = ": generated | nearest training image, distance / threshold"
+    width = max(n_pairs * pair_w, 4 + max(int(font.getlength(label + caption)) for label, *_ in rows))
+    canvas = Image.new("RGB", (width, len(rows) * row_h), "white")
+    draw = ImageDraw.Draw(canvas)
+
+    def tile(image: np.ndarray) -> Image.Image:
+        tile = Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).convert("RGB")
+        return tile.resize((w * scale, h * scale), Image.NEAREST)
+
+    for r, (label, generated, train, ratio) in enumerate(rows):
+        y0 = r * row_h
+        draw.text((2, y0 + 2), label + caption, fill="black", font=font)
+        for k in range(len(generated)):
+            x0 = k * pair_w
+            canvas.paste(tile(generated[k]), (x0, y0 + title_h))
+            canvas.paste(tile(train[k]), (x0 + w * scale + pad, y0 + title_h))
+            draw.text((x0, y0 + title_h + h * scale + 1), f"{ratio[k]:.2f}", fill="black", font=font)
+    buf = io.BytesIO()
+    canvas.save(buf, format="PNG")
+    return buf.getvalue()
+
+
 FIGURES = (("samples", "Samples (one row per class, same seeds for every method), after real images "
             "of the scored split", sample_grids),
            ("confusion", "Confusion matrices of the scoring classifier (mean over evaluations, rows = target)",
             confusion_matrices),
            ("strip", "Every observation per metric (bar = mean, colour = train seed)", strip_plots),
            ("loss", "Training loss", loss_curves),
-           ("phi_pca", "PCA of a method's features phi of held-out real images, by class", feature_pca))
+           ("phi_pca", "PCA of a method's features phi of held-out real images, by class", feature_pca),
+           ("nearest", "Memorisation: generated images closest to a training image (copy_rate), each beside its "
+            "nearest training image", nearest_pairs))

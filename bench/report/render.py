@@ -20,7 +20,8 @@ DETECTABLE_TITLE = f"Smallest detectable Δ (α = {ALPHA:g} two-sided, power {PO
 def reference_note(data: SuiteData) -> str:
     return (f"The reference row holds the same statistic on real {data.eval_split} images (accuracies: the "
             "ceiling; SSIM: the real data's diversity, the value to be closest to; density: 1, its expectation "
-            "when generated and real images come from one distribution).")
+            "when generated and real images come from one distribution; tstr_acc: the same classifier recipe "
+            "trained on as many real train images; copy_rate: the rate of the real held-out images).")
 
 
 def per_class_title(key: str) -> str:

@@ -16,7 +16,7 @@ HIGHER, LOWER, CLOSEST_TO_REAL = "higher", "lower", "closest to real"
 # generated images crowd around a few real ones: its best value is its reference, as SSIM's.
 JUDGEMENT = {"acc": HIGHER, "ssim": CLOSEST_TO_REAL, "fid": LOWER,
              "kid": LOWER, "precision": HIGHER, "recall": HIGHER, "density": CLOSEST_TO_REAL,
-             "coverage": HIGHER}
+             "coverage": HIGHER, "tstr_acc": HIGHER, "aug_gain": HIGHER, "copy_rate": LOWER}
 NETWORK_ORDER = ("scorer", "expert", "inception", "effnet")   # acc[scorer], the headline, first
 ARROWS = {HIGHER: "↑", LOWER: "↓", CLOSEST_TO_REAL: f"({CLOSEST_TO_REAL})"}
 DISTANCE_TO_REAL = "distance to real"     # what Δ compares for CLOSEST_TO_REAL metrics
