@@ -56,7 +56,7 @@ def run(
     seeds: Optional[int] = typer.Option(None, help="generation seeds 0..N-1 per trained model"),
     train_seeds: Optional[int] = typer.Option(None, help="independently trained models per variant"),
     dataset: Optional[str] = typer.Option(None, help="data set: a name, folder:PATH, npz:PATH (or a bare path)"),
-    preset: Optional[str] = typer.Option(None, help="named overrides: tiny | paper"),
+    preset: Optional[str] = typer.Option(None, help="named overrides (bench/presets.py): tiny, a paper's regime, ..."),
     executor: Optional[str] = typer.Option(None, help="ray | local"),
     address: Optional[str] = typer.Option(None, help="join a Ray cluster: auto | ray://host:port"),
     results: Path = typer.Option(Path("results"), help="results store"),
@@ -117,7 +117,7 @@ def _split_methods(text: str) -> list[str]:
 @app.command()
 def pretrain(
     config: Path = typer.Option(Path("bench.toml"), help="suite config (TOML): its pretrain, data and model sections"),
-    preset: Optional[str] = typer.Option(None, help="named overrides: tiny | paper"),
+    preset: Optional[str] = typer.Option(None, help="named overrides (bench/presets.py): tiny, a paper's regime, ..."),
     results: Path = typer.Option(Path("results"), help="results store (the artefact goes to the suite's cache)"),
 ):
     """Train the suite's unconditional pretrain backbone once (cached in the suite's cache) and print its folder."""

@@ -20,6 +20,7 @@ from bench.errors import BenchError
 from bench.models.expert import ROLES, ClassifierConfig, ScorerConfig, check_independent, known_backbone
 from bench.models.unet import ConditionPath
 from bench.numbers import finite_float
+from bench.presets import preset_tables
 from bench.pretrain import PretrainConfig
 from bench.store import EVAL_SPLITS, SUITE_NAME_RULE, is_suite_name
 
@@ -191,28 +192,6 @@ _RANGES = {
     ("pretrain", "lr"): _POSITIVE,
 }
 
-# Named overrides applied on top of the file, before CLI flags.
-PRESETS: dict[str, dict] = {
-    # A seconds-long suite for tests and smoke runs.
-    "tiny": {
-        "data": {"image_size": 16, "train_per_class": 16, "val_per_class": 8, "test_per_class": 8},
-        "model": {"size": "tiny"},
-        "train": {"steps": 4, "batch_size": 8, "warmup_steps": 1, "checkpoint_every": 2, "log_every": 1},
-        "sample": {"steps": 3, "samples_per_class": 2},
-        "expert": {"backbone": "tiny", "epochs": 1},
-        "scorer": {"backbone": "tiny-effnet", "epochs": 1},   # another family than the tiny expert
-        "metrics": {"kid_subset_size": 8},
-        "pretrain": {"steps": 4, "batch_size": 8},
-    },
-    # The feature-alignment paper's protocol (Nair 2024): Kather 2016, grayscale, 64 px, no "empty".
-    "paper": {
-        "suite": {"seeds": 15},
-        "data": {"name": "kather2016", "image_size": 64, "grayscale": True, "exclude_classes": ["empty"]},
-        "model": {"size": "paper"},
-        "sample": {"samples_per_class": 10},
-        "expert": {"backbone": "resnet50"},
-    },
-}
 
 
 def _coerce(value, hint, where: str):
@@ -322,9 +301,7 @@ def load_config(path: str | Path | None, preset: str | None = None, overrides: d
     tables = read_toml(path) if path is not None else {}
     source = str(path) if path is not None else "the defaults"
     if preset:
-        if preset not in PRESETS:
-            raise BenchError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
-        tables = _merge(tables, PRESETS[preset])
+        tables = _merge(tables, preset_tables(preset))
         source += f" + preset {preset}"
     if overrides:
         tables = _merge(tables, overrides)

@@ -25,7 +25,8 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from bench.config import PRESETS, ExecutionConfig, load_config
+from bench.config import ExecutionConfig, load_config
+from bench.presets import PRESETS
 from bench.errors import BenchError
 from bench.executors import RayExecutor, ray_address
 from bench.methods import REGISTRY, load_plugin

@@ -163,7 +163,9 @@ def test_aligned_shows_its_expert_the_decoded_x_t(tmp_path, vae_path):
 
 @pytest.mark.parametrize("make, changes, fragment", [
     (lambda tmp: str(tmp), {}, "is not a local AutoencoderKL folder"),
-    (lambda tmp: str(tmp / "missing"), {}, "is not a local AutoencoderKL folder"),
+    (lambda tmp: str(tmp / "missing"), {}, "missing does not exist; point it at a VAE saved with save_pretrained"),
+    (lambda tmp: "acme/no-such-vae", {}, "model.vae 'acme/no-such-vae' is not in the local Hugging Face cache and bench "
+     "does not download; fetch it once (huggingface-cli download acme/no-such-vae)"),
     (lambda tmp: save_vae(tmp / "v"), {"data": {"grayscale": True}},
      "encodes 3-channel images but the data have 1 channel(s); use a VAE for 1-channel images, or set "
      "data.grayscale = false"),

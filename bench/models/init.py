@@ -11,11 +11,11 @@ not use is listed as unused. Weights are read from safetensors files only: nothi
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.errors import BenchError
+from bench.models.local import local_folder
 
 if TYPE_CHECKING:
     from diffusers import UNet2DConditionModel
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 PRETRAIN = "pretrain"       # [model] init naming the suite's `bench pretrain` artefact
 RECIPE_FILE = "recipe.json"  # what makes a folder a bench pretrain artefact
 WEIGHTS = "diffusion_pytorch_model"  # diffusers' weights file name (.safetensors, maybe sharded)
-HF_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 FIX = "set model.init to a folder holding a diffusers U-Net (unet/config.json), a model id in the local " \
       "Hugging Face cache, \"pretrain\", or \"\" to train from scratch"
 
@@ -31,19 +30,7 @@ FIX = "set model.init to a folder holding a diffusers U-Net (unet/config.json), 
 def resolve_init(spec: str) -> tuple[Path, str | None, str]:
     """(folder, subfolder, kind) of an init source, kind "folder" or "hf-cache"; BenchError when
     it names nothing loadable here."""
-    path = Path(spec).expanduser()
-    if path.exists():
-        kind = "folder"
-    elif HF_ID.fullmatch(spec) and not spec.startswith((".", "/", "~")):
-        from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import LocalEntryNotFoundError
-        try:
-            path, kind = Path(snapshot_download(spec, local_files_only=True)), "hf-cache"
-        except (LocalEntryNotFoundError, FileNotFoundError, OSError):
-            raise BenchError(f"model.init {spec!r} is not in the local Hugging Face cache and bench does not "
-                             f"download; fetch it once (huggingface-cli download {spec}) or {FIX}") from None
-    else:
-        raise BenchError(f"model.init folder {spec} does not exist; {FIX}")
+    path, kind = local_folder(spec, "model.init", FIX)
     if (path / "unet" / "config.json").is_file():
         return path, "unet", kind
     if (path / "config.json").is_file():

@@ -27,18 +27,22 @@ import torch
 
 from bench.datasets.base import SPLITS, PreparedData
 from bench.errors import BenchError
+from bench.models.local import local_folder
 from bench.store import SHORT_LOCK_TIMEOUT_S, FileLock, atomic_write_bytes
 
 VAE_CLASS = "AutoencoderKL"
 VAE_SUBFOLDER = "vae"               # a diffusers pipeline folder keeps its VAE here
 WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
+NOT_A_VAE_FIX = ("point it at a VAE saved with save_pretrained (or a pipeline folder with vae/, or a model id in "
+                 "the local Hugging Face cache), or set model.vae = \"\" for pixel space")
 CHUNK = 64                          # images per VAE call: bounds memory for large VAEs and sets
 
 
 def vae_folder(spec: str) -> Path:
-    """The AutoencoderKL folder `spec` names: a pipeline folder with `vae/`, or the VAE folder itself;
-    BenchError unless it has an AutoencoderKL config and safetensors weights."""
-    root = Path(spec).expanduser()
+    """The AutoencoderKL folder `spec` names (a local folder or a cached Hugging Face id): a pipeline folder
+    with `vae/`, or the VAE folder itself; BenchError unless it has an AutoencoderKL config and safetensors
+    weights."""
+    root, _ = local_folder(spec, "model.vae", NOT_A_VAE_FIX)
     for folder in (root / VAE_SUBFOLDER, root):
         if _class_name(folder / "config.json") == VAE_CLASS:
             if not (folder / WEIGHTS_FILE).is_file():
@@ -46,8 +50,7 @@ def vae_folder(spec: str) -> Path:
                                  "only: re-save the VAE with save_pretrained(safe_serialization=True)")
             return folder
     raise BenchError(f"model.vae = {spec!r} is not a local {VAE_CLASS} folder (no config.json of an {VAE_CLASS} there "
-                     f"or in its {VAE_SUBFOLDER}/ subfolder); point it at a VAE saved with save_pretrained, or set "
-                     "model.vae = \"\" for pixel space")
+                     f"or in its {VAE_SUBFOLDER}/ subfolder); {NOT_A_VAE_FIX}")
 
 
 def _class_name(config: Path) -> str | None:
