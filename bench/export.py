@@ -119,6 +119,8 @@ def _contents(run_dir: Path, store: SuiteStore):
 
     config = read_json(run_dir / "config.json")
     cfg = build_config(config["config"], str(run_dir / "config.json"))
+    if cfg.model.vae:   # before prepare_data, which would encode the data with another VAE
+        _check_vae(cfg.model.vae, config.get("vae_weights"), run_dir)
     data_path = prepare_data(cfg, store.cache)
     check_reused_runs([run_dir], data_path)
     data = PreparedData.load(data_path)
@@ -137,6 +139,16 @@ def _contents(run_dir: Path, store: SuiteStore):
     exported = Exported.of(built, sampler, cfg, data, source)
     vae = None if latents is None else latents.vae.model
     return BenchPipeline(unet=built.model.unet, scheduler=sampler.scheduler, vae=vae), exported.files()
+
+
+def _check_vae(spec: str, trained_with: str | None, run_dir: Path) -> None:
+    """BenchError unless the VAE at `spec` has the weights (`weights_hash`) run_dir's model was trained on: with
+    other weights its latents mean something else. A run that did not record them (written before
+    config.json kept vae_weights) is taken on trust."""
+    from bench.models.latent import weights_hash
+    if trained_with is not None and weights_hash(spec) != trained_with:
+        raise BenchError(f"model.vae {spec} holds other weights than the VAE run {run_dir} was trained with "
+                         f"(sha256 {trained_with}...); put that VAE back at this path to export the run")
 
 
 def _cpu(tensors: dict) -> dict:

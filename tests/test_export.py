@@ -80,6 +80,28 @@ def test_latent_exports_carry_their_vae_and_reproduce_the_stores_samples(monkeyp
         assert report[method]["vae"] == "AutoencoderKL" and report[method]["tumor"] == [[16, 16]] * 3
 
 
+@pytest.mark.parametrize("case, fragment", [
+    ("other-weights", "holds other weights than the VAE run"),
+    ("missing", "is not a local AutoencoderKL folder"),
+])
+def test_a_latent_run_whose_vae_is_gone_or_changed_is_refused_and_nothing_written(monkeypatch, capsys, latent_store,
+                                                                                  tmp_path, case, fragment):
+    source = run_dir(latent_store, LATENT_METHODS[0])
+    vae = Path(json.loads((source / "config.json").read_text())["config"]["model"]["vae"])
+    kept = vae.with_name("kept")
+    vae.rename(kept)
+    if case == "other-weights":
+        save_vae(vae, seed=1)
+    cached = sorted(latent_store.glob("cache/*"))
+    try:
+        code, _, err = run_cli(monkeypatch, capsys, "export", str(source), str(tmp_path / "out"))
+    finally:
+        shutil.rmtree(vae, ignore_errors=True)
+        kept.rename(vae)
+    assert_refused(code, err, fragment)
+    assert list(tmp_path.iterdir()) == [] and sorted(latent_store.glob("cache/*")) == cached  # no latents of it
+
+
 FRESH_PROCESS = """
 import json, os, sys
 import numpy as np, torch
