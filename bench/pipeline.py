@@ -10,7 +10,8 @@ generation seed s, read from `generator` (the seed it was given: `initial_seed()
 its paired noise streams per chunk of `[sample] batch_size` images (bench/sample.py). So the same seed and
 the same rows give the same images: `pipe(generator=torch.Generator().manual_seed(s))`, with every scored
 class and the run's images per class (the defaults), returns the store's eval/seed=s/samples.npz, bit for
-bit on the CPU. Other rows (one class, another count) are other draws of that seed.
+bit on the CPU. Other rows (one class, another count) are other draws of that seed. In latent mode the folder's
+`vae` (an AutoencoderKL) decodes the samples through bench's own VAE code (bench/models/latent.py).
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ from bench.errors import BenchError
 
 
 class BenchPipeline(DiffusionPipeline):
-    """A bench-trained U-Net, its scheduler, and its method's conditioning (loaded by `from_pretrained`)."""
+    """A bench-trained U-Net, its scheduler, its VAE in latent mode, and its method's conditioning (loaded by
+    `from_pretrained`)."""
 
     model_cpu_offload_seq = "unet->vae"
     _optional_components = ["vae"]     # latent mode only
