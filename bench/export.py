@@ -4,6 +4,8 @@
 OUT/
   model_index.json                  BenchPipeline's diffusers components
   unet/                             the EMA U-Net sampling uses (save_pretrained): also a valid `[model] init`
+  vae/                              latent mode ([model] vae) only: the run's AutoencoderKL (save_pretrained,
+                                    safetensors), which the pipeline decodes with (bench/models/latent.py)
   scheduler/scheduler_config.json   the diffusers scheduler bench samples with (schedule, spacing, clipping)
   scheduler/bench_sampling.json     the run's [sample] settings (sampler, steps, eta, guidance, classes' image
                                     count, batch size) and the data-centring mean mu ([train] center_data; 0 off)
@@ -47,7 +49,8 @@ RUN_LAYOUT = "results/<suite>/runs/<dataset>/<method>/train-seed=<k>/<run_id>/"
 @dataclass
 class Exported:
     """What an exported folder holds besides the diffusers components (the U-Net and the scheduler)."""
-    cfg: Config                         # the run's (read back from a folder: [train], [sample], bf16; the rest default)
+    cfg: Config                         # the run's (read back from a folder: [train], [sample], bf16, [model] vae
+    #                                     = the folder's vae/ in latent mode; the rest default)
     data_mean: tuple[float, ...]        # mu of the schedule
     info: dict                          # method variant, class names, scored classes, data set, source run
     weights: dict[str, torch.Tensor]    # the method's modules
@@ -110,29 +113,42 @@ def _contents(run_dir: Path, store: SuiteStore):
     from bench.datasets.base import PreparedData
     from bench.diffusion import Sampler
     from bench.pipeline import BenchPipeline
-    from bench.tasks import check_reused_runs, method_resources, prepare_data
+    from bench.sample import sampler_settings
+    from bench.tasks import check_reused_runs, latents_of, method_resources, prepare_data
     from bench.train import CHECKPOINT_FILE, load_model, resolve_device
 
     config = read_json(run_dir / "config.json")
     cfg = build_config(config["config"], str(run_dir / "config.json"))
-    if getattr(cfg.model, "vae", ""):   # [model] vae: latent mode
-        raise BenchError(f"{run_dir} diffuses in a VAE's latent space ([model] vae), which bench export does not "
-                         "write yet; export a pixel-space run")
+    if cfg.model.vae:   # before prepare_data, which would encode the data with another VAE
+        _check_vae(cfg.model.vae, config.get("vae_weights"), run_dir)
     data_path = prepare_data(cfg, store.cache)
     check_reused_runs([run_dir], data_path)
     data = PreparedData.load(data_path)
     device = resolve_device(cfg.execution.device)
     variant = config["method"]
+    latents = latents_of(cfg, data_path, device)
     try:
-        built = load_model(cfg, variant, data, run_dir, device, *method_resources(cfg, variant, data, store, device))
+        built = load_model(cfg, variant, data, run_dir, device, *method_resources(cfg, variant, data, store, device),
+                           latents)
     except SafetensorError as err:
         raise BenchError(f"{run_dir / CHECKPOINT_FILE} is unreadable ({err}); delete the run folder and run "
                          "`bench run` again to retrain it") from None
     source = {"run_dir": str(run_dir), "run_id": config["run_id"], "train_seed": config["train_seed"],
               "code_version": config["code_version"], "exported_by": __version__}
-    sampler = Sampler.from_config(built.schedule, cfg.sample)
+    sampler = Sampler.from_config(built.schedule, sampler_settings(cfg))
     exported = Exported.of(built, sampler, cfg, data, source)
-    return BenchPipeline(unet=built.model.unet, scheduler=sampler.scheduler), exported.files()
+    vae = None if latents is None else latents.vae.model
+    return BenchPipeline(unet=built.model.unet, scheduler=sampler.scheduler, vae=vae), exported.files()
+
+
+def _check_vae(spec: str, trained_with: str | None, run_dir: Path) -> None:
+    """BenchError unless the VAE at `spec` has the weights (`weights_hash`) run_dir's model was trained on: with
+    other weights its latents mean something else. A run that did not record them (written before
+    config.json kept vae_weights) is taken on trust."""
+    from bench.models.latent import weights_hash
+    if trained_with is not None and weights_hash(spec) != trained_with:
+        raise BenchError(f"model.vae {spec} holds other weights than the VAE run {run_dir} was trained with "
+                         f"(sha256 {trained_with}...); put that VAE back at this path to export the run")
 
 
 def _cpu(tensors: dict) -> dict:
@@ -148,13 +164,16 @@ def read_export(folder: Path) -> Exported:
     from safetensors.torch import load_file
 
     from bench.config import build_config
+    from bench.models.latent import VAE_SUBFOLDER
     folder = Path(folder)
     missing = [name for name in (SAMPLING_FILE, INFO_FILE, MODULES_FILE, STATE_FILE) if not (folder / name).is_file()]
     if missing:
         raise BenchError(f"{folder} is not a folder written by `bench export` (no {missing[0]}); export a run "
                          "with `bench export RUN_DIR OUT`")
     info, sampling = read_json(folder / INFO_FILE), read_json(folder / SAMPLING_FILE)
-    cfg = build_config({**info["config"], "sample": sampling["sample"]}, str(folder))
+    vae = folder / VAE_SUBFOLDER
+    model = {"vae": str(vae)} if vae.is_dir() else {}
+    cfg = build_config({**info["config"], "sample": sampling["sample"], "model": model}, str(folder))
     return Exported(cfg, tuple(sampling["data_mean"]), info,
                     load_file(folder / MODULES_FILE), load_file(folder / STATE_FILE))
 

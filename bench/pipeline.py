@@ -10,7 +10,8 @@ generation seed s, read from `generator` (the seed it was given: `initial_seed()
 its paired noise streams per chunk of `[sample] batch_size` images (bench/sample.py). So the same seed and
 the same rows give the same images: `pipe(generator=torch.Generator().manual_seed(s))`, with every scored
 class and the run's images per class (the defaults), returns the store's eval/seed=s/samples.npz, bit for
-bit on the CPU. Other rows (one class, another count) are other draws of that seed.
+bit on the CPU. Other rows (one class, another count) are other draws of that seed. In latent mode the folder's
+`vae` (an AutoencoderKL) decodes the samples through bench's own VAE code (bench/models/latent.py).
 """
 from __future__ import annotations
 
@@ -26,13 +27,15 @@ from bench.errors import BenchError
 
 
 class BenchPipeline(DiffusionPipeline):
-    """A bench-trained U-Net, its scheduler, and its method's conditioning (loaded by `from_pretrained`)."""
+    """A bench-trained U-Net, its scheduler, its VAE in latent mode, and its method's conditioning (loaded by
+    `from_pretrained`)."""
 
-    model_cpu_offload_seq = "unet"
+    model_cpu_offload_seq = "unet->vae"
+    _optional_components = ["vae"]     # latent mode only
 
-    def __init__(self, unet, scheduler):
+    def __init__(self, unet, scheduler, vae=None):
         super().__init__()
-        self.register_modules(unet=unet, scheduler=scheduler)
+        self.register_modules(unet=unet, scheduler=scheduler, vae=vae)
         self.exported = None            # bench.export.Exported, set by from_pretrained
         self._built = None              # the method and denoiser on the device they were built for
 
@@ -56,7 +59,7 @@ class BenchPipeline(DiffusionPipeline):
     def _method(self):
         """bench's `Built` (method, denoiser, schedule) for the pipeline's device, rebuilt after `.to()`."""
         if self._built is None or self._built.method.ctx.device != self.device:
-            self._built = rebuild(self.unet, self.exported, self.device)
+            self._built = rebuild(self.unet, self.exported, self.device, self.vae)
         return self._built
 
     def labels(self, class_name: str | list[str] | None = None, num_images: int | None = None) -> np.ndarray:
@@ -90,25 +93,28 @@ class BenchPipeline(DiffusionPipeline):
         return ImagePipelineOutput(images=images) if return_dict else (images,)
 
 
-def rebuild(unet, exported, device: torch.device):
+def rebuild(unet, exported, device: torch.device, vae=None):
     """bench's `Built` (method, denoiser around `unet`, schedule) from an export, without the run's data or
-    expert: the method takes back its `export_state` and samples as it did in the run."""
-    from bench.diffusion import Schedule
-    from bench.methods import REGISTRY, Denoiser, MethodContext, parse_variant
-    from bench.train import Built
-    info, train = exported.info, exported.cfg.train
+    expert: the method takes back its `export_state` and samples as it did in the run. With `vae` (an
+    AutoencoderKL: latent mode) the method sees latents with empty splits, and decodes through bench's VAE."""
+    from bench.methods import REGISTRY, Denoiser
+    from bench.models.latent import VAE, Latents, downsampling_factor
+    from bench.train import Built, new_method
+    info = exported.info
     name = info["method"].partition(":")[0]
     if name not in REGISTRY:
         raise BenchError(f"this model's method {name!r} is not registered: load its plug-in first, e.g. "
                          "bench.methods.load_plugin('its_file.py')")
-    cls, params = parse_variant(info["method"])
-    schedule = Schedule(train.num_train_timesteps, train.beta_schedule, train.min_snr_gamma, exported.data_mean)
-    ctx = MethodContext(num_classes=len(info["class_names"]), channels=unet.config.in_channels,
-                        image_size=unet.config.sample_size, token_dim=unet.config.cross_attention_dim,
-                        device=device, data=_no_data(unet, info), schedule=schedule,
-                        expert_loader=partial(_no_expert, info["method"]), p_uncond=train.p_uncond,
-                        guidance=exported.cfg.sample.guidance)
-    method = cls(params, ctx)
+    channels, side = unet.config.in_channels, unet.config.sample_size
+    if vae is None:
+        latents, data = None, _no_data(info, channels, side)
+    else:
+        empty = torch.zeros((0, channels, side, side))
+        latents = Latents(VAE(vae, device), empty, empty, empty)
+        data = _no_data(info, vae.config.in_channels, side * downsampling_factor(vae.config))
+    method = new_method(exported.cfg, info["method"], data, exported.data_mean,
+                        channels=channels, image_size=side, token_dim=unet.config.cross_attention_dim, device=device,
+                        expert_loader=partial(_no_expert, info["method"]), latents=latents)
     method.load_export_state({k: v.to(device) for k, v in exported.state.items()}, exported.weights)
     with torch.random.fork_rng(devices=[]):     # module initialisation must not move the caller's RNG
         modules = method.build_modules(unet)
@@ -116,13 +122,13 @@ def rebuild(unet, exported, device: torch.device):
     model.modules_.load_state_dict(exported.weights)
     model.eval()
     method.prepare(model)
-    return Built(method, model, schedule)
+    return Built(method, model, method.ctx.schedule)
 
 
-def _no_data(unet, info: dict):
-    """An empty data set with the exported classes: an exported model samples without its train split."""
+def _no_data(info: dict, channels: int, side: int):
+    """An empty data set of images (`channels`, `side`) with the exported classes: an exported model samples
+    without its train split."""
     from bench.datasets.base import PreparedData
-    side, channels = unet.config.sample_size, unet.config.in_channels
     x, y = np.zeros((0, side, side, channels), np.uint8), np.zeros(0, np.int64)
     return PreparedData(info["dataset"], tuple(info["class_names"]), tuple(info["scored_classes"]), x, y, x, y, x, y)
 

@@ -139,6 +139,7 @@ def _failure_reason(err: BaseException) -> str:
 
 
 def train_task(cfg: Config, spec: RunSpec, results: Path, data_path: Path, on_step=None) -> dict:
+    from bench.models.latent import weights_hash
     from bench.train import resolve_device, train_model
     store = SuiteStore.of(results, cfg.suite.name, cfg.suite.eval_split)
     run_dir = store.run_dir(spec.dataset, spec.variant, spec.train_seed, spec.run_id)
@@ -150,11 +151,13 @@ def train_task(cfg: Config, spec: RunSpec, results: Path, data_path: Path, on_st
         _set_threads(cfg)
         data = PreparedData.load(data_path)
         cls_name = spec.variant.partition(":")[0]
+        # latent mode: the VAE the model's latents came from, which `bench export` must find unchanged
+        vae = {"vae_weights": weights_hash(cfg.model.vae)} if cfg.model.vae else {}
         atomic_write_json(run_dir / "config.json", {
             "run_id": spec.run_id, "dataset": spec.dataset, "method": spec.variant, "method_name": cls_name,
             "method_params": spec.variant.partition(":")[2], "train_seed": spec.train_seed,
             "class_names": list(data.class_names), "augment": data.meta.get("augment", "none"),
-            "code_version": __version__, "config": cfg.to_dict()})
+            "code_version": __version__, "config": cfg.to_dict(), **vae})
         device = resolve_device(cfg.execution.device)
         try:
             train_model(with_init_resolved(cfg, store.cache), spec.variant, spec.train_seed, data, run_dir,

@@ -65,17 +65,12 @@ def build(cfg: Config, variant: str, data: PreparedData, device: torch.device,
     if cfg.model.vae and latents is None:
         raise ValueError("latent mode ([model] vae) builds on the suite's latents: pass tasks.latents_of(...)")
     from bench.models.init import load_init_unet, token_width
-    cls, params = parse_variant(variant)
     mean = channel_mean(data) if latents is None else latents.channel_mean()
-    schedule = Schedule(cfg.train.num_train_timesteps, cfg.train.beta_schedule, cfg.train.min_snr_gamma,
-                        mean if cfg.train.center_data else (0.0,))
     channels, size = (data.channels, data.image_size) if latents is None else (latents.channels, latents.size)
-    ctx = MethodContext(num_classes=data.num_classes, channels=channels, image_size=size,
-                        token_dim=token_width(cfg.model.init) if cfg.model.init else
-                        SIZES[cfg.model.size].cross_attention_dim, device=device, data=data,
-                        schedule=schedule, expert_loader=expert_loader, cache_dir=cache_dir,
-                        p_uncond=cfg.train.p_uncond, guidance=cfg.sample.guidance, latents=latents)
-    method = cls(params, ctx)
+    token_dim = token_width(cfg.model.init) if cfg.model.init else SIZES[cfg.model.size].cross_attention_dim
+    method = new_method(cfg, variant, data, mean if cfg.train.center_data else (0.0,), channels=channels,
+                        image_size=size, token_dim=token_dim, device=device,
+                        expert_loader=expert_loader, cache_dir=cache_dir, latents=latents)
     if cfg.model.init:
         unet, init = load_init_unet(cfg.model.init, channels, size, cfg.model.condition_path)
     else:
@@ -84,7 +79,21 @@ def build(cfg: Config, variant: str, data: PreparedData, device: torch.device,
     if device.type == "cuda" and cfg.execution.channels_last:
         model = model.to(memory_format=torch.channels_last)
     method.prepare(model)
-    return Built(method, model, schedule, init)
+    return Built(method, model, method.ctx.schedule, init)
+
+
+def new_method(cfg: Config, variant: str, data: PreparedData, mean: tuple[float, ...], *, channels: int,
+               image_size: int, token_dim: int, device: torch.device, expert_loader: Callable | None = None,
+               cache_dir: Path | None = None, latents: Latents | None = None) -> ConditioningMethod:
+    """The method `variant`, its modules not yet built, in its MethodContext: the schedule of [train] centred
+    on `mean` (the schedule's mu), the U-Net's `channels`, `image_size` and `token_dim`, [train] p_uncond and
+    [sample] guidance. `build` and an exported model's rebuild (bench/pipeline.py) both make it here."""
+    cls, params = parse_variant(variant)
+    schedule = Schedule(cfg.train.num_train_timesteps, cfg.train.beta_schedule, cfg.train.min_snr_gamma, mean)
+    ctx = MethodContext(num_classes=data.num_classes, channels=channels, image_size=image_size, token_dim=token_dim,
+                        device=device, data=data, schedule=schedule, expert_loader=expert_loader, cache_dir=cache_dir,
+                        p_uncond=cfg.train.p_uncond, guidance=cfg.sample.guidance, latents=latents)
+    return cls(params, ctx)
 
 
 def channel_mean(data: PreparedData) -> tuple[float, ...]:

@@ -16,20 +16,33 @@ from bench.runner import run_suite
 from bench.store import DONE, FAILED, folder_name
 
 from cli_runner import run_cli
+from tiny_vae import save_vae
 
 # the sampling states that differ: none, an embedding bank, centroids, a module only training uses
 METHODS = ("baseline", "ssl:simclr_steps=10", "fgscore", "aligned")
+# in latent mode: a bank of the VAE's decodes, centroids of latents
+LATENT_METHODS = ("ssl:simclr_steps=2", "fgscore:n_refs=2")
+
+
+def finished_suite(results: Path, methods, overrides: dict | None = None) -> Path:
+    """The store of a finished tiny suite of `methods`, one generation seed."""
+    cfg = load_config(None, "tiny", {"suite": {"name": "x", "methods": list(methods), "seeds": 1},
+                                     "execution": {"executor": "local", "device": "cpu"}, **(overrides or {})})
+    summary = run_suite(cfg, results)
+    assert not summary.failed, summary.failed
+    return summary.root
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    """A finished tiny suite of METHODS, one generation seed."""
-    results = tmp_path_factory.mktemp("store") / "results"
-    cfg = load_config(None, "tiny", {"suite": {"name": "x", "methods": list(METHODS), "seeds": 1},
-                                     "execution": {"executor": "local", "device": "cpu"}})
-    summary = run_suite(cfg, results)
-    assert not summary.failed, summary.failed
-    return summary.root
+    return finished_suite(tmp_path_factory.mktemp("store") / "results", METHODS)
+
+
+@pytest.fixture(scope="module")
+def latent_store(tmp_path_factory):
+    """A finished tiny suite in latent mode ([model] vae: a tiny random AutoencoderKL)."""
+    vae = save_vae(tmp_path_factory.mktemp("vae") / "vae")
+    return finished_suite(tmp_path_factory.mktemp("latent") / "results", LATENT_METHODS, {"model": {"vae": vae}})
 
 
 def run_dir(store, method: str) -> Path:
@@ -45,31 +58,78 @@ def test_exports_reproduce_the_stores_samples_in_a_fresh_process(monkeypatch, ca
             outs[method].mkdir()        # an empty OUT is fine
         code, out, err = run_cli(monkeypatch, capsys, "export", str(run_dir(store, method)), str(outs[method]))
         assert code in (0, None), err
-    script = """
-import json, sys
+    report = sample_in_a_fresh_process([(m, str(outs[m]), str(run_dir(store, m))) for m in METHODS])
+    for method in METHODS:
+        assert report[method]["same"], method        # bit for bit
+        assert report[method]["dtype"] == "uint8" and report[method]["tumor"] == [[16, 16]] * 3
+        assert report[method]["vae"] is None
+    assert all(r["lonely"] for r in report.values())  # no Ray
+
+
+def test_latent_exports_carry_their_vae_and_reproduce_the_stores_samples(monkeypatch, capsys, latent_store,
+                                                                          tmp_path):
+    outs = {method: tmp_path / folder_name(method) for method in LATENT_METHODS}
+    for method, out in outs.items():
+        code, _, err = run_cli(monkeypatch, capsys, "export", str(run_dir(latent_store, method)), str(out))
+        assert code in (0, None), err
+        assert json.loads((out / "model_index.json").read_text())["vae"] == ["diffusers", "AutoencoderKL"]
+        assert (out / "vae" / "diffusion_pytorch_model.safetensors").is_file()
+    report = sample_in_a_fresh_process([(m, str(outs[m]), str(run_dir(latent_store, m))) for m in LATENT_METHODS])
+    for method in LATENT_METHODS:
+        assert report[method]["same"], method        # bit for bit: decoded by the exported VAE
+        assert report[method]["vae"] == "AutoencoderKL" and report[method]["tumor"] == [[16, 16]] * 3
+
+
+@pytest.mark.parametrize("case, fragment", [
+    ("other-weights", "holds other weights than the VAE run"),
+    ("missing", "is not a local AutoencoderKL folder"),
+])
+def test_a_latent_run_whose_vae_is_gone_or_changed_is_refused_and_nothing_written(monkeypatch, capsys, latent_store,
+                                                                                  tmp_path, case, fragment):
+    source = run_dir(latent_store, LATENT_METHODS[0])
+    vae = Path(json.loads((source / "config.json").read_text())["config"]["model"]["vae"])
+    kept = vae.with_name("kept")
+    vae.rename(kept)
+    if case == "other-weights":
+        save_vae(vae, seed=1)
+    cached = sorted(latent_store.glob("cache/*"))
+    try:
+        code, _, err = run_cli(monkeypatch, capsys, "export", str(source), str(tmp_path / "out"))
+    finally:
+        shutil.rmtree(vae, ignore_errors=True)
+        kept.rename(vae)
+    assert_refused(code, err, fragment)
+    assert list(tmp_path.iterdir()) == [] and sorted(latent_store.glob("cache/*")) == cached  # no latents of it
+
+
+FRESH_PROCESS = """
+import json, os, sys
 import numpy as np, torch
-from diffusers import UNet2DConditionModel
+from diffusers import AutoencoderKL, UNet2DConditionModel
 from bench.pipeline import BenchPipeline
 report = {}
 for method, out, run in json.loads(sys.argv[1]):
     UNet2DConditionModel.from_pretrained(out, subfolder="unet", local_files_only=True)   # a valid [model] init
+    if os.path.isdir(out + "/vae"):
+        AutoencoderKL.from_pretrained(out, subfolder="vae", local_files_only=True)   # plain diffusers reads it
     pipe = BenchPipeline.from_pretrained(out)
     stored = np.load(run + "/eval/seed=0/samples.npz")
     images = pipe(generator=torch.Generator().manual_seed(0)).images
     tumor = pipe(class_name="tumor", num_images=3, generator=torch.Generator().manual_seed(0), output_type="pil")
     report[method] = {"same": bool(np.array_equal(images, stored["images"])), "dtype": str(images.dtype),
-                      "tumor": [im.size for im in tumor.images], "lonely": "ray" not in sys.modules}
+                      "tumor": [im.size for im in tumor.images], "lonely": "ray" not in sys.modules,
+                      "vae": type(pipe.vae).__name__ if pipe.vae is not None else None}
 print(json.dumps(report))
 """
-    jobs = [(m, str(outs[m]), str(run_dir(store, m))) for m in METHODS]
-    done = subprocess.run([sys.executable, "-c", script, json.dumps(jobs)], capture_output=True, text=True,
+
+
+def sample_in_a_fresh_process(jobs: list[tuple[str, str, str]]) -> dict:
+    """Per (method, exported folder, run folder): the pipeline's samples of generation seed 0 against the
+    run's, and 3 tumor images, from a Python process that imports only diffusers and bench.pipeline."""
+    done = subprocess.run([sys.executable, "-c", FRESH_PROCESS, json.dumps(jobs)], capture_output=True, text=True,
                           timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout.splitlines()[-1])
-    for method in METHODS:
-        assert report[method]["same"], method        # bit for bit
-        assert report[method]["dtype"] == "uint8" and report[method]["tumor"] == [[16, 16]] * 3
-    assert all(r["lonely"] for r in report.values())  # no Ray
+    return json.loads(done.stdout.splitlines()[-1])
 
 
 def test_a_plugin_method_that_cannot_export_is_refused(monkeypatch, capsys, store, tmp_path):

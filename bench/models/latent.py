@@ -19,8 +19,10 @@ import functools
 import hashlib
 import io
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,6 +31,9 @@ from bench.datasets.base import SPLITS, PreparedData
 from bench.errors import BenchError
 from bench.models.local import local_folder
 from bench.store import SHORT_LOCK_TIMEOUT_S, FileLock, atomic_write_bytes
+
+if TYPE_CHECKING:  # diffusers is imported on use
+    from diffusers import AutoencoderKL
 
 VAE_CLASS = "AutoencoderKL"
 VAE_SUBFOLDER = "vae"               # a diffusers pipeline folder keeps its VAE here
@@ -70,12 +75,17 @@ def latent_shape(spec: str, channels: int, image_size: int) -> tuple[int, int]:
         raise BenchError(f"model.vae {folder} encodes {in_channels}-channel images but the data have {channels} "
                          f"channel(s); use a VAE for {channels}-channel images, or set data.grayscale = "
                          f"{'true' if in_channels == 1 else 'false'}")
-    # every encoder block but the last halves the side (diffusers' Encoder)
-    factor = 2 ** (len(config.get("block_out_channels", (64,))) - 1)
+    factor = downsampling_factor(config)
     if image_size % factor:
         raise BenchError(f"data.image_size = {image_size} is not a multiple of {factor}, the downsampling factor of "
                          f"model.vae {folder}; choose an image size divisible by {factor}")
     return config.get("latent_channels", 4), image_size // factor
+
+
+def downsampling_factor(config: Mapping) -> int:
+    """Image side / latent side of the AutoencoderKL with `config`: every encoder block but the last halves
+    the side (diffusers' Encoder)."""
+    return 2 ** (len(config.get("block_out_channels", (64,))) - 1)
 
 
 def weights_hash(spec: str) -> str:
@@ -93,22 +103,27 @@ def _file_hash(path: Path, size: int, mtime_ns: int) -> str:
 
 
 class VAE:
-    """The frozen AutoencoderKL on `device`, in the scaled latent space the diffusion runs in."""
+    """A frozen AutoencoderKL on `device`, in the scaled latent space the diffusion runs in."""
 
-    def __init__(self, spec: str, device: torch.device):
+    def __init__(self, model: "AutoencoderKL", device: torch.device):
+        self.model = model.to(device).eval().requires_grad_(False)
+        self.scaling_factor = float(self.model.config.scaling_factor)
+        self.shift_factor = float(self.model.config.shift_factor or 0.0)
+        self.device = device
+
+    @classmethod
+    def load(cls, spec: str, device: torch.device) -> "VAE":
+        """The VAE of the folder `spec` names (`vae_folder`); BenchError if its weights do not load."""
         from diffusers import AutoencoderKL
         folder = vae_folder(spec)
         try:
-            self.model = AutoencoderKL.from_pretrained(folder, local_files_only=True, use_safetensors=True,
-                                                       low_cpu_mem_usage=False)  # no `accelerate` needed
+            model = AutoencoderKL.from_pretrained(folder, local_files_only=True, use_safetensors=True,
+                                                  low_cpu_mem_usage=False)  # no `accelerate` needed
         except (OSError, RuntimeError, ValueError) as err:  # torn weights, or weights of another config
             reason = str(err).strip().splitlines()[0]
             raise BenchError(f"model.vae {folder} does not load ({reason}); re-save the VAE with save_pretrained") \
                 from None
-        self.model.to(device).eval().requires_grad_(False)
-        self.scaling_factor = float(self.model.config.scaling_factor)
-        self.shift_factor = float(self.model.config.shift_factor or 0.0)
-        self.device = device
+        return cls(model, device)
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -169,7 +184,7 @@ def prepare_latents(spec: str, data: PreparedData, data_path: Path, device: torc
     path = latents_path(spec, data_path)
     if path.exists():
         return path
-    vae = VAE(spec, device)
+    vae = VAE.load(spec, device)
     with FileLock(path.with_suffix(".lock"), SHORT_LOCK_TIMEOUT_S):
         if not path.exists():
             arrays = {s: vae.encode(to_model_space(data.split(s)[0])).cpu().numpy() for s in SPLITS}
@@ -187,4 +202,4 @@ def load_latents(spec: str, data_path: Path, device: torch.device) -> Latents:
         prepare_latents(spec, PreparedData.load(data_path), data_path, device)
     with np.load(path, allow_pickle=False) as z:
         splits = {s: torch.from_numpy(z[s]) for s in SPLITS}
-    return Latents(VAE(spec, device), **splits)
+    return Latents(VAE.load(spec, device), **splits)
