@@ -82,7 +82,7 @@ def test_latent_exports_carry_their_vae_and_reproduce_the_stores_samples(monkeyp
 
 @pytest.mark.parametrize("case, fragment", [
     ("other-weights", "holds other weights than the VAE run"),
-    ("missing", "is not a local AutoencoderKL folder"),
+    ("missing", "does not exist; point it at a VAE saved with save_pretrained"),
 ])
 def test_a_latent_run_whose_vae_is_gone_or_changed_is_refused_and_nothing_written(monkeypatch, capsys, latent_store,
                                                                                   tmp_path, case, fragment):
