@@ -100,7 +100,8 @@ def test_metrics_are_those_of_the_stored_decoded_images(suite):
                              class_names=data.class_names, scored_classes=data.scored_classes,
                              classifiers=classifiers, metrics=list(cfg.metrics.names), cache_dir=store.cache,
                              reference_key=f"{data.fingerprint()}-{cfg.suite.eval_split}",
-                             kid_subset_size=cfg.metrics.kid_subset_size, device=CPU)
+                             kid_subset_size=cfg.metrics.kid_subset_size, device=CPU,
+                             train_images=data.train_x, train_labels=data.train_y)
     assert again["metrics"] == json.loads((folder / METRICS_FILE).read_text())["metrics"]
 
 
