@@ -8,7 +8,7 @@ from rich.console import Console
 
 from bench.config import load_config
 from bench.methods import REGISTRY, ConditioningMethod
-from bench.metrics.privacy import COPY_QUANTILE, copy_scores, nearest
+from bench.metrics.privacy import COPY_QUANTILE, NEIGHBOURS, copy_scores, nearest, pixels
 from bench.models.expert import to_model_space
 from bench.report import build_report
 from bench.runner import run_suite
@@ -56,22 +56,45 @@ def test_copy_rate_catches_a_method_that_returns_training_images(tmp_path, copie
     assert "Memorisation: generated images closest to a training image" in html
 
 
+def _direct_normalised_nearest(query, bank, k):
+    """Distance to the nearest bank row over the mean distance to the k nearest, by brute force."""
+    d = np.sort(np.linalg.norm(query[:, None, :] - bank[None, :, :], axis=2), axis=1)[:, :k]
+    return d[:, 0] / d.mean(1)
+
+
 def test_copy_rule_against_a_direct_computation():
-    """Held-out images of each class lie 0.01, 0.02, ..., 0.20 from a training image: the 5% quantile
-    is 0.0195, so one held-out image per class (5%) and the one verbatim copy per class are copies."""
+    """Held-out images lie at growing distances from a training image; generated ones are two verbatim
+    copies and eight fresh draws. copy_rate and its reference equal the rule computed by brute force."""
     rng = np.random.default_rng(0)
-    train = rng.integers(0, 256, (40, 4, 4, 1), dtype=np.uint8)
+    train = rng.integers(0, 256, (80, 4, 4, 1), dtype=np.uint8)
     flat = train.reshape(len(train), -1).astype(np.float64) / 255
-    direction = rng.normal(size=flat.shape)
-    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
-    held, held_labels = flat + direction * np.tile(np.arange(1, 21) / 100, 2)[:, None], np.repeat([0, 1], 20)
-    assert np.allclose(nearest(held, flat)[0], np.tile(np.arange(1, 21) / 100, 2), atol=1e-4)
-    fake = np.concatenate([flat[:5], flat[20:25]]) + np.tile([0, 0.5, 0.5, 0.5, 0.5], 2)[:, None]  # 1 copy a class
+    held = flat[:40] + rng.normal(size=(40, flat.shape[1])) * np.linspace(0.01, 0.4, 40)[:, None]
+    fake = np.concatenate([flat[:2], rng.random((8, flat.shape[1]))])
     fake_labels = np.repeat([0, 1], 5)
-    images = np.zeros((len(fake), 4, 4, 1), np.uint8)
     spaces = {space: (fake, held, flat) for space in ("pixel", "scorer")}
-    result = copy_scores(images, fake_labels, held_labels, train, spaces, {0: "a", 1: "b"})
-    assert COPY_QUANTILE == 0.05
-    assert result["value"] == 0.2 and result["per_class"] == {"a": 0.2, "b": 0.2}
-    assert result["reference"] == 0.05
-    assert (result["nearest"]["pixel_ratio"][:2] < 0.1).all()   # the copies come first
+    result = copy_scores(np.zeros((10, 4, 4, 1), np.uint8), fake_labels, train, spaces, {0: "a", 1: "b"})
+    held_r, fake_r = (_direct_normalised_nearest(x, flat, NEIGHBOURS) for x in (held, fake))
+    threshold = np.quantile(held_r, COPY_QUANTILE)
+    assert COPY_QUANTILE == 0.05 and NEIGHBOURS == 50
+    assert result["value"] == pytest.approx(np.mean(fake_r <= threshold)) and result["value"] >= 0.2
+    assert result["reference"] == pytest.approx(np.mean(held_r <= threshold))
+    assert result["per_class"]["a"] >= 0.4                       # the two copies are class a's
+    assert (result["nearest"]["pixel_ratio"][:2] < 1e-3).all()   # and come first
+
+
+def test_a_smooth_image_near_many_smooth_training_images_is_no_copy():
+    """Half the training images are near-blank tiles (a dense cluster), half textured; the held-out images
+    are textured. A new near-blank image lies closer to a training image than any held-out image does,
+    yet it copies none: its nearest distance is like its distance to the other blank tiles. A verbatim
+    copy of a textured tile is a copy."""
+    rng = np.random.default_rng(1)
+    blank = np.clip(240 + rng.normal(0, 2, (60, 8, 8, 3)), 0, 255).astype(np.uint8)
+    textured = rng.integers(0, 256, (60, 8, 8, 3), dtype=np.uint8)
+    train = np.concatenate([blank, textured])
+    held = np.clip(textured.astype(int) + rng.integers(-60, 61, textured.shape), 0, 255).astype(np.uint8)
+    fake = np.stack([np.clip(240 + rng.normal(0, 2, (8, 8, 3)), 0, 255).astype(np.uint8), textured[0]])
+    spaces = {space: (pixels(fake), pixels(held), pixels(train)) for space in ("pixel", "scorer")}
+    nearest_raw = nearest(pixels(fake), pixels(train))[0][:, 0]
+    assert nearest_raw[0] < nearest(pixels(held), pixels(train))[0][:, 0].min()    # closer than any fresh image
+    result = copy_scores(fake, np.array([0, 1]), train, spaces, {0: "blank", 1: "textured"})
+    assert result["per_class"] == {"blank": 0.0, "textured": 1.0}

@@ -5,16 +5,19 @@ generated image bench finds its nearest training image (Euclidean distance) in t
 (uint8 / 255, flattened) and the scorer's pooled features (which see through small shifts and, as
 the scorer trains with flips, through flips).
 
-Rule (distance to closest record against a holdout, Platzer & Reutterer 2021, "Holdout-based
-fidelity and privacy assessment of mixed-type synthetic data", Front. Big Data 4:679939; the 5th
-percentile as in CTAB-GAN, Zhao et al. 2021): the threshold of a space and class is the
-COPY_QUANTILE quantile of the nearest-training-image distances of the real held-out images of that
-class (the scored split, which nothing trained on). A generated image is a copy when, in either
-space, it lies at least that close to a training image (at least as close as the closest 5% of
-fresh real images do). Thresholds are per class because classes differ: near-uniform tiles (adipose)
-lie far closer to their neighbours than textured ones. copy_rate is the fraction of copies; its
-reference is the same rule applied to the held-out images themselves (about 5-10%: what a generator
-that draws fresh images from the data distribution would get), a verbatim copier gets 1.
+Rule. A raw distance is no test of copying: a smooth, texture-poor image (an adipose-like tile, a
+failed sample) lies close to many training images at once, closer than fresh textured images come
+to any, without copying one. So the distance to the nearest training image is divided by the mean
+distance to the NEIGHBOURS nearest (Carlini et al. 2023, "Extracting training data from diffusion
+models", USENIX Security: a copy is near one training image and not the rest; ~1 in a dense region,
+0 for a verbatim copy). The threshold of a space is taken from the real held-out images of the scored
+split, which nothing trained on (distance to closest record against a holdout, Platzer & Reutterer
+2021, Front. Big Data 4:679939): their COPY_QUANTILE quantile of the same normalised distance (the 5th
+percentile as in CTAB-GAN, Zhao et al. 2021). A generated image is a copy when, in either space, it
+lies at least that close: closer to one training image, relative to its neighbours, than 95% of fresh
+real images do. copy_rate is the fraction of copies; its reference is the same rule applied to the
+held-out images themselves (5-10%: what a generator drawing fresh images from the data distribution
+gets), a verbatim copier gets 1.
 
 The evaluation task, not the method, reads the train split here: a method never sees it.
 """
@@ -30,6 +33,7 @@ PRIVACY_METRICS = ("copy_rate",)
 PRIVACY_NETWORK = "scorer"          # the feature space besides pixels
 SPACES = ("pixel", PRIVACY_NETWORK)
 COPY_QUANTILE = 0.05
+NEIGHBOURS = 50                     # training images a nearest distance is normalised by (Carlini et al. 2023)
 SHOWN_PAIRS = 8                     # closest pairs per space kept for the report's figure
 
 
@@ -38,44 +42,45 @@ def pixels(images: np.ndarray) -> np.ndarray:
     return images.reshape(len(images), -1).astype(np.float32) / 255
 
 
-def nearest(query: np.ndarray, bank: np.ndarray, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """Euclidean distance of each query row to its nearest bank row, and that row's index (float32,
-    three times faster than float64: rounding moves a distance by about 1e-3, a verbatim copy stays
-    far below any threshold of real images)."""
+def nearest(query: np.ndarray, bank: np.ndarray, k: int = 1, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Euclidean distances (N, k) of each query row to its k nearest bank rows, nearest first, and those rows'
+    indices (float32, three times faster than float64: rounding moves a distance by about 1e-3, a verbatim
+    copy stays far below any threshold of real images)."""
     bank_t = torch.from_numpy(np.asarray(bank, np.float32))
     dist, index = [], []
     for i in range(0, len(query), chunk):
         d = torch.cdist(torch.from_numpy(np.asarray(query[i:i + chunk], np.float32)), bank_t)
-        best = d.min(1)
+        best = d.topk(k, dim=1, largest=False)
         dist.append(best.values)
         index.append(best.indices)
     return torch.cat(dist).numpy(), torch.cat(index).numpy()
 
 
-def copy_scores(fake: np.ndarray, fake_labels: np.ndarray, held_labels: np.ndarray, train: np.ndarray,
+def normalised_nearest(query: np.ndarray, bank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each query row's distance to its nearest bank row over its mean distance to the NEIGHBOURS nearest
+    (Carlini et al. 2023), and the nearest row's index."""
+    d, index = nearest(query, bank, min(NEIGHBOURS, len(bank)))
+    return d[:, 0] / np.maximum(d.mean(1), np.finfo(np.float32).tiny), index[:, 0]
+
+
+def copy_scores(fake: np.ndarray, fake_labels: np.ndarray, train: np.ndarray,
                 features: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], name_of: dict[int, str]) -> dict:
     """copy_rate of generated images against the training images.
 
     features: space -> (generated, held-out, train) rows; fake/train: the uint8 images (for the figure).
     Returns {"value", "per_class", "reference", "nearest"} with "nearest" the arrays of
-    the SHOWN_PAIRS closest pairs per space (relative to their class threshold).
+    the SHOWN_PAIRS closest pairs per space (relative to the threshold).
     """
-    missing = sorted(set(int(c) for c in fake_labels) - set(int(c) for c in held_labels))
-    if missing:
-        raise BenchError(f"copy_rate needs real held-out images of every generated class, none of "
-                         f"{', '.join(name_of.get(c, str(c)) for c in missing)}; add real images of those classes")
-    flagged_fake, flagged_held = np.zeros(len(fake), bool), np.zeros(len(held_labels), bool)
+    flagged_fake, flagged_held = np.zeros(len(fake), bool), np.zeros(len(features[SPACES[0]][1]), bool)
     shown = {}
     for space in SPACES:
         fake_f, held_f, train_f = features[space]
-        fake_d, fake_nn = nearest(fake_f, train_f)
-        held_d, _ = nearest(held_f, train_f)
-        per_class = {c: float(np.quantile(held_d[held_labels == c], COPY_QUANTILE)) for c in np.unique(held_labels)}
-        fake_tau = np.array([per_class[c] for c in fake_labels])
-        flagged_fake |= fake_d <= fake_tau
-        flagged_held |= held_d <= np.array([per_class[c] for c in held_labels])
-        # closest relative to its class's threshold: a copy has ratio ~0, a typical fresh image ~1 or more
-        ratio = fake_d / np.maximum(fake_tau, np.finfo(np.float32).tiny)
+        fake_r, fake_nn = normalised_nearest(fake_f, train_f)
+        held_r, _ = normalised_nearest(held_f, train_f)
+        threshold = max(float(np.quantile(held_r, COPY_QUANTILE)), float(np.finfo(np.float32).tiny))
+        flagged_fake |= fake_r <= threshold
+        flagged_held |= held_r <= threshold
+        ratio = fake_r / threshold     # a copy has ratio ~0, a typical fresh image ~1 or more
         order = np.argsort(ratio, kind="stable")[:SHOWN_PAIRS]
         shown.update({f"{space}_generated": fake[order], f"{space}_train": train[fake_nn[order]],
                       f"{space}_labels": fake_labels[order], f"{space}_ratio": ratio[order]})
@@ -99,14 +104,16 @@ def privacy_scores(fake, fake_labels, real, real_labels, train_images, extractor
     features = {"pixel": (pixels(fake), pixels(real), pixels(train_images)),
                 PRIVACY_NETWORK: (extractor.features(fake, device), cached_features(real, ""),
                                   cached_features(train_images, ":train"))}
-    result = copy_scores(fake, fake_labels, real_labels, train_images, features, name_of)
+    result = copy_scores(fake, fake_labels, train_images, features, name_of)
     return {"metrics": {"copy_rate": result["value"]}, "per_class": {"copy_rate": result["per_class"]},
             "reference": {"copy_rate": result["reference"]}, "nearest": result["nearest"],
             "provenance": {"copy_rate": {
                 **extractor.provenance, "extractor": PRIVACY_NETWORK, "resizer": RESIZER, "spaces": list(SPACES),
                 "n_train": int(len(train_images)),
-                "rule": f"a copy lies, in either space, at most as far from a training image as the {COPY_QUANTILE:g} "
-                        "quantile of the nearest-training-image distances of the real held-out images of its class",
-                "source": "distance to closest record against a holdout (Platzer & Reutterer 2021); the 5th "
+                "rule": f"a copy's distance to its nearest training image over its mean distance to the {NEIGHBOURS} "
+                        f"nearest is, in either space, at most the {COPY_QUANTILE:g} quantile of the same ratio over the "
+                        "real held-out images",
+                "source": "normalised nearest distance as in Carlini et al. 2023 (Extracting training data from "
+                          "diffusion models); threshold from a holdout (Platzer & Reutterer 2021), its 5th "
                           "percentile as in CTAB-GAN (Zhao et al. 2021)",
                 "reference_note": "the same rule applied to the real held-out images"}}}

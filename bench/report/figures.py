@@ -304,7 +304,7 @@ def feature_pca(data: SuiteData, t: DatasetTables) -> bytes | None:
 def nearest_pairs(data: SuiteData, t: DatasetTables) -> bytes | None:
     """copy_rate's closest pairs (nearest.npz of each method's showcased evaluation): per method and
     space (pixels, scorer features) one row of generated images, each beside its nearest training
-    image, captioned with distance / copy threshold of its class (<= 1: counted as a copy). Drawn
+    image, captioned with its normalised distance / the copy threshold (<= 1: counted as a copy). Drawn
     with PIL at an integer scale, as the sample grids."""
     from PIL import Image, ImageDraw, ImageFont
 
