@@ -323,7 +323,7 @@ def nearest_pairs(data: SuiteData, t: DatasetTables) -> bytes | None:
     pair_w = 2 * (w * scale + pad) + gap
     n_pairs = max(len(generated) for _, generated, _, _ in rows)
     row_h = title_h + h * scale + caption_h + gap
-    caption = ": generated | nearest training image, distance / threshold"
+    caption = ": generated | nearest training image, normalised distance / copy threshold"
     width = max(n_pairs * pair_w, 4 + max(int(font.getlength(label + caption)) for label, *_ in rows))
     canvas = Image.new("RGB", (width, len(rows) * row_h), "white")
     draw = ImageDraw.Draw(canvas)
