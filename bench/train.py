@@ -59,19 +59,22 @@ class Built:
 
 def build(cfg: Config, variant: str, data: PreparedData, device: torch.device,
           expert_loader: Callable | None = None, cache_dir: Path | None = None,
-          latents: Latents | None = None) -> Built:
+          latents: Latents | None = None, init_weights: bool = True) -> Built:
     """The method, the U-Net with the method's modules, and the schedule, on `device`; with `latents`
-    (latent mode) the U-Net's channels and size are the latents'."""
+    (latent mode) the U-Net's channels and size are the latents'. `init_weights` False: a [model] init
+    U-Net's architecture only, for a caller that loads the run's own checkpoint into it."""
     if cfg.model.vae and latents is None:
         raise ValueError("latent mode ([model] vae) builds on the suite's latents: pass tasks.latents_of(...)")
-    from bench.models.init import load_init_unet, token_width
+    from bench.models.init import init_structure, load_init_unet, token_width
     mean = channel_mean(data) if latents is None else latents.channel_mean()
     channels, size = (data.channels, data.image_size) if latents is None else (latents.channels, latents.size)
     token_dim = token_width(cfg.model.init) if cfg.model.init else SIZES[cfg.model.size].cross_attention_dim
     method = new_method(cfg, variant, data, mean if cfg.train.center_data else (0.0,), channels=channels,
                         image_size=size, token_dim=token_dim, device=device,
                         expert_loader=expert_loader, cache_dir=cache_dir, latents=latents)
-    if cfg.model.init:
+    if cfg.model.init and not init_weights:
+        unet, init = init_structure(cfg.model.init, channels, size, cfg.model.condition_path), None
+    elif cfg.model.init:
         unet, init = load_init_unet(cfg.model.init, channels, size, cfg.model.condition_path)
     else:
         unet, init = build_unet(cfg.model.size, channels, size, cfg.model.condition_path), None
@@ -267,7 +270,8 @@ def _save_weights(path: Path, weights: dict, variant: str) -> None:
 def load_model(cfg: Config, variant: str, data: PreparedData, run_dir: Path, device: torch.device,
                expert_loader: Callable | None = None, cache_dir: Path | None = None,
                latents: Latents | None = None) -> Built:
-    built = build(cfg, variant, data, device, expert_loader, cache_dir, latents)
+    """The trained model of `run_dir`: its checkpoint holds every weight, so a [model] init's are not read."""
+    built = build(cfg, variant, data, device, expert_loader, cache_dir, latents, init_weights=False)
     built.model.load_state_dict(load_file(str(run_dir / CHECKPOINT_FILE), device=str(device)))
     built.model.eval()
     return built

@@ -12,7 +12,7 @@ from bench.models.init import load_init_unet
 from bench.models.unet import build_unet
 from bench.plan import run_id
 from bench.testing import tiny_config
-from bench.train import BatchStream, INIT_FILE, LOG_FILE, augment, build, step_seed, train_model
+from bench.train import BatchStream, INIT_FILE, LOG_FILE, augment, build, load_model, step_seed, train_model
 from cli_runner import run_cli
 
 CPU = torch.device("cpu")
@@ -166,3 +166,18 @@ def test_an_unusable_init_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, 
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("error: ") and message.format(tmp=tmp_path) in err, err
     assert not (tmp_path / "results").exists()
+
+
+def test_a_trained_run_loads_without_reading_the_init_weights_again(tmp_path, toy_data):
+    """Evaluating reads the run's checkpoint only: with the init folder's weights file torn after
+    training, the run still loads, to the same weights."""
+    save_unet(tmp_path / "init")
+    cfg = with_init(tiny_config(), str(tmp_path / "init"))
+    cfg = replace(cfg, train=replace(cfg.train, steps=1))
+    run = tmp_path / "run"
+    run.mkdir()
+    train_model(cfg, "baseline", 0, toy_data, run)
+    before = load_model(cfg, "baseline", toy_data, run, CPU).model.state_dict()
+    weights = tmp_path / "init" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    assert same_weights(load_model(cfg, "baseline", toy_data, run, CPU).model.state_dict(), before)

@@ -93,12 +93,18 @@ def token_width(spec: str, config: dict | None = None) -> int:
     return int(width)
 
 
-def init_architecture(spec: str, channels: int, image_size: int, condition_path: str) -> UNet2DConditionModel:
-    """The reconciled U-Net built from its config alone (call under torch.device("meta") to pay nothing),
-    its weights file checked against it by the safetensors header (BenchError when they do not fit)."""
+def init_structure(spec: str, channels: int, image_size: int, condition_path: str) -> UNet2DConditionModel:
+    """The reconciled U-Net built from its config alone, its weights not read: for a run whose own
+    checkpoint replaces them (call under torch.device("meta") to pay nothing)."""
     from diffusers import UNet2DConditionModel
     overrides, _ = reconciled_config(spec, channels, image_size, condition_path)
-    unet = UNet2DConditionModel.from_config({**init_config(spec), **overrides})
+    return UNet2DConditionModel.from_config({**init_config(spec), **overrides})
+
+
+def init_architecture(spec: str, channels: int, image_size: int, condition_path: str) -> UNet2DConditionModel:
+    """`init_structure`, its weights file checked against it by the safetensors header (BenchError when
+    they do not fit)."""
+    unet = init_structure(spec, channels, image_size, condition_path)
     _check_weights(spec, {k: tuple(v.shape) for k, v in unet.state_dict().items()})
     return unet
 
