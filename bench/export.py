@@ -113,6 +113,7 @@ def _contents(run_dir: Path, store: SuiteStore):
     from bench.datasets.base import PreparedData
     from bench.diffusion import Sampler
     from bench.pipeline import BenchPipeline
+    from bench.pretrain import with_init_resolved
     from bench.sample import sampler_settings
     from bench.tasks import check_reused_runs, latents_of, method_resources, prepare_data
     from bench.train import CHECKPOINT_FILE, load_model, resolve_device
@@ -128,8 +129,8 @@ def _contents(run_dir: Path, store: SuiteStore):
     variant = config["method"]
     latents = latents_of(cfg, data_path, device)
     try:
-        built = load_model(cfg, variant, data, run_dir, device, *method_resources(cfg, variant, data, store, device),
-                           latents)
+        built = load_model(with_init_resolved(cfg, store.cache), variant, data, run_dir, device,
+                           *method_resources(cfg, variant, data, store, device), latents)
     except SafetensorError as err:
         raise BenchError(f"{run_dir / CHECKPOINT_FILE} is unreadable ({err}); delete the run folder and run "
                          "`bench run` again to retrain it") from None

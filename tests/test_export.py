@@ -132,6 +132,16 @@ def sample_in_a_fresh_process(jobs: list[tuple[str, str, str]]) -> dict:
     return json.loads(done.stdout.splitlines()[-1])
 
 
+def test_a_run_fine_tuned_from_the_suites_pretrain_exports_and_reproduces_its_samples(monkeypatch, capsys,
+                                                                                       tmp_path):
+    """init = "pretrain" names the suite's artefact, resolved in the store's cache: export finds it there."""
+    store = finished_suite(tmp_path / "results", ("baseline",), {"model": {"init": "pretrain"}})
+    out = tmp_path / "out"
+    code, _, err = run_cli(monkeypatch, capsys, "export", str(run_dir(store, "baseline")), str(out))
+    assert code in (0, None), err
+    assert sample_in_a_fresh_process([("baseline", str(out), str(run_dir(store, "baseline")))])["baseline"]["same"]
+
+
 def test_a_plugin_method_that_cannot_export_is_refused(monkeypatch, capsys, store, tmp_path):
     from bench.methods.baseline import Baseline
 
