@@ -110,10 +110,17 @@ class ConditioningMethod:
     def drop_condition(self, model: "Denoiser", cond, generator) -> torch.Tensor:
         """Label dropout: each row of `cond` becomes the null condition with probability p_uncond. At
         p_uncond = 0 nothing is drawn, so the training stream is the one without guidance."""
-        if self.ctx.p_uncond == 0 or not self.classifier_free_guidance:
+        drop = self.dropped_rows(len(cond), generator, cond.device)
+        if drop is None:
             return cond
-        drop = torch.rand(len(cond), generator=generator, device=cond.device) < self.ctx.p_uncond
         return torch.where(drop[:, None, None], self.null_condition(model, len(cond)).to(cond.dtype), cond)
+
+    def dropped_rows(self, n: int, generator, device) -> torch.Tensor | None:
+        """Label dropout's rows: each of n is dropped with probability p_uncond (None, and nothing drawn,
+        when no condition is ever dropped)."""
+        if self.ctx.p_uncond == 0 or not self.classifier_free_guidance:
+            return None
+        return torch.rand(n, generator=generator, device=device) < self.ctx.p_uncond
 
     def add_noise(self, schedule: "Schedule", x0, eps, t) -> torch.Tensor:
         return schedule.add_noise(x0, eps, t)
@@ -159,7 +166,11 @@ class ConditioningMethod:
             return self.denoise(model, xt, t, cond)
         null = self.null_condition(model, len(cond)).to(cond.dtype)
         eps_c, eps_u = self.denoise(model, torch.cat([xt, xt]), torch.cat([t, t]), torch.cat([cond, null])).chunk(2)
-        return eps_u + g * (eps_c - eps_u)
+        return self.guide(eps_c, eps_u)
+
+    def guide(self, eps_c, eps_u) -> torch.Tensor:
+        """Classifier-free guidance's combination of the conditional and the null prediction."""
+        return eps_u + self.ctx.guidance * (eps_c - eps_u)
 
     def step(self, sampler: "Sampler", xt, eps_hat, i: int, generator) -> torch.Tensor:
         """x at the next level from x_t: the sampler's step (its noise, if any, drawn from `generator`)."""

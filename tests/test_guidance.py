@@ -135,15 +135,33 @@ def test_guided_sampling_calls_the_null_condition_and_g_1_is_the_plain_condition
     assert np.array_equal(samples[1.0], sample_images(built, with_cfg(tiny_config, guidance=1.0), labels, 0, CPU))
 
 
-def test_fgscore_declares_that_guidance_does_not_apply(toy_data, tiny_config, tmp_path):
-    labels = generation_labels(toy_data.scored_classes, 2)
-    samples = []
+def test_fgscore_guides_with_the_projection_as_its_condition(toy_data, tiny_config, tmp_path):
+    """eps_u is the unmatched forward, eps_c the forward matched to the class centroids; in training a
+    p_uncond fraction of rows is left unmatched, so eps_u is a trained denoiser."""
+    labels = torch.tensor([0, 1, 2, 1])
+    xt, t = torch.randn(4, 3, 16, 16), torch.full((4,), 500)
     for g in (1.0, 2.0):
-        cfg = with_cfg(tiny_config, guidance=g)
-        built = built_for(cfg, toy_data, tmp_path, "fgscore:n_refs=2,n_draws=1")
-        assert not built.method.classifier_free_guidance
-        samples.append(sample_images(built, cfg, labels, 0, CPU))
-    assert np.array_equal(*samples)
+        built = built_for(with_cfg(tiny_config, guidance=g), toy_data, tmp_path, "fgscore:n_refs=2,n_draws=1")
+        method, model = built.method, built.model
+        with torch.no_grad():
+            eps_c = method.matched_denoise(model, xt, t, method.centroids(model, labels, t))
+            eps_u = method.denoise(model, xt, t, method.null_condition(model, len(labels)))
+            eps = method.sampling_denoise(model, xt, t, None, labels)
+        assert not torch.allclose(eps_c, eps_u)
+        assert torch.allclose(eps, eps_u + g * (eps_c - eps_u), atol=1e-5)
+    unmatched = []
+    method.matched_denoise = lambda model, xt, t, targets, rows=None: unmatched.append(rows) or xt
+    x0, labels = train_batch(toy_data, 64)
+    for p_uncond in (0.0, 0.25):
+        method.ctx.p_uncond = p_uncond
+        method.loss(model, built.schedule, x0, labels, torch.Generator().manual_seed(0))
+    assert unmatched[0] is None and 0.1 < unmatched[1].float().mean() < 0.4
+
+
+def unguided_fgscore():
+    """fgscore as a plug-in that declares no condition to drop (not registered under a name of its own)."""
+    from bench.methods.fgscore import FGScore
+    return type("UnguidedFGScore", (FGScore,), {"classifier_free_guidance": False})
 
 
 @pytest.mark.parametrize("path, time_embedding", [("attention+time", True), ("attention", False)])
@@ -164,7 +182,7 @@ def test_defaults_guide_with_the_ssl_authors_dropout():
     assert (cfg.train.p_uncond, cfg.model.condition_path) == (0.1, "attention+time") and cfg.sample.guidance > 1
 
 
-def test_the_report_states_the_guidance_and_the_condition_path(tmp_path):
+def test_the_report_states_the_guidance_and_the_condition_path(tmp_path, monkeypatch):
     from test_report import make_store
     root = make_store(tmp_path)  # baseline, drift, aligned and fgscore
     plan = json.loads((root / "plan.json").read_text())
@@ -176,19 +194,26 @@ def test_the_report_states_the_guidance_and_the_condition_path(tmp_path):
     report = build_report(root)
     for name in ("leaderboard.md", "report.html"):
         text = (report.report_dir / name).read_text().replace("\\_", "_")
-        assert "p_uncond = 0.25, g = 1.5 for every class-conditional method (not fgscore:" in text
+        assert "p_uncond = 0.25, g = 1.5 for every class-conditional method." in text
         assert "the small U-Net, the condition entering through cross-attention only" in text
+    from bench.methods import REGISTRY
+    monkeypatch.setitem(REGISTRY, "fgscore", unguided_fgscore())
+    text = (build_report(root).report_dir / "leaderboard.md").read_text().replace("\\_", "_")
+    assert "g = 1.5 for every class-conditional method (not fgscore: no class condition" in text
 
 
-def test_only_methods_that_guide_need_a_trained_null_condition():
-    """p_uncond = 0 with g = 2: refused for a class-conditional method, planned for fgscore alone (its
-    samples ignore the guidance scale)."""
+def test_only_methods_that_guide_need_a_trained_null_condition(monkeypatch):
+    """p_uncond = 0 with g = 2: refused for every built-in method, planned for a method without a
+    condition to drop (its samples ignore the guidance scale)."""
     from bench.config import load_config
     from bench.errors import BenchError
+    from bench.methods import REGISTRY
     from bench.plan import build_plan
     tables = {"train": {"p_uncond": 0}, "sample": {"guidance": 2.0}}
-    guided = load_config(None, "tiny", {**tables, "suite": {"methods": ["baseline"]}})
-    with pytest.raises(BenchError, match="untrained null condition"):
-        build_plan(guided)
+    for method in ("baseline", "fgscore"):
+        guided = load_config(None, "tiny", {**tables, "suite": {"methods": [method], "baseline": method}})
+        with pytest.raises(BenchError, match="untrained null condition"):
+            build_plan(guided)
+    monkeypatch.setitem(REGISTRY, "fgscore", unguided_fgscore())
     unguided = load_config(None, "tiny", {**tables, "suite": {"methods": ["fgscore"], "baseline": "fgscore"}})
     assert [spec.variant for spec in build_plan(unguided)] == ["fgscore"]

@@ -174,7 +174,7 @@ def test_centroids_average_every_reference_over_several_noise_draws(toy_data, ti
 
 
 def test_centroids_differ_per_class_are_cached_per_noise_level(toy_data, tiny_config, monkeypatch):
-    built = _built(toy_data, tiny_config)
+    built = _built(toy_data, tiny_config, "fgscore:conditioner=noisy")
     method, model = built.method, built.model
     labels = torch.tensor([0, 1, 2, 0])
     t = torch.full((4,), 200)
@@ -191,6 +191,27 @@ def test_centroids_differ_per_class_are_cached_per_noise_level(toy_data, tiny_co
     assert not torch.allclose(mean[0], mean[1]) and not torch.allclose(mean[1], mean[2])
     assert torch.equal(again[0][0][0], mean[0])  # batch composition does not move it
     assert not torch.allclose(later[0][0][0], mean[0])
+
+
+@pytest.mark.parametrize("conditioner", ["noisy", "clean"])
+def test_the_conditioner_is_noised_to_the_inputs_level_or_taken_clean(toy_data, tiny_config, monkeypatch,
+                                                                     conditioner):
+    built = _built(toy_data, tiny_config, f"fgscore:conditioner={conditioner}")
+    method, model = built.method, built.model
+    levels = []
+    original = FGScore.phi
+    monkeypatch.setattr(FGScore, "phi", lambda self, model, xt, t: levels.append(t.clone()) or original(self, model, xt, t))
+    x0, labels, _ = _train_batch(toy_data)
+    t = torch.tensor([10, 300, 600, 999, 500, 700])
+    monkeypatch.setattr(built.schedule, "sample_timesteps", lambda n, generator, device: t)
+    method.loss(model, built.schedule, x0, labels, torch.Generator().manual_seed(0))
+    assert torch.equal(levels[0], t if conditioner == "noisy" else torch.zeros_like(t))
+    monkeypatch.undo()
+    with torch.no_grad():
+        early, late = (method.centroids(model, labels[:3], torch.full((3,), level)) for level in (100, 900))
+        at = method.class_centroids(model, 100 if conditioner == "noisy" else 0)
+    assert torch.equal(early[0][0], at[0][0][labels[:3]])
+    assert torch.equal(early[0][0], late[0][0]) == (conditioner == "clean")  # clean: one centroid for every t
 
 
 def test_centroids_are_shared_through_the_cache_by_evaluations_of_the_same_weights(toy_data, tiny_config,
