@@ -57,7 +57,8 @@ from bench.methods.base import ConditioningMethod
 from bench.store import FileLock, atomic_write_bytes
 
 STD_EPS = 1e-5
-FEATURE_LEVELS = (0.1, 0.5, 0.9)   # fractions of the schedule at which evaluations store phi of real images
+FEATURE_LEVELS = (0.0, 0.1, 0.5, 0.9)  # fractions of the schedule at which evaluations store phi of real
+#                                        images (0: the level of a clean conditioner)
 
 
 LAST_DECODER_BLOCK = "up_blocks.-1"

@@ -258,7 +258,7 @@ def test_evaluation_stores_phi_of_real_images_and_the_report_shows_its_clusterin
     assert stored.parent.name == "seed=0" and "fgscore" in stored.relative_to(root).parts[2]
     with np.load(stored) as z:
         phi, labels, levels, accuracy = z["phi"], z["labels"], z["t"], z["accuracy"]
-    assert phi.shape[:2] == (3, len(labels)) and levels.tolist() == [100, 500, 899]
+    assert phi.shape[:2] == (4, len(labels)) and levels.tolist() == [0, 100, 500, 899]
     assert np.isfinite(phi).all() and ((0 <= accuracy) & (accuracy <= 1)).all()
     code, out, err = run_cli(monkeypatch, capsys, "report", "--results", "results")
     html = (root / "report" / "report.html").read_text()
