@@ -161,12 +161,15 @@ class ConditioningMethod:
     def sampling_denoise(self, model: "Denoiser", xt, t, cond, labels) -> torch.Tensor:
         """The denoiser call at sampling time (labels are the targets): `denoise`, guided when g != 1,
         the conditional and null rows stacked into one U-Net call."""
-        g = self.ctx.guidance
-        if g == 1 or not self.classifier_free_guidance:
+        if not self.guided():
             return self.denoise(model, xt, t, cond)
         null = self.null_condition(model, len(cond)).to(cond.dtype)
         eps_c, eps_u = self.denoise(model, torch.cat([xt, xt]), torch.cat([t, t]), torch.cat([cond, null])).chunk(2)
         return self.guide(eps_c, eps_u)
+
+    def guided(self) -> bool:
+        """Whether sampling contrasts the condition with the null one (g != 1 and a condition to drop)."""
+        return self.ctx.guidance != 1 and self.classifier_free_guidance
 
     def guide(self, eps_c, eps_u) -> torch.Tensor:
         """Classifier-free guidance's combination of the conditional and the null prediction."""

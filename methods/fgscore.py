@@ -326,7 +326,7 @@ class FGScore(ConditioningMethod):
 
     def sampling_denoise(self, model, xt, t, cond, labels):
         targets = self.centroids(model, labels, t)
-        if self.ctx.guidance == 1 or not self.classifier_free_guidance:
+        if not self.guided():
             return self.matched_denoise(model, xt, t, targets)
         both = [(torch.cat([m, m]), torch.cat([s, s])) for m, s in targets]
         unmatched = torch.arange(2 * len(xt), device=xt.device) >= len(xt)
