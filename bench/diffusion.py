@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 
 class Schedule:

@@ -17,11 +17,15 @@ import numpy as np
 import torch
 
 from bench.config import Config, load_config
+from bench.core.errors import BenchError
 from bench.datasets.base import PreparedData
-from bench.errors import BenchError
-from bench.sample import generation_labels, sample_images
-from bench.tasks import expert_loader
-from bench.train import Built, build, load_model, train_model
+from bench.diffusion import Sampler
+from bench.engine.exported import Exported
+from bench.engine.pipeline import rebuild
+from bench.engine.sample import generation_labels, sample_images
+from bench.engine.tasks import expert_loader
+from bench.engine.train import Built, build, load_model, train_model
+from bench.methods import REGISTRY, load_plugin
 
 CPU = torch.device("cpu")
 
@@ -138,12 +142,9 @@ def checkpoint_round_trip(setup: Setup) -> None:
 
 def export_samples_the_same(setup: Setup) -> None:
     """What `bench export` keeps of a model (its weights and the method's `export_state`) samples as the model
-    does, with neither the train split nor the expert (bench.pipeline.rebuild)."""
+    does, with neither the train split nor the expert (bench.engine.pipeline.rebuild)."""
     from diffusers import UNet2DConditionModel
 
-    from bench.diffusion import Sampler
-    from bench.export import Exported
-    from bench.pipeline import rebuild
     built = setup.build()
     built.model.eval()
     exported = Exported.of(built, Sampler.from_config(built.schedule, setup.cfg.sample), setup.cfg, setup.data, {})
@@ -182,7 +183,6 @@ def run_checks(variant: str, workdir: Path) -> Iterator[tuple[str, str | None]]:
 def plugin_methods(source: str) -> list[str]:
     """Load a plug-in (`load_plugin`: a .py file or a module) and return the names of the methods it
     registered; BenchError when it registers none."""
-    from bench.methods import REGISTRY, load_plugin
     before = dict(REGISTRY)
     load_plugin(source)
     names = [name for name, cls in REGISTRY.items() if before.get(name) is not cls]

@@ -27,7 +27,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from bench.config import load_config  # noqa: E402
-from bench.runner import run_suite  # noqa: E402
+from bench.engine.runner import run_suite  # noqa: E402
 
 
 def grid_config(executor: str, runs: int, steps: int, threads: int):

@@ -1,6 +1,6 @@
 """Training step time, measured side by side in one process (a benchmark, not a test).
 
-1. bench's training loop (`bench.train.train_model`: EMA, min-SNR weighting, warm-up, clipping,
+1. bench's training loop (`bench.engine.train.train_model`: EMA, min-SNR weighting, warm-up, clipping,
    augmentation, checkpoints, logging) vs a bare diffusers loop on the same U-Net, batch and data
    (DDPMScheduler.add_noise, MSE, AdamW). Target: ratio <= 1.05.
 2. Every method's step time relative to baseline on the same config. Target: aligned <= 1.5x.
@@ -25,8 +25,8 @@ from diffusers import DDPMScheduler
 
 from bench.config import load_config
 from bench.datasets import load_prepared
-from bench.tasks import expert_loader
-from bench.train import BatchStream, build, train_model
+from bench.engine.tasks import expert_loader
+from bench.engine.train import BatchStream, build, train_model
 
 
 def bare_diffusers_steps(cfg, data, steps: int) -> list[float]:

@@ -12,9 +12,9 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.core.errors import BenchError
 from bench.datasets.base import DataConfig, PreparedData
 from bench.datasets.manifest import KNOWN
-from bench.errors import BenchError
 
 PATH_PREFIXES = ("folder:", "npz:")
 PROCEDURAL = ("synth-tissue", "synth-tissue-ihc")  # generated, embedded: no files

@@ -13,11 +13,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                           TransferSpeedColumn)
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
+from bench.core.errors import BenchError
 from bench.datasets.manifest import RemoteFile, data_dir, known
-from bench.errors import BenchError
 
 CHUNK = 1 << 20
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.core.errors import BenchError
 from bench.datasets.base import DataConfig, PreparedData
 from bench.datasets.images import decode
 from bench.datasets.prepare import assemble, scored_classes, stratified_split
-from bench.errors import BenchError
 
 
 def _files(folder: Path) -> list[Path]:

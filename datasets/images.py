@@ -14,7 +14,7 @@ from typing import Callable, Iterable
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 Opener = Callable[[], bytes]            # returns the file's bytes
 

@@ -12,12 +12,12 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
+from bench.core.errors import BenchError
 from bench.datasets.base import DataConfig, PreparedData
 from bench.datasets.fetch import check_file
 from bench.datasets.images import decode
 from bench.datasets.manifest import KATHER, KATHER_FOLDERS, KATHER_TOP, data_dir
 from bench.datasets.prepare import assemble, scored_classes, stratified_split
-from bench.errors import BenchError
 
 TILES_PER_CLASS = 625
 

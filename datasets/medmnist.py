@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.core.errors import BenchError
 from bench.datasets.base import DataConfig, PreparedData
 from bench.datasets.fetch import check_file
-from bench.datasets.manifest import (KNOWN, MEDMNIST_BASES, MEDMNIST_SIZES, KnownSet, data_dir,
-                                     medmnist_name)
+from bench.datasets.manifest import KNOWN, MEDMNIST_BASES, MEDMNIST_SIZES, KnownSet, data_dir, medmnist_name
 from bench.datasets.npz import read_npz
 from bench.datasets.prepare import assemble, scored_classes
-from bench.errors import BenchError
 
 
 def resolve(name: str, image_size: int) -> KnownSet:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.core.errors import BenchError
 from bench.datasets.base import SPLITS, DataConfig, PreparedData
 from bench.datasets.manifest import KnownSet
 from bench.datasets.prepare import assemble, scored_classes, stratified_split
-from bench.errors import BenchError
 
 Pair = tuple[np.ndarray, np.ndarray]
 

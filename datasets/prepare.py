@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from bench.core.errors import BenchError
 from bench.datasets.base import SPLITS, DataConfig, PreparedData
-from bench.errors import BenchError
 
 LUMA_601 = np.array([0.299, 0.587, 0.114])   # ITU-R BT.601 luma weights
 

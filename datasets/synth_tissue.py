@@ -18,9 +18,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
+from bench.core.errors import BenchError
 from bench.datasets.base import SPLITS, DataConfig, PreparedData
 from bench.datasets.prepare import assemble, scored_classes
-from bench.errors import BenchError
 
 CLASS_NAMES = ("tumor", "stroma", "complex", "lympho", "debris", "mucosa", "adipose", "empty")
 

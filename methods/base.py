@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, ClassVar, NamedTuple
 import torch
 from torch import nn
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from bench.models.unet import unet_forward
 
 if TYPE_CHECKING:
@@ -187,7 +187,7 @@ class ConditioningMethod:
     def export_state(self, model: "Denoiser", sampler: "Sampler") -> dict[str, torch.Tensor]:
         """What sampling with `sampler` needs besides the weights, computed now from what only a run has
         (the train split, an encoder, the expert), so an exported model samples without them (`bench
-        export`, bench/pipeline.py). Raise BenchError saying why if the method cannot do without them.
+        export`, bench/engine/pipeline.py). Raise BenchError saying why if the method cannot do without them.
         Default: nothing."""
         return {}
 

@@ -15,6 +15,7 @@ import torch
 
 from bench.datasets.base import PreparedData
 from bench.diffusion import Schedule
+from bench.models.expert import labelled_model_space
 from bench.models.latent import Latents
 
 
@@ -53,7 +54,6 @@ class MethodContext:
     def train_images(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The train split in model space: float (N, C, H, W) in [-1, 1] (in latent mode its latents), int64
         labels."""
-        from bench.models.expert import labelled_model_space
         if self.latents is None:
             return labelled_model_space(self.data.train_x, self.data.train_y, self.device)
         return self.latents.train.to(self.device), torch.from_numpy(self.data.train_y).long().to(self.device)

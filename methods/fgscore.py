@@ -52,9 +52,9 @@ import numpy as np
 import torch
 from safetensors.torch import load, save
 
+from bench.core.store import FileLock, atomic_write_bytes
 from bench.methods.aligned import check_feature_maps, resolve_module
 from bench.methods.base import ConditioningMethod
-from bench.store import FileLock, atomic_write_bytes
 
 STD_EPS = 1e-5
 FEATURE_LEVELS = (0.0, 0.1, 0.5, 0.9)  # fractions of the schedule at which evaluations store phi of real

@@ -9,9 +9,9 @@ import sys
 import typing
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
+from bench.core.numbers import finite_float
 from bench.methods.base import REGISTRY, ConditioningMethod, canonical_variant
-from bench.numbers import finite_float
 
 ENTRY_POINT_GROUP = "bench.methods"
 
@@ -36,6 +36,13 @@ def _describe(err: BaseException) -> str:
     if isinstance(err, SystemExit):
         return f"it called sys.exit({err.code!r}) while being imported"
     return f"{type(err).__name__}: {err}"
+
+
+def load_plugins(specs: list[str]) -> None:
+    """Every method the command line can name: the entry-point group's, then each plug-in of `specs`."""
+    load_entry_points()
+    for spec in specs:
+        load_plugin(spec)
 
 
 def load_plugin(spec: str) -> None:

@@ -7,13 +7,14 @@ import pytest
 import torch
 from PIL import Image
 
+from bench.core.store import SuiteStore
 from bench.datasets import DataConfig, PreparedData, load_prepared
 from bench.datasets.manifest import KATHER, KNOWN
+from bench.engine.data import prepare_data
+from bench.engine.plan import build_plan
+from bench.engine.tasks import train_task
+from bench.engine.train import BatchStream, train_model
 from bench.methods import ConditioningMethod
-from bench.plan import build_plan
-from bench.store import SuiteStore
-from bench.tasks import prepare_data, train_task
-from bench.train import BatchStream, train_model
 
 
 def _oriented_images(n: int, size: int = 8) -> np.ndarray:

@@ -5,14 +5,13 @@ import os
 
 import numpy as np
 import pytest
+from cli_runner import run_cli
 from PIL import Image
 
 from bench.config import load_config
-from bench.plan import build_plan
-from bench.store import SuiteStore
-from bench.tasks import prepare_data
-
-from cli_runner import run_cli
+from bench.core.store import SuiteStore
+from bench.engine.data import prepare_data
+from bench.engine.plan import build_plan
 
 # The tiny preset written out as a file (so [expert] / [scorer] keys are not overridden by the preset).
 TINY = {

@@ -2,10 +2,9 @@
 import json
 
 import pytest
-
-from bench.store import DONE
-
 from cli_runner import run_cli
+
+from bench.core.store import DONE
 
 
 @pytest.mark.parametrize("extra, toml, fragment", [
@@ -78,8 +77,8 @@ def test_a_scorer_identical_to_the_expert_is_refused(monkeypatch, capsys, tmp_pa
 
 
 def test_reusing_a_run_on_data_with_other_classes_is_refused(monkeypatch, capsys, tmp_path):
-    from PIL import Image
     import numpy as np
+    from PIL import Image
     monkeypatch.chdir(tmp_path)
     rng = np.random.default_rng(0)
     for name in ("a", "b"):

@@ -1,8 +1,8 @@
 import pytest
 
 from bench.config import load_config
-from bench.errors import BenchError
-from bench.plan import build_plan, run_id
+from bench.core.errors import BenchError
+from bench.engine.plan import build_plan, run_id
 
 
 def write(tmp_path, text):

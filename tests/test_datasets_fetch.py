@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from bench.data_cli import data_app
+from bench.cli.data import data_app
+from bench.core.errors import BenchError
 from bench.datasets import manifest
 from bench.datasets.fetch import download
 from bench.datasets.manifest import KnownSet, RemoteFile
-from bench.errors import BenchError
 
 PAYLOAD = np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
 

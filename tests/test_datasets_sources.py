@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.datasets import DataConfig, load_prepared
-from bench.datasets import kather2016, manifest
+from bench.core.errors import BenchError
+from bench.datasets import DataConfig, kather2016, load_prepared, manifest
 from bench.datasets.manifest import KATHER_FOLDERS, KATHER_TOP, KnownSet, RemoteFile
-from bench.errors import BenchError
 
 RNG = np.random.default_rng(0)
 

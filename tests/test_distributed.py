@@ -24,16 +24,16 @@ import grpc
 import numpy as np
 import pytest
 from rich.console import Console
+from test_plugins import readme_plugin_source
 
 from bench.config import ExecutionConfig, load_config
-from bench.presets import PRESETS
-from bench.errors import BenchError
-from bench.executors import RayExecutor, ray_address
+from bench.config.presets import PRESETS
+from bench.core.errors import BenchError
+from bench.core.store import DONE, FAILED
+from bench.engine.executors import RayExecutor, ray_address
+from bench.engine.progress import PROGRESS_FILE, GridView, ProgressWriter, read_progress
+from bench.engine.runner import run_suite
 from bench.methods import REGISTRY, load_plugin
-from bench.progress import PROGRESS_FILE, GridView, ProgressWriter, read_progress
-from bench.runner import run_suite
-from bench.store import DONE, FAILED
-from test_plugins import readme_plugin_source
 
 # RAY_AUTH_MODE=disabled as CI sets it: bench's private instance must be safe all the same.
 ENV = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_AUTH_MODE": "disabled",
@@ -322,7 +322,7 @@ def test_two_node_cluster_two_drivers_and_a_lost_node(tmp_path):
 def test_a_failed_expert_fails_only_what_needs_it(tmp_path, monkeypatch):
     def broken_expert(*args):
         raise RuntimeError("no expert today")
-    monkeypatch.setattr("bench.runner.prepare_classifier", broken_expert)
+    monkeypatch.setattr("bench.engine.runner.prepare_classifier", broken_expert)
     cfg = load_config(None, "tiny", {"suite": {"methods": ["baseline", "aligned"], "seeds": 1},
                                      "metrics": {"names": ["acc[expert]"]},
                                      "execution": {"executor": "local", "device": "cpu"}})
@@ -335,7 +335,7 @@ def test_a_failed_expert_fails_only_what_needs_it(tmp_path, monkeypatch):
 
     def missing_weights(*args):
         raise BenchError("expert weights not found; pass --expert-weights")
-    monkeypatch.setattr("bench.runner.prepare_classifier", missing_weights)
+    monkeypatch.setattr("bench.engine.runner.prepare_classifier", missing_weights)
     with pytest.raises(BenchError, match="expert weights not found"):  # bad input stops the run: exit 2
         run_suite(cfg, tmp_path / "again", Console(file=open(os.devnull, "w")))
 

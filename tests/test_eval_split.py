@@ -6,17 +6,16 @@ import json
 
 import numpy as np
 import pytest
+from cli_runner import run_cli
 from PIL import Image
 
 from bench.config import load_config
+from bench.core.errors import BenchError
+from bench.core.store import MAX_NAME_BYTES, SuiteStore, folder_split, is_suite_name, suite_folder
 from bench.datasets.base import PreparedData
-from bench.errors import BenchError
 from bench.report.collect import collect
 from bench.report.figures import real_images, sample_grids
 from bench.report.tables import dataset_tables
-from bench.store import MAX_NAME_BYTES, SuiteStore, folder_split, is_suite_name, suite_folder
-
-from cli_runner import run_cli
 
 # The tiny preset with fewer val than test images, so the scored split shows in every count.
 VAL_PER_CLASS, TEST_PER_CLASS = 3, 5

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from bench.config import load_config
-from bench.runner import run_suite
+from bench.engine.runner import run_suite
 
 
 @pytest.mark.timeout(600)

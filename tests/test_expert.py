@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import make_data
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from bench.models.expert import Classifier, ClassifierConfig, get_classifier, to_model_space
 
 TINY = ClassifierConfig(backbone="tiny", epochs=3, batch_size=8, lr=1e-2)

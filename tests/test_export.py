@@ -1,4 +1,4 @@
-"""`bench export` and `bench.pipeline.BenchPipeline`: a tiny run leaves the benchmark and samples the same
+"""`bench export` and `bench.engine.pipeline.BenchPipeline`: a tiny run leaves the benchmark and samples the same
 images in a fresh Python process; bad input is one line, exit 2, nothing written."""
 import json
 import os
@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from bench.config import load_config
-from bench.errors import BenchError
-from bench.runner import run_suite
-from bench.store import DONE, FAILED, folder_name
-
 from cli_runner import run_cli
 from tiny_vae import save_vae
+
+from bench.config import load_config
+from bench.core.errors import BenchError
+from bench.core.store import DONE, FAILED, folder_name
+from bench.engine.runner import run_suite
 
 # the sampling states that differ: none, an embedding bank, centroids, a module only training uses
 METHODS = ("baseline", "ssl:simclr_steps=10", "fgscore", "aligned")
@@ -106,7 +105,7 @@ FRESH_PROCESS = """
 import json, os, sys
 import numpy as np, torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
-from bench.pipeline import BenchPipeline
+from bench.engine.pipeline import BenchPipeline
 report = {}
 for method, out, run in json.loads(sys.argv[1]):
     UNet2DConditionModel.from_pretrained(out, subfolder="unet", local_files_only=True)   # a valid [model] init
@@ -125,7 +124,7 @@ print(json.dumps(report))
 
 def sample_in_a_fresh_process(jobs: list[tuple[str, str, str]]) -> dict:
     """Per (method, exported folder, run folder): the pipeline's samples of generation seed 0 against the
-    run's, and 3 tumor images, from a Python process that imports only diffusers and bench.pipeline."""
+    run's, and 3 tumor images, from a Python process that imports only diffusers and bench.engine.pipeline."""
     done = subprocess.run([sys.executable, "-c", FRESH_PROCESS, json.dumps(jobs)], capture_output=True, text=True,
                           timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 0, done.stderr
@@ -154,8 +153,8 @@ def test_a_plugin_method_that_cannot_export_is_refused(monkeypatch, capsys, stor
 
 
 def test_a_failed_write_leaves_nothing(monkeypatch, store, tmp_path):
-    from bench.export import export_run
-    from bench.pipeline import BenchPipeline
+    from bench.engine.export import export_run
+    from bench.engine.pipeline import BenchPipeline
 
     def disk_full(self, folder, **kwargs):
         (Path(folder) / "half").write_bytes(b"x")
@@ -216,7 +215,7 @@ def test_bad_export_is_one_line_exit_2_and_writes_nothing(monkeypatch, capsys, s
 
 
 def test_the_pipeline_refuses_unknown_classes_and_foreign_folders(monkeypatch, capsys, store, tmp_path):
-    from bench.pipeline import BenchPipeline
+    from bench.engine.pipeline import BenchPipeline
     code, _, err = run_cli(monkeypatch, capsys, "export", str(run_dir(store, "baseline")), str(tmp_path / "out"))
     assert code in (0, None), err
     pipe = BenchPipeline.from_pretrained(tmp_path / "out")

@@ -10,13 +10,13 @@ import torch
 from torch import nn
 
 from bench.config import load_config
+from bench.core.store import atomic_write_json
+from bench.engine.plan import run_id
+from bench.engine.sample import generation_labels, sample_images
+from bench.engine.tasks import expert_loader
+from bench.engine.train import build
 from bench.methods import Denoiser
-from bench.plan import run_id
 from bench.report import build_report
-from bench.sample import generation_labels, sample_images
-from bench.store import atomic_write_json
-from bench.tasks import expert_loader
-from bench.train import build
 
 CLASS_CONDITIONAL = ["baseline", "aligned", "drift", "ssl:simclr_steps=3"]
 CPU = torch.device("cpu")
@@ -206,9 +206,9 @@ def test_only_methods_that_guide_need_a_trained_null_condition(monkeypatch):
     """p_uncond = 0 with g = 2: refused for every built-in method, planned for a method without a
     condition to drop (its samples ignore the guidance scale)."""
     from bench.config import load_config
-    from bench.errors import BenchError
+    from bench.core.errors import BenchError
+    from bench.engine.plan import build_plan
     from bench.methods import REGISTRY
-    from bench.plan import build_plan
     tables = {"train": {"p_uncond": 0}, "sample": {"guidance": 2.0}}
     for method in ("baseline", "fgscore"):
         guided = load_config(None, "tiny", {**tables, "suite": {"methods": [method], "baseline": method}})

@@ -1,19 +1,19 @@
 """[model] init: a pretrained diffusers U-Net from a folder or the Hugging Face cache, fine-tuned."""
 import json
-from dataclasses import replace
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
+from cli_runner import run_cli
 
 from bench.datasets.base import PreparedData
+from bench.engine.plan import run_id
+from bench.engine.train import INIT_FILE, LOG_FILE, BatchStream, augment, build, load_model, step_seed, train_model
 from bench.models.init import load_init_unet
 from bench.models.unet import build_unet
-from bench.plan import run_id
 from bench.testing import tiny_config
-from bench.train import BatchStream, INIT_FILE, LOG_FILE, augment, build, load_model, step_seed, train_model
-from cli_runner import run_cli
 
 CPU = torch.device("cpu")
 

@@ -7,23 +7,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_runner import run_cli
 from diffusers import AutoencoderKL
+from test_bad_input import RUN, assert_refused, files, toml
+from tiny_vae import save_vae
 
 from bench import cli
 from bench.config import load_config
+from bench.core.store import SuiteStore
 from bench.datasets.base import PreparedData
+from bench.engine.sample import generation_labels, sample_model_space, to_uint8
+from bench.engine.tasks import FEATURES_FILE, METRICS_FILE, SAMPLES_FILE, classifier_loader, expert_loader
+from bench.engine.train import build, load_model
 from bench.metrics import classifiers_needed, evaluate_samples
 from bench.models.expert import to_model_space
 from bench.models.latent import load_latents, prepare_latents, vae_folder
-from bench.sample import generation_labels, sample_model_space, to_uint8
-from bench.store import SuiteStore
-from bench.tasks import FEATURES_FILE, METRICS_FILE, SAMPLES_FILE, classifier_loader, expert_loader
 from bench.testing import tiny_config, toy_data
-from bench.train import build, load_model
-
-from cli_runner import run_cli
-from test_bad_input import RUN, assert_refused, files, toml
-from tiny_vae import save_vae
 
 CPU = torch.device("cpu")
 METHODS = ("baseline", "aligned", "ssl:simclr_steps=2", "fgscore:n_refs=2", "drift")

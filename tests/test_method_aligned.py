@@ -3,9 +3,9 @@ import dataclasses
 
 import torch
 
-from bench.tasks import expert_loader
+from bench.engine.tasks import expert_loader
+from bench.engine.train import build, train_model
 from bench.testing import MethodConformance
-from bench.train import build, train_model
 
 
 class TestAligned(MethodConformance):

@@ -6,12 +6,12 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from toy_sets import colour_data, saturated_fraction, toy_config
 
 from bench.diffusion import Sampler, Schedule
-from bench.sample import generation_labels, sample_images
+from bench.engine.sample import generation_labels, sample_images
+from bench.engine.train import build, load_model, train_model
 from bench.testing import MethodConformance
-from bench.train import build, load_model, train_model
-from toy_sets import colour_data, saturated_fraction, toy_config
 
 # Sample mean vs data mean, per channel, for a model trained on the toy set (toy_sets.toy_config): the
 # baseline and drift land within about 3 grey levels there; a shift that accumulates over the 20 steps

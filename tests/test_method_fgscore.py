@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
+from bench.engine.train import augment, build
 from bench.methods import parse_variant
 from bench.methods.aligned import resolve_module
 from bench.methods.fgscore import FGScore, image_keys, layer_paths
 from bench.testing import MethodConformance
-from bench.train import augment, build
 
 
 class TestFGScore(MethodConformance):

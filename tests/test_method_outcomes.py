@@ -9,12 +9,12 @@ least twice chance (every built-in method conditions on the class). Measured at 
 import numpy as np
 import pytest
 import torch
-
-from bench.methods import REGISTRY
-from bench.sample import generation_labels, sample_images
-from bench.tasks import expert_loader
-from bench.train import load_model, train_model
 from toy_sets import colour_data, saturated_fraction, toy_config, toy_expert
+
+from bench.engine.sample import generation_labels, sample_images
+from bench.engine.tasks import expert_loader
+from bench.engine.train import load_model, train_model
+from bench.methods import REGISTRY
 
 BUILT_IN = sorted(name for name, cls in REGISTRY.items() if cls.__module__.startswith("bench.methods."))
 MAX_SATURATED = 0.02

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
+from bench.engine.tasks import expert_loader
+from bench.engine.train import build
 from bench.methods.ssl import SSLParams
 from bench.models.encoders import EncoderSpec, load_encoder
-from bench.tasks import expert_loader
 from bench.testing import MethodConformance
-from bench.train import build
 
 FAST = "ssl:simclr_steps=3"  # the default encoder (SimCLR), trained in well under a second
 

@@ -8,8 +8,8 @@ from conftest import make_data
 from PIL import Image
 from typer.testing import CliRunner
 
-from bench.errors import BenchError
-from bench.eval_cli import eval_command
+from bench.cli.eval import eval_command
+from bench.core.errors import BenchError
 
 app = typer.Typer()
 app.command()(eval_command)

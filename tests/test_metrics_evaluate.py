@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from conftest import make_data
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from bench.metrics import METRIC_NAMES, evaluate_samples
 from bench.models.expert import ClassifierConfig, ScorerConfig, get_classifier
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from bench.metrics.fidkid import fid, fid_min_images, fid_statistics, kid, manifold_metrics, per_class
 
 

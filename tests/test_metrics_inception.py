@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from bench.metrics.inception import TORCH_FIDELITY_FILE, WEIGHTS_ENV, load_inception, torchscript_path
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")

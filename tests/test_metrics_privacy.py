@@ -7,11 +7,11 @@ import pytest
 from rich.console import Console
 
 from bench.config import load_config
+from bench.engine.runner import run_suite
 from bench.methods import REGISTRY, ConditioningMethod
 from bench.metrics.privacy import COPY_QUANTILE, NEIGHBOURS, copy_scores, nearest, pixels
 from bench.models.expert import to_model_space
 from bench.report import build_report
-from bench.runner import run_suite
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from bench.metrics.ssim import class_ssim, pairwise_ssim
 
 

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from bench.config import load_config
+from bench.core.errors import BenchError
 from bench.datasets import load_prepared
 from bench.datasets.base import DataConfig
-from bench.errors import BenchError
+from bench.engine.data import check_data
 from bench.metrics import evaluate_samples
-from bench.plan import check_data
 
 METRICS = ["tstr_acc", "aug_gain"]
 

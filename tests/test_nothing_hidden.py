@@ -6,14 +6,14 @@ import logging
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_cli import run_cli
 
 from bench.config import load_config
+from bench.core.store import DONE, FAILED, SuiteStore, atomic_write_bytes
+from bench.engine.plan import build_plan
+from bench.engine.tasks import METRICS_FILE
+from bench.engine.train import CHECKPOINT_FILE, STATE_FILE, train_model
 from bench.methods import REGISTRY
-from bench.plan import build_plan
-from bench.store import DONE, FAILED, SuiteStore, atomic_write_bytes
-from bench.tasks import METRICS_FILE
-from bench.train import CHECKPOINT_FILE, STATE_FILE, train_model
-from test_cli import run_cli
 
 EXPLODING_PLUGIN = '''
 from bench.methods import ConditioningMethod

@@ -5,11 +5,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_cli import run_cli
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from bench.methods import REGISTRY, load_plugin, method_table, parse_variant
 from bench.testing import CHECKS, MethodConformance
-from test_cli import run_cli
 
 README = Path(__file__).parents[1] / "README.md"
 

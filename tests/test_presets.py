@@ -1,14 +1,13 @@
 """The papers' presets: each resolves to a plannable suite, `paper` stays an alias, and a preset whose
 weights are not on this machine stops with one line naming them."""
 import pytest
-
-from bench.config import load_config
-from bench.methods import canonical_variant, parse_variant
-from bench.plan import build_plan
-from bench.presets import ALIASES, DELTA_SWEEP, PRESETS, STABLE_DIFFUSION
-
 from cli_runner import run_cli
 from test_bad_input import assert_refused, files
+
+from bench.config import load_config
+from bench.config.presets import ALIASES, DELTA_SWEEP, PRESETS, STABLE_DIFFUSION
+from bench.engine.plan import build_plan
+from bench.methods import canonical_variant, parse_variant
 
 
 def test_paper_is_an_alias_of_nair2024():

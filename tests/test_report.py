@@ -9,10 +9,10 @@ import pytest
 from rich.console import Console
 from scipy import stats
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
+from bench.core.store import DONE, FAILED, SuiteStore, atomic_write_bytes, atomic_write_json
 from bench.report import build_report, print_leaderboard
 from bench.report.stats import holm, two_level_bootstrap
-from bench.store import DONE, FAILED, SuiteStore, atomic_write_bytes, atomic_write_json
 
 DATASET = "synth-tissue"
 METHODS = ("baseline", "drift:delta=-0.05", "aligned", "fgscore")

@@ -13,17 +13,17 @@ import torch
 from rich.console import Console
 
 from bench.config import load_config
+from bench.core.store import DONE, SuiteStore, atomic_write_bytes, atomic_write_json
+from bench.engine.runner import run_suite
+from bench.engine.sample import generation_labels, sample_images
+from bench.engine.tasks import method_resources
+from bench.engine.train import build
 from bench.methods import REGISTRY, ConditioningMethod
 from bench.methods.context import MethodContext
 from bench.models.expert import Classifier, load_classifier, train_classifier
 from bench.report import build_report
 from bench.report.collect import collect
-from bench.runner import run_suite
-from bench.sample import generation_labels, sample_images
-from bench.store import DONE, SuiteStore, atomic_write_bytes, atomic_write_json
-from bench.tasks import method_resources
 from bench.testing import CPU, tiny_config, toy_data
-from bench.train import build
 
 _LEAVES = (types.ModuleType, type, str, bytes, int, float, bool, type(None), torch.Tensor, np.ndarray,
            torch.device, torch.dtype, Path)
@@ -120,7 +120,7 @@ def _run(tmp_path, monkeypatch, methods, metrics, broken_role):
         if role == broken_role:
             raise RuntimeError(f"no {role} today")
         return {"test_accuracy": 1.0}
-    monkeypatch.setattr("bench.runner.prepare_classifier", prepare)
+    monkeypatch.setattr("bench.engine.runner.prepare_classifier", prepare)
     cfg = load_config(None, "tiny", {"suite": {"methods": methods, "seeds": 1}, "metrics": {"names": metrics},
                                      "execution": {"executor": "local", "device": "cpu"}})
     return run_suite(cfg, tmp_path, Console(file=open(os.devnull, "w"))), prepared

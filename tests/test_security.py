@@ -4,12 +4,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from bench.errors import BenchError
-from bench.methods import REGISTRY, ConditioningMethod, load_plugin
-from bench.store import FileLock, SuiteStore, folder_name
-
 from cli_runner import run_cli
+
+from bench.core.errors import BenchError
+from bench.core.store import FileLock, SuiteStore, folder_name
+from bench.methods import REGISTRY, ConditioningMethod, load_plugin
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 
@@ -70,6 +69,7 @@ def test_a_pickle_planted_in_the_cache_runs_no_code(tmp_path):
 
 def test_a_weights_file_of_another_network_is_refused(tmp_path):
     from safetensors.torch import save_file
+
     from bench.metrics.inception import load_inception
     save_file({"conv.weight": torch.zeros(2, 2)}, tmp_path / "other.safetensors")
     with pytest.raises(BenchError, match="holds no Inception v3 weights"):
@@ -88,8 +88,10 @@ def test_a_pickle_given_as_backbone_weights_runs_no_code(tmp_path):
 
 def test_a_pickle_given_as_open_clip_weights_runs_no_code(tmp_path):
     import json
+
     import open_clip
     from safetensors.torch import save_file
+
     from bench.models.encoders import open_clip_encoder
     config = {"embed_dim": 16, "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 16},
               "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 32, "heads": 2, "layers": 1}}
@@ -105,6 +107,7 @@ def test_a_pickle_given_as_open_clip_weights_runs_no_code(tmp_path):
 
 def test_a_torch_state_dict_file_still_initialises_a_backbone(tmp_path):
     import timm
+
     from bench.models.pretrained import create_backbone
     source = timm.create_model("test_resnet", num_classes=5)
     torch.save(source.state_dict(), tmp_path / "w.pth")
@@ -216,7 +219,7 @@ def test_the_same_plugin_loaded_again_is_not_refused(tmp_path):
 
 
 def test_run_id_tells_method_classes_apart(tiny_config):
-    from bench.plan import run_id
+    from bench.engine.plan import run_id
 
     def register(module: str):
         return type("Twin", (ConditioningMethod,), {"name": "twin", "__module__": module})

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
+from bench.core.errors import BenchError
 from bench.datasets import DataConfig, PreparedData, known_sources, load_prepared
 from bench.datasets.synth_tissue import CLASS_NAMES, generate
-from bench.errors import BenchError
 
 
 def test_same_seed_same_bytes_other_seed_differs():

@@ -5,9 +5,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from bench.core.errors import RunFailed
 from bench.diffusion import Schedule
-from bench.errors import RunFailed
-from bench.train import CHECKPOINT_FILE, LOG_FILE, STATE_FILE, train_model
+from bench.engine.train import CHECKPOINT_FILE, LOG_FILE, STATE_FILE, train_model
 
 
 class Interrupt(Exception):

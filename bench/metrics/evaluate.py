@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
+from bench.core.store import SHORT_LOCK_TIMEOUT_S, FileLock, atomic_write_bytes
 from bench.metrics.extractors import EXTRACTORS, RESIZER, FeatureExtractor, build_extractor
 from bench.metrics.fidkid import (DENSITY_OF_ONE_DISTRIBUTION, KID_SEED, KID_SUBSETS, MANIFOLD_KINDS, MIN_IMAGES,
                                   class_counts, fid, fid_min_images, kid, manifold_metrics, manifold_provenance,
@@ -31,7 +32,6 @@ from bench.metrics.privacy import PRIVACY_METRICS, PRIVACY_NETWORK, privacy_scor
 from bench.metrics.ssim import K1, K2, SIGMA, TRUNCATE, class_ssim, pairwise_ssim
 from bench.metrics.utility import UTILITY_METRICS, utility_scores
 from bench.models.expert import ROLES
-from bench.store import SHORT_LOCK_TIMEOUT_S, FileLock, atomic_write_bytes
 
 FEATURE_KINDS = ("fid", "kid", *MANIFOLD_KINDS)
 METRIC_NAMES = (*(f"acc[{role}]" for role in ROLES), "ssim",
@@ -148,7 +148,7 @@ def evaluate_samples(fake: np.ndarray, fake_labels: np.ndarray, real: np.ndarray
 
     `classifiers`: role (scorer, expert) -> Classifier, for the metrics that name one (and copy_rate).
     `train_images`, `train_labels`: the real train split (all classes), for aug_gain and copy_rate.
-    Returns {"metrics", "per_class", "confusion", "reference", "provenance"} as in bench/store.py,
+    Returns {"metrics", "per_class", "confusion", "reference", "provenance"} as in bench/core/store.py,
     plus "nearest" (the closest generated/training pairs, bench.metrics.privacy) when copy_rate is asked;
     "confusion" is the first measured acc[...]'s (the scorer's when acc[scorer] is measured);
     only images of `scored_classes` count, on both sides. Provenance holds settings only, nothing

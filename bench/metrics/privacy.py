@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from bench.metrics.extractors import RESIZER
 
 PRIVACY_METRICS = ("copy_rate",)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 SIGMA = 1.5
 TRUNCATE = 3.5                          # skimage's (and scipy.ndimage's) Gaussian truncation

@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
+from bench.core.store import SHORT_LOCK_TIMEOUT_S, FileLock, atomic_write_json, read_json
 from bench.models.expert import fit, labelled_model_space
-from bench.store import SHORT_LOCK_TIMEOUT_S, FileLock, atomic_write_json, read_json
 
 UTILITY_METRICS = ("tstr_acc", "aug_gain")
 

@@ -23,9 +23,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save
 from torch import nn
 
+from bench.core.errors import BenchError
+from bench.core.store import FileLock, atomic_write_bytes
 from bench.datasets.base import PreparedData
-from bench.errors import BenchError
-from bench.store import FileLock, atomic_write_bytes
+from bench.models.pretrained import create_backbone, not_weights_file, shipped_weights_path
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,6 @@ def check_encoder(spec: EncoderSpec) -> None:
     if kind in ("expert", "simclr") and not model_name:
         return
     if kind == "effnet" and not model_name:
-        from bench.models.pretrained import shipped_weights_path
         shipped_weights_path("efficientnet_lite0")
         return
     if kind in ("timm", "open_clip") and model_name:
@@ -159,13 +159,11 @@ def _local_file(weights: str, name: str) -> Path:
 def efficientnet_lite0(input_size: int) -> FrozenEncoder:
     """ImageNet EfficientNet-Lite0 (1280-d features) from the package-shipped weights, loaded and
     normalised as bench/models/pretrained.py does for the expert."""
-    from bench.models.pretrained import create_backbone  # timm loads lazily: `bench methods` stays light
     model, init = create_backbone("efficientnet_lite0", num_classes=0, in_chans=3)
     return FrozenEncoder(model, model.num_features, input_size, init["mean"], init["std"])
 
 
 def timm_encoder(name: str, path: Path, input_size: int) -> FrozenEncoder:
-    from bench.models.pretrained import create_backbone
     try:
         model, init = create_backbone(name, num_classes=0, in_chans=3, weights=str(path))
     except RuntimeError as err:  # timm's loader: missing or misshapen tensors
@@ -178,7 +176,6 @@ def open_clip_encoder(name: str, path: Path) -> FrozenEncoder:
     """The image tower of an OpenCLIP model at its own input size (a ViT cannot change it freely)."""
     import open_clip
     from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
-    from bench.models.pretrained import not_weights_file
     try:
         model = open_clip.create_model(name, pretrained=str(path))  # open_clip >= 2.27: weights_only=True
     except pickle.UnpicklingError:  # a pickle that would run code, refused

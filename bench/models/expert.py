@@ -24,10 +24,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save
 from torch import nn
 
+from bench.core.errors import BenchError
+from bench.core.store import FileLock, atomic_write_bytes, atomic_write_json, read_json
 from bench.datasets.base import PreparedData
-from bench.errors import BenchError
 from bench.models.pretrained import create_backbone, file_sha256
-from bench.store import FileLock, atomic_write_bytes, atomic_write_json, read_json
 
 CACHE_VERSION = 3      # bump when training or the file format changes: old caches are ignored
 # timm's test networks, for tests and smoke runs: a 0.4 M-parameter ResNet and a tiny EfficientNet

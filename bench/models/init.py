@@ -3,7 +3,7 @@
 A source is a local folder (a diffusers pipeline folder with `unet/`, or the unet folder itself), a
 Hugging Face model id found in the local cache (never downloaded), or a bench pretrain artefact
 (`bench pretrain`: a folder with `unet/` and `recipe.json`; `init = "pretrain"` is resolved to the
-suite's own by bench.pretrain). Channels, sample size and cross-attention width are the checkpoint's;
+suite's own by bench.engine.pretrain). Channels, sample size and cross-attention width are the checkpoint's;
 what the suite's condition path needs and the checkpoint lacks (the ADM-style class projection of
 "attention+time") is initialised and listed in the run's provenance, what it has and the path does
 not use is listed as unused. Weights are read from safetensors files only: nothing is unpickled.
@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from bench.models.local import local_folder
 
 if TYPE_CHECKING:

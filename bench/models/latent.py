@@ -27,10 +27,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from bench.core.errors import BenchError
+from bench.core.store import SHORT_LOCK_TIMEOUT_S, FileLock, atomic_write_bytes
 from bench.datasets.base import SPLITS, PreparedData
-from bench.errors import BenchError
+from bench.models.expert import to_model_space
 from bench.models.local import local_folder
-from bench.store import SHORT_LOCK_TIMEOUT_S, FileLock, atomic_write_bytes
 
 if TYPE_CHECKING:  # diffusers is imported on use
     from diffusers import AutoencoderKL
@@ -179,7 +180,6 @@ def latents_path(spec: str, data_path: Path) -> Path:
 def prepare_latents(spec: str, data: PreparedData, data_path: Path, device: torch.device) -> Path:
     """Encode every split of `data` (cached at `data_path`) once per data set and VAE weights; return the
     cache file. A VAE that does not fit or load raises BenchError before anything is written."""
-    from bench.models.expert import to_model_space
     latent_shape(spec, data.channels, data.image_size)
     path = latents_path(spec, data_path)
     if path.exists():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 HF_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 

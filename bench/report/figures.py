@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.core.store import SuiteStore, is_folder_name
+from bench.datasets.base import PreparedData
 from bench.report.collect import Evaluation, SuiteData
 from bench.report.tables import DatasetTables, arrow
 
@@ -28,7 +30,7 @@ def _figure(n_panels: int, axis_w: float, axis_h: float, cols: int = PANELS_PER_
             left: float = 0.8, bottom: float = 0.8, top: float = 0.45, right: float = 0.2):
     """A Figure of n axes on a fixed grid; sizes in inches. Fixed margins, not a layout engine:
     constrained layout draws every figure twice, and the report must stay fast."""
-    from matplotlib.figure import Figure   # no pyplot: no global state, Agg canvas on savefig
+    from matplotlib.figure import Figure  # no pyplot: no global state, Agg canvas on savefig
 
     cols = max(1, min(cols, n_panels))
     rows = math.ceil(n_panels / cols)
@@ -78,8 +80,6 @@ def showcase(data: SuiteData, t: DatasetTables, filename: str) -> dict[str, Eval
 def real_images(data: SuiteData, dataset: str) -> tuple[np.ndarray, np.ndarray] | None:
     """(images, labels) of the split that scored the suite, from the prepared data plan.json names
     (None for a store written before plan.json named it, or whose cache lost the file)."""
-    from bench.datasets.base import PreparedData
-    from bench.store import SuiteStore, is_folder_name
 
     name = data.plan.get("prepared_data", {}).get(dataset)
     path = SuiteStore(data.root.parent, data.root.name).cache / name if isinstance(name, str) and is_folder_name(name) else None

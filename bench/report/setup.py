@@ -3,6 +3,7 @@ condition path, the space it diffuses in, and the suite's classifier-free guidan
 from __future__ import annotations
 
 from bench.methods import REGISTRY
+from bench.models.init import PRETRAIN
 from bench.models.unet import CONDITION_PATHS
 from bench.report.collect import SuiteData
 
@@ -35,7 +36,6 @@ def setup_text(data: SuiteData) -> str:
 
 def _backbone(config: dict) -> str:
     """The U-Net every method started from: trained from scratch, or [model] init's source."""
-    from bench.models.init import PRETRAIN
     model, pretrain = config.get("model", {}), config.get("pretrain", {})
     init = model.get("init", "")
     if not init:

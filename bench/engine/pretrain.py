@@ -14,33 +14,24 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from bench.datasets.base import DataConfig
-
-if TYPE_CHECKING:  # bench.config imports PretrainConfig from here
-    from bench.config import Config
+from bench.config import Config
+from bench.core.errors import BenchError
+from bench.core.store import FileLock, atomic_write_json
+from bench.datasets import parse_spec
+from bench.datasets.base import DataConfig, PreparedData
+from bench.engine.data import latents_of, prepare_data, source_stamp
+from bench.engine.train import CHECKPOINT_FILE, resolve_device, train_model
+from bench.models.init import PRETRAIN, RECIPE_FILE
+from bench.models.latent import weights_hash
+from bench.models.unet import build_unet
 
 PRETRAIN_VERSION = 1        # bump when pretraining changes: artefacts of older versions are not reused
 
 
-@dataclass(frozen=True)
-class PretrainConfig:
-    data: str = "synth-tissue-ihc"      # source data set (any data source name); rendered at the suite's
-    #                                     data.image_size, grayscale and per-class counts. The default is
-    #                                     synth-tissue in IHC stain (hematoxylin + DAB): a real stain shift
-    steps: int = 600                    # optimizer steps
-    batch_size: int = 32
-    lr: float = 1e-3                    # AdamW peak learning rate (train.warmup_steps, ema_decay, ... apply)
-    seed: int = 0                       # initialisation, batch order and noise
-
-
 def check_source(cfg: Config) -> None:
     """BenchError naming [pretrain] data when it is no data source (before anything is written)."""
-    from bench.datasets import parse_spec
-    from bench.errors import BenchError
     try:
         parse_spec(cfg.pretrain.data)
     except BenchError as err:
@@ -64,11 +55,9 @@ def pretrain_suite_config(cfg: Config) -> Config:
 
 def recipe(cfg: Config) -> dict:
     """Everything that shapes the backbone's weights (and nothing that does not, e.g. the methods)."""
-    from bench.tasks import source_stamp
     pre_cfg = pretrain_suite_config(cfg)
     vae = {}
     if cfg.model.vae:  # latent mode: the backbone diffuses this VAE's latents
-        from bench.models.latent import weights_hash
         vae = {"vae_weights": weights_hash(cfg.model.vae)}
     return {**vae, "version": PRETRAIN_VERSION, "data": dataclasses.asdict(pre_cfg.data),
             "source_stamp": source_stamp(pre_cfg.data.name), "model": dataclasses.asdict(pre_cfg.model),
@@ -86,7 +75,6 @@ def pretrain_dir(cfg: Config, cache: Path) -> Path:
 
 def with_init_resolved(cfg: Config, cache: Path) -> Config:
     """`cfg` with init = "pretrain" replaced by the suite's artefact folder (what the U-Net loads)."""
-    from bench.models.init import PRETRAIN
     if cfg.model.init != PRETRAIN:
         return cfg
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init=str(pretrain_dir(cfg, cache))))
@@ -99,12 +87,6 @@ def pretrain_backbone(cfg: Config, cache: Path, on_step=None) -> Path:
     import torch
     from safetensors.torch import load_file
 
-    from bench.datasets.base import PreparedData
-    from bench.models.init import RECIPE_FILE
-    from bench.models.unet import build_unet
-    from bench.store import FileLock, atomic_write_json
-    from bench.tasks import latents_of, prepare_data
-    from bench.train import CHECKPOINT_FILE, resolve_device, train_model
 
     folder = pretrain_dir(cfg, cache)
     if (folder / RECIPE_FILE).exists():

@@ -11,16 +11,19 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bench.errors import BenchError
-from bench.store import atomic_write_json
+from bench.core.errors import BenchError
+from bench.core.store import atomic_write_json
+from bench.datasets import load_prepared
+from bench.datasets.base import SPLITS, DataConfig
+from bench.datasets.folder import class_tree
+from bench.datasets.images import decode
+from bench.datasets.npz import check_images, check_labels, read_arrays
 
 DEFAULT_METRICS = "ssim,fid[inception],kid[inception]"
 
 
 def _read_folder(root: Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...] | None]:
     """Images, labels and class names (None for a flat folder: one unnamed class)."""
-    from bench.datasets.folder import class_tree
-    from bench.datasets.images import decode
     names, items = class_tree(root)
     flat = not any(p.is_dir() and not p.name.startswith(".") for p in root.iterdir())
     x, y, _ = decode(items, None)
@@ -36,7 +39,6 @@ def _read_fake(fake: Path) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ..
         raise BenchError(f"--fake {fake} does not exist; give a folder of images or an .npz file")
     if fake.suffix != ".npz" or not fake.is_file():
         raise BenchError(f"--fake {fake}: give a folder of PNGs or an .npz file with 'images' (and 'labels')")
-    from bench.datasets.npz import check_images, check_labels, read_arrays
     arrays = read_arrays(fake)
     if "images" not in arrays:
         raise BenchError(f"{fake} has no 'images' array (keys: {', '.join(arrays)}); save images=...")
@@ -52,8 +54,6 @@ def _read_real(real: str, split: str, size: int, gray: bool):
         x, y, names = _read_folder(path)
         names = names or ("all",)
         return x, y, names, tuple(range(len(names))), None, f"folder:{path.resolve()}"
-    from bench.datasets import load_prepared
-    from bench.datasets.base import SPLITS, DataConfig
     if split not in SPLITS:
         raise BenchError(f"--split {split!r}: use one of {', '.join(SPLITS)}")
     data = load_prepared(DataConfig(name=real, image_size=size, grayscale=gray))

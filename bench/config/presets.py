@@ -8,7 +8,7 @@ use a copy elsewhere.
 """
 from __future__ import annotations
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 # Latent Drifting's sweep of the noise-mean shift delta (drift = Yeganeh et al. 2024), around delta = 0
 # (the baseline: same backbone, same fine-tuning, no shift).

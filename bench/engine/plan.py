@@ -6,13 +6,17 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-import numpy as np
-
 from bench.config import Config
-from bench.datasets.base import PreparedData
-from bench.errors import BenchError
+from bench.core.errors import BenchError
+from bench.diffusion import sampler_kind
+from bench.engine.pretrain import check_source, pretrain_key
+from bench.engine.sample import sampler_settings
 from bench.methods import canonical_variant, parse_variant
 from bench.methods.base import method_class_path
+from bench.metrics import check_metric_names
+from bench.models.init import PRETRAIN, init_architecture, init_stamp
+from bench.models.latent import latent_shape, weights_hash
+from bench.models.unet import build_unet
 
 
 @dataclass(frozen=True)
@@ -32,8 +36,6 @@ def run_id(cfg: Config, variant: str, train_seed: int) -> str:
     or how it is executed): the same run in another suite or on another machine shares the id.
     The method's class (module and qualname) is part of it: a plug-in never shares a built-in's id; so
     are, in latent mode, the VAE's weights."""
-    from bench.models.init import PRETRAIN, init_stamp
-    from bench.pretrain import pretrain_key
     cls, params = parse_variant(variant)
     key = {k: v for k, v in cfg.to_dict().items() if k not in ("suite", "execution")}
     # the backbone's identity: the pretrain artefact's content key, or a folder's or cache entry's files
@@ -49,7 +51,6 @@ def run_id(cfg: Config, variant: str, train_seed: int) -> str:
     key.update(method=cls.name, method_class=method_class_path(cls), params=dataclasses.asdict(params),
                train_seed=train_seed)
     if cfg.model.vae:  # the VAE's weights, not only its path: new weights at the same path are a new run
-        from bench.models.latent import weights_hash
         key.update(vae_weights=weights_hash(cfg.model.vae))
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
@@ -59,10 +60,7 @@ def build_plan(cfg: Config) -> list[RunSpec]:
     each variant's parameters are also resolved on the suite's U-Net architecture (hooks, layers,
     encoders) and checked against the sampler, so a bad one stops the suite here instead of failing
     its runs later."""
-    from bench.diffusion import sampler_kind
-    from bench.metrics import check_metric_names
     check_metric_names(cfg.metrics.names)
-    from bench.sample import sampler_settings
     sampler = sampler_kind(cfg.sample.sampler, sampler_settings(cfg).clip_x0)
     unet = _architecture(cfg)
     variants = []
@@ -99,10 +97,6 @@ def _architecture(cfg: Config):
     is its checkpoint's (BenchError here when it is missing or does not fit the data); the pretrain
     artefact's is the suite's size, which it is trained at."""
     import torch
-    from bench.models.init import PRETRAIN, init_architecture
-    from bench.models.latent import latent_shape
-    from bench.models.unet import build_unet
-    from bench.pretrain import check_source
     channels, size = 1 if cfg.data.grayscale else 3, cfg.data.image_size
     if cfg.model.vae:
         channels, size = latent_shape(cfg.model.vae, channels, size)
@@ -112,20 +106,3 @@ def _architecture(cfg: Config):
         if cfg.model.init not in ("", PRETRAIN):
             return init_architecture(cfg.model.init, channels, size, cfg.model.condition_path)
         return build_unet(cfg.model.size, channels, size, cfg.model.condition_path)
-
-
-def check_data(cfg: Config, data: PreparedData) -> None:
-    """BenchError unless the prepared data can feed every metric of the suite (run before the data
-    is cached and before plan.json is written)."""
-    from bench.metrics import check_set_sizes
-    split = cfg.suite.eval_split
-    n_real = int(np.isin(data.split(split)[1], data.scored_classes).sum())
-    n_gen = cfg.sample.samples_per_class * len(data.scored_classes)
-    check_set_sizes(cfg.metrics.names, n_gen, n_real,
-                    "raise sample.samples_per_class" if n_gen < n_real else
-                    f"{data.name} has too few {split} images: add images, or raise data.{split}_per_class "
-                    f"(procedural sets) or the {split} share of data.split")
-    if "aug_gain" in cfg.metrics.names:
-        from bench.metrics.utility import check_matched_real
-        check_matched_real({c: cfg.sample.samples_per_class for c in data.scored_classes}, data.train_y,
-                           data.class_names)

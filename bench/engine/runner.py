@@ -19,14 +19,16 @@ from rich.live import Live
 from rich.markup import escape
 
 from bench.config import Config
-from bench.errors import BenchError
-from bench.executors import make_executor
+from bench.core.errors import BenchError
+from bench.core.store import DONE, FAILED, SuiteStore, atomic_write_json
+from bench.engine.data import check_reused_runs, prepare_data
+from bench.engine.executors import make_executor
+from bench.engine.plan import RunSpec, build_plan
+from bench.engine.progress import PROGRESS_FILE, GridView, ProgressWriter
+from bench.engine.tasks import METRICS_FILE, eval_task, prepare_classifier, prepare_pretrain, train_task
+from bench.methods import REGISTRY, load_plugin, parse_variant
+from bench.metrics import classifiers_needed as metrics_need
 from bench.models.init import PRETRAIN
-from bench.plan import RunSpec, build_plan
-from bench.progress import PROGRESS_FILE, GridView, ProgressWriter
-from bench.store import DONE, FAILED, SuiteStore, atomic_write_json
-from bench.tasks import (METRICS_FILE, check_reused_runs, eval_task, prepare_classifier, prepare_data,
-                         prepare_pretrain, train_task)
 
 POLL_S = 0.5  # how often the driver looks at finished tasks and progress files
 
@@ -42,8 +44,6 @@ class Summary:
 
 def classifiers_needed(cfg: Config, kind: str, spec: RunSpec) -> set[str]:
     """The suite classifiers a train or eval job of `spec` needs, as its method and metrics declare."""
-    from bench.methods import parse_variant
-    from bench.metrics import classifiers_needed as metrics_need
     method, params = parse_variant(spec.variant)
     needed = {"expert"} if method.needs_expert(params) else set()
     if cfg.model.init == PRETRAIN:  # the U-Net starts from (and is built as) the suite's pretrain artefact
@@ -73,7 +73,6 @@ class PluginSource:
     sha256: str = ""    # of the file's content
 
     def load(self) -> None:
-        from bench.methods import load_plugin
         if self.module:
             load_plugin(self.module)
             return
@@ -89,7 +88,6 @@ def _sha256(path: Path) -> str:
 def plugin_sources(plan: list[RunSpec]) -> dict[str, PluginSource]:
     """method name -> its PluginSource, for the plan's methods that came from plug-ins (a worker imports
     bench, not the driver's --plugin files)."""
-    from bench.methods import REGISTRY
     sources = {}
     for name in {_method(s) for s in plan}:
         module = REGISTRY[name].__module__
@@ -105,7 +103,6 @@ def plugin_sources(plan: list[RunSpec]) -> dict[str, PluginSource]:
 
 def run_task(kind: str, fn, args: tuple, progress: str, token: str, plugins: dict[str, PluginSource]):
     """What a worker runs around a task body: plug-ins registered, progress reported."""
-    from bench.methods import REGISTRY
     for name, source in plugins.items():
         if name not in REGISTRY:
             source.load()

@@ -8,8 +8,6 @@ and reported, not raised: the rest of the grid goes on.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import traceback
 from functools import partial
 from pathlib import Path
@@ -19,12 +17,18 @@ import torch
 
 from bench import __version__
 from bench.config import Config
+from bench.core.errors import BenchError, RunFailed
+from bench.core.store import DONE, FAILED, FileLock, SuiteStore, atomic_write_bytes, atomic_write_json
 from bench.datasets.base import PreparedData
-from bench.errors import BenchError, RunFailed
-from bench.plan import RunSpec, check_data
-from bench.pretrain import with_init_resolved
-from bench.store import (DONE, FAILED, SHORT_LOCK_TIMEOUT_S, FileLock, SuiteStore, atomic_write_bytes,
-                         atomic_write_json, folder_name, read_json)
+from bench.engine.data import latents_of
+from bench.engine.plan import RunSpec
+from bench.engine.pretrain import pretrain_backbone, with_init_resolved
+from bench.engine.sample import generation_labels, sample_images, save_grid
+from bench.engine.train import load_model, resolve_device, train_model
+from bench.methods import parse_variant
+from bench.metrics import classifiers_needed, evaluate_samples
+from bench.models.expert import get_classifier, labelled_model_space, load_classifier, train_classifier
+from bench.models.latent import weights_hash
 
 METRICS_FILE = "metrics.json"
 SAMPLES_FILE = "samples.npz"
@@ -32,66 +36,9 @@ FEATURES_FILE = "features.npz"
 NEAREST_FILE = "nearest.npz"   # copy_rate's closest generated/training pairs, for the report's figure
 
 
-def _hash(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def source_stamp(name: str) -> list:
-    """(file, size, mtime) of a folder:/npz: source, so edited files are prepared afresh; named
-    sources are checksum-verified files and need none."""
-    prefix, _, location = name.partition(":")
-    if prefix not in ("folder", "npz") or not Path(location).exists():
-        return []
-    root = Path(location)
-    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
-    return [(str(p.relative_to(root)) if root.is_dir() else p.name, p.stat().st_size, p.stat().st_mtime_ns)
-            for p in files]
-
-
-def prepare_data(cfg: Config, cache: Path, check: bool = True) -> Path:
-    """The prepared arrays of the suite's data set, computed once per data config and source state (and in
-    latent mode their latents, once per VAE: bench/models/latent.py); `check`: that they can feed the
-    suite's metrics (not for a pretrain's source, which is never scored)."""
-    from bench.datasets import load_prepared
-    key = _hash([dataclasses.asdict(cfg.data), source_stamp(cfg.data.name)])
-    path = Path(cache) / f"data-{folder_name(cfg.data.name)}-{key}.npz"
-    # bad input raises here, before anything is written; a cached copy is checked against these metrics too
-    data = PreparedData.load(path) if path.exists() else load_prepared(cfg.data)
-    if check:
-        check_data(cfg, data)
-    if cfg.model.vae:  # first: a VAE that does not load leaves no data cache behind
-        from bench.models.latent import prepare_latents
-        from bench.train import resolve_device
-        prepare_latents(cfg.model.vae, data, path, resolve_device(cfg.execution.device))
-    if path.exists():
-        return path
-    with FileLock(path.with_suffix(".lock"), SHORT_LOCK_TIMEOUT_S):
-        if not path.exists():
-            data.save(path)
-    return path
-
-
-def latents_of(cfg: Config, data_path: Path, device):
-    """The VAE and latents a run diffuses in latent mode ([model] vae); None in pixel space."""
-    from bench.models.latent import load_latents
-    return load_latents(cfg.model.vae, data_path, device) if cfg.model.vae else None
-
-
-def check_reused_runs(run_dirs: list[Path], data_path: Path) -> None:
-    """Refuse (BenchError) to resume or evaluate a run trained on other classes than the data now has."""
-    classes = list(PreparedData.load(data_path).class_names)
-    for run_dir in run_dirs:
-        config = run_dir / "config.json"
-        trained_on = read_json(config).get("class_names") if config.exists() else None
-        if trained_on is not None and trained_on != classes:
-            raise BenchError(f"the data set's classes {classes} do not match the {trained_on} that {run_dir} was "
-                             "trained on; restore the data or delete that run folder to retrain it")
-
-
 def classifier_loader(cfg: Config, role: str, data: PreparedData, cache: Path, device):
     """A lazy loader of the suite's `role` classifier (expert or scorer), trained once and cached."""
     def load():
-        from bench.models.expert import get_classifier
         return get_classifier(role, data, getattr(cfg, role), Path(cache), device=device)
     return load
 
@@ -99,29 +46,24 @@ def classifier_loader(cfg: Config, role: str, data: PreparedData, cache: Path, d
 def expert_loader(cfg: Config, data: PreparedData, cache: Path, device):
     """What a method may be handed: a loader that closes over the expert's cache folder only (no data
     split, no config, nothing of the scorer). The expert is trained here if no task has trained it yet."""
-    from bench.models.expert import load_classifier, train_classifier
     return partial(load_classifier, train_classifier("expert", data, cfg.expert, Path(cache), device), device)
 
 
 def method_resources(cfg: Config, variant: str, data: PreparedData, store: SuiteStore, device):
     """What a run's method is handed besides the train split: the expert's loader if the method declares
     that it needs it, and a cache folder of its own (the suite cache holds the scorer and every split)."""
-    from bench.methods import parse_variant
     cls, params = parse_variant(variant)
     return (expert_loader(cfg, data, store.cache, device) if cls.needs_expert(params) else None), store.method_cache
 
 
 def prepare_classifier(cfg: Config, role: str, data_path: Path, cache: Path) -> dict:
     """Train the `role` classifier once, before the tasks that need it start."""
-    from bench.models.expert import train_classifier
-    from bench.train import resolve_device
     train_classifier(role, PreparedData.load(data_path), getattr(cfg, role), cache, resolve_device(cfg.execution.device))
     return {"status": "done"}
 
 
 def prepare_pretrain(cfg: Config, kind: str, data_path: Path, cache: Path, on_step=None) -> dict:
     """Train the suite's pretrain backbone once ([model] init = "pretrain"), before the train tasks start."""
-    from bench.pretrain import pretrain_backbone
     _set_threads(cfg)
     return {"status": "done", "path": str(pretrain_backbone(cfg, cache, on_step))}
 
@@ -139,8 +81,6 @@ def _failure_reason(err: BaseException) -> str:
 
 
 def train_task(cfg: Config, spec: RunSpec, results: Path, data_path: Path, on_step=None) -> dict:
-    from bench.models.latent import weights_hash
-    from bench.train import resolve_device, train_model
     store = SuiteStore.of(results, cfg.suite.name, cfg.suite.eval_split)
     run_dir = store.run_dir(spec.dataset, spec.variant, spec.train_seed, spec.run_id)
     if (run_dir / DONE).exists() or (run_dir / FAILED).exists():
@@ -180,10 +120,6 @@ def _status(folder: Path, reused: bool = False) -> dict:
 
 
 def eval_task(cfg: Config, spec: RunSpec, gen_seed: int, results: Path, data_path: Path) -> dict:
-    from bench.metrics import classifiers_needed, evaluate_samples
-    from bench.models.expert import labelled_model_space
-    from bench.sample import generation_labels, sample_images, save_grid
-    from bench.train import load_model, resolve_device
     store = SuiteStore.of(results, cfg.suite.name, cfg.suite.eval_split)
     run_dir = store.run_dir(spec.dataset, spec.variant, spec.train_seed, spec.run_id)
     out = SuiteStore.eval_dir(run_dir, gen_seed)

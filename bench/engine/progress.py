@@ -18,8 +18,8 @@ from pathlib import Path
 from rich.console import Group
 from rich.table import Table
 
+from bench.core.store import atomic_write_json
 from bench.models.expert import ROLES
-from bench.store import atomic_write_json
 
 PROGRESS_FILE = "progress.json"
 KINDS = (*ROLES, "pretrain", "train", "eval")

@@ -15,10 +15,10 @@ import torch
 from PIL import Image
 
 from bench.config import Config, SampleConfig
+from bench.core.errors import RunFailed
+from bench.core.store import atomic_write_bytes
 from bench.diffusion import Sampler
-from bench.errors import RunFailed
-from bench.store import atomic_write_bytes
-from bench.train import Built, autocast
+from bench.engine.train import Built, autocast
 
 
 def generation_labels(scored_classes, samples_per_class: int) -> np.ndarray:

@@ -21,13 +21,14 @@ import torch
 from safetensors.torch import load_file, save
 
 from bench.config import Config
+from bench.core.errors import RunFailed
+from bench.core.store import atomic_write_bytes, atomic_write_json
 from bench.datasets.base import PreparedData
 from bench.diffusion import Schedule
-from bench.errors import RunFailed
 from bench.methods import ConditioningMethod, Denoiser, MethodContext, parse_variant
+from bench.models.init import init_structure, load_init_unet, token_width
 from bench.models.latent import Latents
 from bench.models.unet import SIZES, build_unet
-from bench.store import atomic_write_bytes, atomic_write_json
 
 STATE_FILE = "train_state.pt"
 CHECKPOINT_FILE = "checkpoint.safetensors"
@@ -64,8 +65,7 @@ def build(cfg: Config, variant: str, data: PreparedData, device: torch.device,
     (latent mode) the U-Net's channels and size are the latents'. `init_weights` False: a [model] init
     U-Net's architecture only, for a caller that loads the run's own checkpoint into it."""
     if cfg.model.vae and latents is None:
-        raise ValueError("latent mode ([model] vae) builds on the suite's latents: pass tasks.latents_of(...)")
-    from bench.models.init import init_structure, load_init_unet, token_width
+        raise ValueError("latent mode ([model] vae) builds on the suite's latents: pass engine.data.latents_of(...)")
     mean = channel_mean(data) if latents is None else latents.channel_mean()
     channels, size = (data.channels, data.image_size) if latents is None else (latents.channels, latents.size)
     token_dim = token_width(cfg.model.init) if cfg.model.init else SIZES[cfg.model.size].cross_attention_dim
@@ -90,7 +90,7 @@ def new_method(cfg: Config, variant: str, data: PreparedData, mean: tuple[float,
                cache_dir: Path | None = None, latents: Latents | None = None) -> ConditioningMethod:
     """The method `variant`, its modules not yet built, in its MethodContext: the schedule of [train] centred
     on `mean` (the schedule's mu), the U-Net's `channels`, `image_size` and `token_dim`, [train] p_uncond and
-    [sample] guidance. `build` and an exported model's rebuild (bench/pipeline.py) both make it here."""
+    [sample] guidance. `build` and an exported model's rebuild (bench/engine/pipeline.py) both make it here."""
     cls, params = parse_variant(variant)
     schedule = Schedule(cfg.train.num_train_timesteps, cfg.train.beta_schedule, cfg.train.min_snr_gamma, mean)
     ctx = MethodContext(num_classes=data.num_classes, channels=channels, image_size=image_size, token_dim=token_dim,

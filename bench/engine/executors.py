@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from bench.config import ExecutionConfig
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from bench.models.expert import ROLES
 
 # Task kinds that run a network and so get `num_gpus` each; data preparation runs in the driver.

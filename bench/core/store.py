@@ -40,12 +40,13 @@ from pathlib import Path
 
 import filelock
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 DONE = "DONE"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 FAILED = "FAILED"
+RUN_LAYOUT = "results/<suite>/runs/<dataset>/<method>/train-seed=<k>/<run_id>/"   # a trained run's folder
 # How long a process waits for a lock another bench process holds before it gives up. Locks guard
 # work that is computed once and shared; the wait lasts as long as that work.
 SHORT_LOCK_TIMEOUT_S = 2 * 3600   # a cache entry made in minutes: prepared data, reference features, converted weights

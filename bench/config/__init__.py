@@ -14,15 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from bench.config.presets import preset_tables
+from bench.core.errors import BenchError
+from bench.core.numbers import finite_float
+from bench.core.store import EVAL_SPLITS, SUITE_NAME_RULE, is_suite_name
 from bench.datasets.base import DataConfig
 from bench.diffusion import SAMPLERS
-from bench.errors import BenchError
 from bench.models.expert import ROLES, ClassifierConfig, ScorerConfig, check_independent, known_backbone
 from bench.models.unet import ConditionPath
-from bench.numbers import finite_float
-from bench.presets import preset_tables
-from bench.pretrain import PretrainConfig
-from bench.store import EVAL_SPLITS, SUITE_NAME_RULE, is_suite_name
 
 
 @dataclass(frozen=True)
@@ -101,6 +100,17 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class PretrainConfig:
+    data: str = "synth-tissue-ihc"      # source data set (any data source name); rendered at the suite's
+    #                                     data.image_size, grayscale and per-class counts. The default is
+    #                                     synth-tissue in IHC stain (hematoxylin + DAB): a real stain shift
+    steps: int = 600                    # optimizer steps
+    batch_size: int = 32
+    lr: float = 1e-3                    # AdamW peak learning rate (train.warmup_steps, ema_decay, ... apply)
+    seed: int = 0                       # initialisation, batch order and noise
+
+
+@dataclass(frozen=True)
 class ExecutionConfig:
     executor: Literal["ray", "local"] = "ray"
     address: str = ""                   # "" = start a local Ray; "auto" or "ray://host:port" to join
@@ -142,7 +152,7 @@ _POSITIVE = (lambda v: v > 0, "a positive number")
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 # Range rules: (section, key) -> (predicate, what a valid value is). Every float is also finite
-# (bench.numbers.finite_float, applied to every float key by _coerce).
+# (bench.core.numbers.finite_float, applied to every float key by _coerce).
 _RANGES = {
     ("suite", "name"): (is_suite_name, SUITE_NAME_RULE),
     ("suite", "seeds"): _ints(1, 1000),

@@ -11,7 +11,9 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.datasets import PROCEDURAL, DataConfig, PreparedData, load_prepared, parse_spec
+from bench.datasets.fetch import fetch
 from bench.datasets.manifest import KNOWN, data_dir
+from bench.datasets.npz import read_npz
 
 data_app = typer.Typer(help="List, check and download data sets.", no_args_is_help=True)
 console = Console()
@@ -56,7 +58,6 @@ def _config_for(target: str, root: str) -> DataConfig:
 
 
 def _npz_side(path: Path) -> int:
-    from bench.datasets.npz import read_npz
     pairs, _, _ = read_npz(path)
     return int(next(iter(pairs.values()))[0].shape[1])
 
@@ -80,7 +81,6 @@ def fetch_cmd(name: str = typer.Argument(..., help="a known data set name (see `
               root: str = typer.Option("", help=ROOT_HELP),
               quiet: bool = typer.Option(False, help="no progress bar")) -> None:
     """Download a known data set (resumable, checksum-verified); BENCH_DATA_URL overrides the URL."""
-    from bench.datasets.fetch import fetch
     if name in PROCEDURAL:
         console.print(f"{name} is generated on the fly; nothing to fetch")
         return

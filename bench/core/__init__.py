@@ -1,0 +1,3 @@
+"""The ground floor: errors, number checks and the store (the one owner of file names and paths).
+
+Imports nothing of bench above it."""
