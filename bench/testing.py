@@ -156,9 +156,32 @@ def export_samples_the_same(setup: Setup) -> None:
              "sampling reads from the train split or the expert, and load_export_state take it back")
 
 
+def trains_samples_and_scores_under_bf16_autocast(setup: Setup) -> None:
+    """A training step, sampling and the method's evaluation features as a GPU run makes them with
+    execution.bf16: the steps under bf16 autocast, the evaluation features after it. CPU autocast casts
+    as CUDA's does, so a method that mixes dtypes (a float32 weight meeting a bf16 activation, a statistic
+    computed under autocast and used after it) fails here, without a GPU."""
+    built, data = setup.build(), setup.data
+    x0 = torch.from_numpy(data.train_x[:8]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    labels = torch.from_numpy(data.train_y[:8])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = built.method.loss(built.model, built.schedule, x0, labels, torch.Generator().manual_seed(0))["loss"]
+    loss.backward()
+    _require(torch.isfinite(loss), f"the loss under bf16 autocast is {loss.item()}")
+    built.model.eval()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        images = setup.sample(built, 0)
+    _require(images.std() > 0, "every sample pixel under bf16 autocast has the same value")
+    features = built.method.evaluation_features(built.model, x0, labels)
+    bad = sorted(k for k, v in (features or {}).items() if np.issubdtype(np.asarray(v).dtype, np.floating)
+                 and not np.isfinite(v).all())
+    _require(not bad, f"evaluation features {bad} after bf16 sampling are not finite")
+
+
 CHECKS: tuple[Callable[[Setup], None], ...] = (
     loss_is_finite_and_falls_on_a_fixed_batch, samples_have_the_right_shape_and_range,
-    same_seed_gives_identical_samples, checkpoint_round_trip, export_samples_the_same)
+    same_seed_gives_identical_samples, checkpoint_round_trip, export_samples_the_same,
+    trains_samples_and_scores_under_bf16_autocast)
 
 
 def check_name(check: Callable) -> str:
@@ -211,3 +234,6 @@ class MethodConformance:
 
     def test_export_samples_the_same(self, tmp_path):
         export_samples_the_same(Setup.make(self.variant, tmp_path))
+
+    def test_trains_samples_and_scores_under_bf16_autocast(self, tmp_path):
+        trains_samples_and_scores_under_bf16_autocast(Setup.make(self.variant, tmp_path))

@@ -312,7 +312,8 @@ class FGScore(ConditioningMethod):
             for rows in torch.arange(len(x), device=x.device).split(batch_size):
                 tt = torch.full((len(rows),), t, device=x.device, dtype=torch.long)
                 stats = self.phi(model, self.add_noise(self.ctx.schedule, x[rows], eps[rows], tt), tt)
-                part = [(weights[:, rows] @ m.float(), weights[:, rows] @ s.float()) for m, s in stats]
+                with torch.autocast(x.device.type, enabled=False):  # statistics stay float32 under bf16 autocast
+                    part = [(weights[:, rows] @ m, weights[:, rows] @ s) for m, s in stats]
                 sums = part if sums is None else [(a + m, b + s) for (a, b), (m, s) in zip(sums, part)]
         return sums
 

@@ -6,7 +6,11 @@ import torch
 from safetensors.torch import load_file
 
 from bench.core.errors import RunFailed
+from bench.core.store import FAILED, TRACEBACK, SuiteStore
 from bench.diffusion import Schedule
+from bench.engine.data import prepare_data
+from bench.engine.plan import build_plan
+from bench.engine.tasks import train_task
 from bench.engine.train import CHECKPOINT_FILE, LOG_FILE, STATE_FILE, train_model
 
 
@@ -45,6 +49,19 @@ def test_nan_loss_is_a_run_failure(toy_data, tiny_config, tmp_path):
     cfg = dataclasses.replace(tiny_config, train=dataclasses.replace(tiny_config.train, lr=1e30, grad_clip=0.0, steps=30))
     with pytest.raises(RunFailed, match="loss became"):
         train_model(cfg, "baseline", 0, toy_data, tmp_path)
+
+
+def test_a_failed_run_keeps_its_traceback_beside_its_one_line_reason(tiny_config, tmp_path):
+    cfg = dataclasses.replace(tiny_config, train=dataclasses.replace(tiny_config.train, lr=1e30, grad_clip=0.0, steps=30),
+                              suite=dataclasses.replace(tiny_config.suite, methods=("baseline",)))
+    spec = build_plan(cfg)[0]
+    store = SuiteStore(tmp_path / "results", cfg.suite.name)
+    assert train_task(cfg, spec, tmp_path / "results", prepare_data(cfg, store.cache))["status"] == "failed"
+    run_dir = store.run_dir(spec.dataset, spec.variant, spec.train_seed, spec.run_id)
+    reason, trace = (run_dir / FAILED).read_text(), (run_dir / TRACEBACK).read_text()
+    assert reason.startswith("loss became") and reason.count("\n") == 1
+    assert trace.startswith("Traceback (most recent call last):") and "in train_model" in trace
+    assert trace.rstrip().endswith(f"RunFailed: {reason.strip()}")
 
 
 def test_min_snr_weights_follow_the_formula():

@@ -18,7 +18,7 @@ import torch
 from bench import __version__
 from bench.config import Config
 from bench.core.errors import BenchError, RunFailed
-from bench.core.store import DONE, FAILED, FileLock, SuiteStore, atomic_write_bytes, atomic_write_json
+from bench.core.store import DONE, FAILED, TRACEBACK, FileLock, SuiteStore, atomic_write_bytes, atomic_write_json
 from bench.datasets.base import PreparedData
 from bench.engine.data import latents_of
 from bench.engine.plan import RunSpec
@@ -80,6 +80,12 @@ def _failure_reason(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}{where}"
 
 
+def _record_failure(folder: Path, err: BaseException) -> None:
+    """FAILED with the one-line reason the console and the report show, and beside it the whole traceback."""
+    atomic_write_bytes(folder / TRACEBACK, "".join(traceback.format_exception(err)).encode())
+    atomic_write_bytes(folder / FAILED, (_failure_reason(err) + "\n").encode())
+
+
 def train_task(cfg: Config, spec: RunSpec, results: Path, data_path: Path, on_step=None) -> dict:
     store = SuiteStore.of(results, cfg.suite.name, cfg.suite.eval_split)
     run_dir = store.run_dir(spec.dataset, spec.variant, spec.train_seed, spec.run_id)
@@ -104,7 +110,7 @@ def train_task(cfg: Config, spec: RunSpec, results: Path, data_path: Path, on_st
                         *method_resources(cfg, spec.variant, data, store, device), on_step=on_step,
                         latents=latents_of(cfg, data_path, device))
         except Exception as err:  # recorded, not retried: the same input fails the same way
-            atomic_write_bytes(run_dir / FAILED, (_failure_reason(err) + "\n").encode())
+            _record_failure(run_dir, err)
             return _status(run_dir)
         atomic_write_bytes(run_dir / DONE, b"")
     return _status(run_dir)
@@ -158,7 +164,7 @@ def eval_task(cfg: Config, spec: RunSpec, gen_seed: int, results: Path, data_pat
             if "nearest" in result:
                 _save_npz(out / NEAREST_FILE, **result.pop("nearest"))
         except Exception as err:
-            atomic_write_bytes(out / FAILED, (_failure_reason(err) + "\n").encode())
+            _record_failure(out, err)
             return _status(out)
         atomic_write_json(out / METRICS_FILE, {
             "schema": 1, "dataset": spec.dataset, "method": spec.variant, "run_id": spec.run_id,

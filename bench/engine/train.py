@@ -117,10 +117,12 @@ class EMA:
     def update(self, model: torch.nn.Module) -> None:
         self.updates += 1
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for k, v in model.state_dict().items():
-            if v.dtype.is_floating_point:
-                self.shadow[k].lerp_(v.detach(), 1 - d)
-            else:
+        current = model.state_dict()
+        floating = [k for k, v in current.items() if v.dtype.is_floating_point]
+        # one foreach call for every weight: on a GPU a loop of small lerps is launch-bound
+        torch._foreach_lerp_([self.shadow[k] for k in floating], [current[k].detach() for k in floating], 1 - d)
+        for k, v in current.items():
+            if not v.dtype.is_floating_point:
                 self.shadow[k].copy_(v)
 
 
@@ -129,8 +131,9 @@ class BatchStream:
     A resumed run therefore sees exactly the batches an uninterrupted one would."""
 
     def __init__(self, data: PreparedData, batch_size: int, seed: int, device, latents: Latents | None = None):
-        self.x = torch.from_numpy(data.train_x).permute(0, 3, 1, 2).contiguous() if latents is None else latents.train
-        self.y = torch.from_numpy(data.train_y).long()
+        # on the device once: a batch is then an index on the device, not a host-to-device copy a step
+        x = torch.from_numpy(data.train_x).permute(0, 3, 1, 2).contiguous() if latents is None else latents.train
+        self.x, self.y = x.to(device), torch.from_numpy(data.train_y).long().to(device)
         self.batch_size = min(batch_size, len(self.y))
         self.per_epoch = len(self.y) // self.batch_size
         self.seed, self.device = seed, device
@@ -140,12 +143,12 @@ class BatchStream:
         epoch, k = divmod(step, self.per_epoch)
         if epoch != self._epoch:
             g = torch.Generator().manual_seed(step_seed(self.seed, epoch, salt=1))
-            self._epoch, self._order = epoch, torch.randperm(len(self.y), generator=g)
+            self._epoch, self._order = epoch, torch.randperm(len(self.y), generator=g).to(self.device)
         idx = self._order[k * self.batch_size:(k + 1) * self.batch_size]
         x = self.x[idx]
         if not x.is_floating_point():  # uint8 images; latents are model space already
             x = x.float() / 127.5 - 1
-        return x.to(self.device), self.y[idx].to(self.device)
+        return x, self.y[idx]
 
 
 def step_seed(seed: int, step: int, salt: int = 0) -> int:
@@ -163,6 +166,55 @@ def _lr_at(cfg: Config, step: int) -> float:
     return cfg.train.lr * min(1.0, (step + 1) / max(1, cfg.train.warmup_steps))
 
 
+class Trainer:
+    """One model's optimiser, EMA and batches; `step(k)` is training step k. Nothing in a step waits for the
+    device (a GPU step is then bound by the GPU, not by the kernel launches): a non-finite loss is noted on
+    the device and raised by `check_finite`, which the loop calls when it logs, checkpoints and ends."""
+
+    def __init__(self, cfg: Config, built: Built, data: PreparedData, train_seed: int, device: torch.device,
+                 latents: Latents | None = None):
+        self.cfg, self.built, self.seed, self.device = cfg, built, train_seed, device
+        self.params = [p for p in built.model.parameters() if p.requires_grad]
+        # fused: one kernel for the whole update on CUDA; the CPU keeps its reference implementation
+        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
+                                           fused=device.type == "cuda" or None)
+        self.ema = EMA(built.model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
+        self.batches = BatchStream(data, cfg.train.batch_size, train_seed, device, latents)
+        self.dihedral = data.meta.get("augment") == "dihedral"   # declared by the data source (or data.augment)
+        self._bad_step = torch.full((), -1, dtype=torch.long, device=device)  # first non-finite loss's step
+        self._bad_loss = torch.zeros((), device=device)
+
+    def step(self, step: int) -> dict[str, torch.Tensor]:
+        """Training step `step` (0-based); returns the method's loss terms (on the device)."""
+        method, model = self.built.method, self.built.model
+        generator = torch.Generator(self.device).manual_seed(step_seed(self.seed, step))
+        x0, labels = self.batches(step)
+        if self.dihedral:
+            x0 = augment(x0, generator)
+        for group in self.optimizer.param_groups:
+            group["lr"] = _lr_at(self.cfg, step)
+        with autocast(self.cfg, self.device):
+            terms = method.loss(model, self.built.schedule, x0, labels, generator)
+        loss = terms["loss"]
+        first = ~torch.isfinite(loss.detach()) & (self._bad_step < 0)
+        self._bad_step = torch.where(first, step, self._bad_step)
+        self._bad_loss = torch.where(first, loss.detach().float(), self._bad_loss)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.train.grad_clip)
+        self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(model)
+        return terms
+
+    def check_finite(self, variant: str) -> None:
+        """RunFailed naming the first step whose loss was not finite, if one was."""
+        if int(self._bad_step) >= 0:
+            raise RunFailed(f"loss became {self._bad_loss.item()} at step {int(self._bad_step)} ({variant}, "
+                            f"train seed {self.seed})")
+
+
 def train_model(cfg: Config, variant: str, train_seed: int, data: PreparedData, run_dir: Path,
                 expert_loader: Callable | None = None, cache_dir: Path | None = None,
                 on_step: Callable[[int, int], None] | None = None, latents: Latents | None = None) -> None:
@@ -171,13 +223,10 @@ def train_model(cfg: Config, variant: str, train_seed: int, data: PreparedData, 
     device = resolve_device(cfg.execution.device)
     torch.manual_seed(train_seed)  # module initialisation
     built = build(cfg, variant, data, device, expert_loader, cache_dir, latents)
-    model, method, schedule = built.model, built.method, built.schedule
     if built.init is not None:
         atomic_write_json(run_dir / INIT_FILE, built.init)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    ema = EMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
-    batches = BatchStream(data, cfg.train.batch_size, train_seed, device, latents)
+    trainer = Trainer(cfg, built, data, train_seed, device, latents)
+    model, optimizer, ema = built.model, trainer.optimizer, trainer.ema
     state_path, log_path = run_dir / STATE_FILE, run_dir / LOG_FILE
     start = 0
     if state_path.exists():
@@ -190,33 +239,19 @@ def train_model(cfg: Config, variant: str, train_seed: int, data: PreparedData, 
             return train_model(cfg, variant, train_seed, data, run_dir, expert_loader, cache_dir, on_step, latents)
     log_lines = _read_log(log_path, upto=start)
     model.train()
-    dihedral = data.meta.get("augment") == "dihedral"   # declared by the data source (or data.augment)
     t_start = time.time()
     for step in range(start, cfg.train.steps):
-        generator = torch.Generator(device).manual_seed(step_seed(train_seed, step))
-        x0, labels = batches(step)
-        if dihedral:
-            x0 = augment(x0, generator)
-        for group in optimizer.param_groups:
-            group["lr"] = _lr_at(cfg, step)
-        with autocast(cfg, device):
-            terms = method.loss(model, schedule, x0, labels, generator)
-        loss = terms["loss"]
-        if not torch.isfinite(loss):
-            raise RunFailed(f"loss became {loss.item()} at step {step} ({variant}, train seed {train_seed})")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.train.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
-        optimizer.step()
-        if ema is not None:
-            ema.update(model)
+        terms = trainer.step(step)
         done = step + 1
-        if done % cfg.train.log_every == 0 or done == cfg.train.steps:
+        logs = done % cfg.train.log_every == 0 or done == cfg.train.steps
+        saves = done % cfg.train.checkpoint_every == 0
+        if logs or saves:
+            trainer.check_finite(variant)
+        if logs:
             log_lines.append(json.dumps({"step": done, "lr": _lr_at(cfg, step),
                                          "time_s": round(time.time() - t_start, 3),
                                          **{k: float(v.detach()) for k, v in terms.items()}}))
-        if done % cfg.train.checkpoint_every == 0 and done < cfg.train.steps:
+        if saves and done < cfg.train.steps:
             _save_state(state_path, model, optimizer, ema, done)
             atomic_write_bytes(log_path, ("\n".join(log_lines) + "\n").encode())
         if on_step:
