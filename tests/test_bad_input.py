@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 import pytest
-from cli_runner import run_cli
+from cli_runner import assert_refused, run_cli
 from PIL import Image
 
 from bench.config import load_config
@@ -37,17 +37,6 @@ def toml(**changes) -> str:
 
     tables = {s: {**t, **changes.get(s, {})} for s, t in TINY.items()}
     return "".join(f"[{s}]\n" + "".join(f"{k} = {value(v)}\n" for k, v in t.items()) for s, t in tables.items())
-
-
-def files(root):
-    return {p for p in root.rglob("*") if p.is_file()} if root.exists() else set()
-
-
-def assert_refused(code, err, fragment, written=frozenset()):
-    assert code == 2, err
-    assert err.startswith("error: ") and err.strip().count("\n") == 0 and "Traceback" not in err, err
-    assert fragment in err, err
-    assert not written, written
 
 
 @pytest.fixture(scope="module")
@@ -119,8 +108,7 @@ RUN = ("run", "--results", "results")
 def test_bad_suite_is_refused_at_planning(monkeypatch, capsys, tmp_path, changes, args, fragment):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bench.toml").write_text(toml(**changes))
-    code, _, err = run_cli(monkeypatch, capsys, *RUN, *args)
-    assert_refused(code, err, fragment, files(tmp_path / "results"))
+    assert_refused(monkeypatch, capsys, *RUN, *args, store=tmp_path / "results", says=fragment)
 
 
 @pytest.mark.parametrize("dataset, changes, fragment", [
@@ -136,22 +124,21 @@ def test_bad_data_is_refused_before_the_cache_or_plan_is_written(monkeypatch, ca
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bench.toml").write_text(toml(**changes))
     kind, _, name = dataset.partition(":")
-    code, _, err = run_cli(monkeypatch, capsys, *RUN, "--dataset", f"{kind}:{inputs / name}")
-    assert_refused(code, err, fragment, files(tmp_path / "results"))
+    assert_refused(monkeypatch, capsys, *RUN, "--dataset", f"{kind}:{inputs / name}", store=tmp_path / "results",
+                   says=fragment)
 
 
 def test_splits_that_disagree_name_the_classes_missing_from_each(monkeypatch, capsys, inputs):
-    code, _, err = run_cli(monkeypatch, capsys, "data", "verify", f"npz:{inputs / 'disagree.npz'}")
-    assert_refused(code, err, "train lacks 50 classes ('0', '1', '2', '3', '4', '5', '6', '7', ...); "
-                              "val lacks 50 classes ('10', '11',")
-    assert "test lacks 50 classes" in err
+    assert_refused(monkeypatch, capsys, "data", "verify", f"npz:{inputs / 'disagree.npz'}", store=inputs,
+                   says=("train lacks 50 classes ('0', '1', '2', '3', '4', '5', '6', '7', ...); "
+                         "val lacks 50 classes ('10', '11',", "test lacks 50 classes"))
 
 
 def test_plugin_calling_sys_exit(monkeypatch, capsys, tmp_path, inputs):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bench.toml").write_text(toml())
-    code, _, err = run_cli(monkeypatch, capsys, *RUN, "--plugin", str(inputs / "exits.py"))
-    assert_refused(code, err, "exits.py failed to import: it called sys.exit(3)", files(tmp_path / "results"))
+    assert_refused(monkeypatch, capsys, *RUN, "--plugin", str(inputs / "exits.py"), store=tmp_path / "results",
+                   says="exits.py failed to import: it called sys.exit(3)")
 
 
 @pytest.mark.parametrize("args, fragment", [
@@ -162,17 +149,16 @@ def test_plugin_calling_sys_exit(monkeypatch, capsys, tmp_path, inputs):
 ])
 def test_bad_eval_input(monkeypatch, capsys, tmp_path, inputs, args, fragment):
     monkeypatch.chdir(inputs)  # the inputs by name, the cache in this test's folder
-    code, _, err = run_cli(monkeypatch, capsys, "eval", "--real", "tiles", "--metrics", "ssim,kid[inception]",
-                         "--cache", str(tmp_path / "cache"), *args)
-    assert_refused(code, err, fragment, files(tmp_path / "cache"))
+    assert_refused(monkeypatch, capsys, "eval", "--real", "tiles", "--metrics", "ssim,kid[inception]",
+                   "--cache", str(tmp_path / "cache"), *args, store=(tmp_path / "cache", inputs), says=fragment)
 
 
 def test_a_file_where_the_store_should_be(monkeypatch, capsys, tmp_path):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bench.toml").write_text(toml())
     (tmp_path / "results").write_text("not a folder")
-    code, _, err = run_cli(monkeypatch, capsys, *RUN)
-    assert_refused(code, err, f"Not a directory: {tmp_path / 'results' / 't' / 'cache'}; fix that path")
+    assert_refused(monkeypatch, capsys, *RUN, store=tmp_path / "results",
+                   says=f"Not a directory: {tmp_path / 'results' / 't' / 'cache'}; fix that path")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
@@ -180,8 +166,8 @@ def test_a_read_only_store(monkeypatch, capsys, tmp_path):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bench.toml").write_text(toml())
     (tmp_path / "results").mkdir(mode=0o555)
-    code, _, err = run_cli(monkeypatch, capsys, *RUN)
-    assert_refused(code, err, f"Permission denied: {tmp_path / 'results'}", files(tmp_path / "results"))
+    assert_refused(monkeypatch, capsys, *RUN, store=tmp_path / "results",
+                   says=f"Permission denied: {tmp_path / 'results'}")
 
 
 def test_corrupt_plan_json_and_config_json(monkeypatch, capsys, tmp_path):
@@ -194,14 +180,12 @@ def test_corrupt_plan_json_and_config_json(monkeypatch, capsys, tmp_path):
     config = store.run_dir(spec.dataset, spec.variant, spec.train_seed, spec.run_id) / "config.json"
     config.parent.mkdir(parents=True)
     config.write_text('{"run_id": "torn')
-    before = {p: p.stat().st_mtime_ns for p in files(tmp_path / "results")}
-    code, _, err = run_cli(monkeypatch, capsys, *RUN)
-    assert_refused(code, err, f"{config} is corrupt (Unterminated string")
-    assert {p: p.stat().st_mtime_ns for p in files(tmp_path / "results")} == before
+    assert_refused(monkeypatch, capsys, *RUN, store=tmp_path / "results",
+                   says=f"{config} is corrupt (Unterminated string")
 
     store.plan_path.write_text("{nope")
-    code, _, err = run_cli(monkeypatch, capsys, "report", "--results", "results")
-    assert_refused(code, err, "results/t/plan.json is corrupt (Expecting property name")
+    assert_refused(monkeypatch, capsys, "report", "--results", "results", store=tmp_path / "results",
+                   says="results/t/plan.json is corrupt (Expecting property name")
 
 
 def test_dollar_signs_in_class_names_are_drawn_as_text(monkeypatch, capsys, tmp_path):

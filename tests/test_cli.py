@@ -2,7 +2,7 @@
 import json
 
 import pytest
-from cli_runner import run_cli
+from cli_runner import assert_refused, run_cli
 
 from bench.core.store import DONE
 
@@ -20,11 +20,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(monkeypatch, capsys, tm
     monkeypatch.chdir(tmp_path)
     if toml is not None:
         (tmp_path / "bench.toml").write_text(toml)
-    code, out, err = run_cli(monkeypatch, capsys, "run", "--preset", "tiny", "--executor", "local",
-                             "--results", "results", *extra)
-    assert code == 2
-    assert fragment in err and err.strip().count("\n") == 0 and "Traceback" not in err
-    assert not (tmp_path / "results").exists()
+    assert_refused(monkeypatch, capsys, "run", "--preset", "tiny", "--executor", "local", "--results", "results",
+                   *extra, store=tmp_path / "results", says=fragment)
 
 
 def test_tiny_suite_runs_resumes_and_reports(monkeypatch, capsys, tmp_path):
@@ -70,10 +67,9 @@ def test_a_scorer_identical_to_the_expert_is_refused(monkeypatch, capsys, tmp_pa
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bench.toml").write_text('[expert]\nbackbone = "resnet10t"\n'
                                          '[scorer]\nbackbone = "resnet10t"\nseed = 0\n')
-    code, out, err = run_cli(monkeypatch, capsys, "run", "--executor", "local", "--results", "results")
-    assert code == 2 and err.strip().count("\n") == 0 and "Traceback" not in err
-    assert "[scorer] in bench.toml" in err and "is identical to [expert]" in err and "scorer.backbone" in err
-    assert not (tmp_path / "results").exists()
+    assert_refused(monkeypatch, capsys, "run", "--executor", "local", "--results", "results",
+                   store=tmp_path / "results", says=("[scorer] in bench.toml", "is identical to [expert]",
+                                                     "scorer.backbone"))
 
 
 def test_reusing_a_run_on_data_with_other_classes_is_refused(monkeypatch, capsys, tmp_path):
@@ -91,5 +87,5 @@ def test_reusing_a_run_on_data_with_other_classes_is_refused(monkeypatch, capsys
     code, out, err = run_cli(monkeypatch, capsys, *args)
     assert code == 0, err
     (tmp_path / "tiles" / "a").rename(tmp_path / "tiles" / "c")  # same config, other classes
-    code, out, err = run_cli(monkeypatch, capsys, *args)
-    assert code == 2 and "do not match" in err and "delete that run folder" in err
+    assert_refused(monkeypatch, capsys, *args, store=tmp_path / "results",
+                   says=("do not match", "delete that run folder"))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_runner import run_cli
+from cli_runner import assert_refused, run_cli
 
 from bench.datasets.base import PreparedData
 from bench.engine.plan import run_id
@@ -161,11 +161,8 @@ def test_an_unusable_init_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, 
         config = json.loads((tmp_path / "misshapen" / "config.json").read_text())
         (tmp_path / "misshapen" / "config.json").write_text(json.dumps({**config, "block_out_channels": [8, 32]}))
     config = suite_toml(tmp_path, init.format(tmp=tmp_path))
-    code, out, err = run_cli(monkeypatch, capsys, "run", "--preset", "tiny", "--executor", "local",
-                             "--config", str(config), "--results", str(tmp_path / "results"))
-    assert code == 2
-    assert err.count("\n") == 1 and err.startswith("error: ") and message.format(tmp=tmp_path) in err, err
-    assert not (tmp_path / "results").exists()
+    assert_refused(monkeypatch, capsys, "run", "--preset", "tiny", "--executor", "local", "--config", str(config),
+                   "--results", str(tmp_path / "results"), store=tmp_path / "results", says=message.format(tmp=tmp_path))
 
 
 def test_a_trained_run_loads_without_reading_the_init_weights_again(tmp_path, toy_data):

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cli_runner import run_cli
+from cli_runner import assert_refused, run_cli
 from diffusers import AutoencoderKL
-from test_bad_input import RUN, assert_refused, files, toml
+from test_bad_input import RUN, toml
 from tiny_vae import save_vae
 
 from bench import cli
@@ -172,5 +172,4 @@ def test_a_bad_vae_is_refused_before_anything_is_written(monkeypatch, capsys, tm
     vae = make(inputs)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bench.toml").write_text(toml(**changes, model={"size": "tiny", "vae": vae}))
-    code, _, err = run_cli(monkeypatch, capsys, *RUN)
-    assert_refused(code, err, fragment, files(tmp_path / "results"))
+    assert_refused(monkeypatch, capsys, *RUN, store=tmp_path / "results", says=fragment)

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_cli import run_cli
+from cli_runner import assert_refused, run_cli
 
 from bench.core.errors import BenchError
 from bench.methods import REGISTRY, load_plugin, method_table, parse_variant
@@ -92,5 +92,4 @@ def test_check_method_fails_a_broken_plugin_and_refuses_bad_input(monkeypatch, c
     assert "FAIL global-noise: same seed gives identical samples: generation seed 3 gave different" in out
     assert out.splitlines()[-1] == f"2 of {len(CHECKS)} checks passed"
     for bad, message in (("missing.py", "not found"), ("empty.py", "defines no method")):
-        code, out, err = run_cli(monkeypatch, capsys, "check-method", str(tmp_path / bad))
-        assert code == 2 and message in err and err.count("\n") == 1, err
+        assert_refused(monkeypatch, capsys, "check-method", str(tmp_path / bad), store=tmp_path, says=message)

@@ -18,7 +18,7 @@ from bench.core.errors import BenchError
 from bench.core.store import DONE, FAILED, RUN_LAYOUT, SuiteStore, read_json
 from bench.datasets.base import PreparedData
 from bench.diffusion import Sampler
-from bench.engine.data import check_reused_runs, latents_of, prepare_data
+from bench.engine.data import latents_of, prepare_data
 from bench.engine.exported import Exported
 from bench.engine.pipeline import BenchPipeline
 from bench.engine.pretrain import with_init_resolved
@@ -55,8 +55,7 @@ def _contents(run_dir: Path, store: SuiteStore):
     cfg = build_config(config["config"], str(run_dir / "config.json"))
     if cfg.model.vae:   # before prepare_data, which would encode the data with another VAE
         _check_vae(cfg.model.vae, config.get("vae_weights"), run_dir)
-    data_path = prepare_data(cfg, store.cache)
-    check_reused_runs([run_dir], data_path)
+    data_path = prepare_data(cfg, store.cache, reused_runs=[run_dir])
     data = PreparedData.load(data_path)
     device = resolve_device(cfg.execution.device)
     variant = config["method"]

@@ -21,7 +21,7 @@ from rich.markup import escape
 from bench.config import Config
 from bench.core.errors import BenchError
 from bench.core.store import DONE, FAILED, SuiteStore, atomic_write_json
-from bench.engine.data import check_reused_runs, prepare_data
+from bench.engine.data import prepare_data
 from bench.engine.executors import make_executor
 from bench.engine.plan import RunSpec, build_plan
 from bench.engine.progress import PROGRESS_FILE, GridView, ProgressWriter
@@ -252,8 +252,8 @@ def run_suite(cfg: Config, results: Path, console: Console | None = None) -> Sum
     plan = build_plan(cfg)
     store = SuiteStore.of(results, cfg.suite.name, cfg.suite.eval_split)
     summary = Summary(store.root)
-    data_path = prepare_data(cfg, store.cache)  # in the driver: bad data fails before any write
-    check_reused_runs([_run_dir(store, s) for s in plan], data_path)
+    # in the driver: bad data, or runs trained on other classes, fail before any write
+    data_path = prepare_data(cfg, store.cache, reused_runs=[_run_dir(store, s) for s in plan])
     write_plan(cfg, plan, store, data_path)
     summary.failed = _recorded_failures(store, plan)
     done = [s for s in plan if (_run_dir(store, s) / DONE).exists()]
