@@ -25,14 +25,17 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(monkeypatch, capsys, tm
 
 
 def test_tiny_suite_runs_resumes_and_reports(monkeypatch, capsys, tmp_path):
-    """A grid with one variant that diverges: it is recorded FAILED, the rest finishes, exit 1."""
+    """A grid with one variant that diverges: it is recorded FAILED, the rest finishes, exit 1. The store's
+    path holds rich markup ('[/]' closes no tag): it is printed as given (issue 34)."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bench.toml").write_text('[suite]\nname = "t"\nseeds = 2\n'
                                          'methods = ["baseline", "drift:delta=0.1", "drift:delta=1e30"]\n')
-    args = ["run", "--preset", "tiny", "--executor", "local", "--results", "results"]
+    results = "r_[/]x"
+    args = ["run", "--preset", "tiny", "--executor", "local", "--results", results]
     code, out, err = run_cli(monkeypatch, capsys, *args)
     assert code == 1 and "1 failed" in out and "drift:delta=1e+30" in out and "loss became nan" in out
-    root = tmp_path / "results" / "t"
+    root = tmp_path / results / "t"
+    assert f"{root}: 2 trained, 4 evaluated" in out and f"results: {root}" in err
     metrics = sorted(root.glob("runs/*/*/train-seed=0/*/eval/seed=*/metrics.json"))
     assert len(metrics) == 4
     m = json.loads(metrics[0].read_text())
@@ -53,8 +56,9 @@ def test_tiny_suite_runs_resumes_and_reports(monkeypatch, capsys, tmp_path):
     assert code == 1 and "nothing to do" in out
     assert stamps == [p.stat().st_mtime_ns for p in metrics + done]
 
-    code, out, err = run_cli(monkeypatch, capsys, "report", "--results", "results")
+    code, out, err = run_cli(monkeypatch, capsys, "report", "--results", results)
     assert code in (0, None), err
+    assert f"report written to {results}/t/report" in out
     csv = (root / "report" / "leaderboard.csv").read_text().splitlines()
     assert csv[0].startswith("dataset,method,n,") and len(csv) >= 3
     assert {f"{m}_{s}" for m in ("tstr_acc", "aug_gain", "copy_rate") for s in ("mean", "ci_low", "ci_high")} <= set(

@@ -6,9 +6,9 @@ import re
 
 import numpy as np
 import pytest
-from rich.console import Console
 from scipy import stats
 
+from bench.core.console import make_console
 from bench.core.errors import BenchError
 from bench.core.store import DONE, FAILED, SuiteStore, atomic_write_bytes, atomic_write_json
 from bench.report import build_report, print_leaderboard
@@ -209,7 +209,7 @@ def test_failed_and_missing_runs_are_shown_in_every_format(tmp_path):
         assert "RunFailed: loss is NaN at step 40" in text
         assert "fgscore (missing)" in text
     assert [r.method for r in report.failed] == ["aligned"]
-    console = Console(record=True, width=200)
+    console = make_console(record=True, width=200)
     print_leaderboard(report, console)
     shown = console.export_text()
     assert "fid[scorer]" in shown and "loss is NaN" in shown and "failed" in shown

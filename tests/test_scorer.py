@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from rich.console import Console
 
 from bench.config import load_config
+from bench.core.console import make_console
 from bench.core.store import DONE, SuiteStore, atomic_write_bytes, atomic_write_json
 from bench.engine.runner import run_suite
 from bench.engine.sample import generation_labels, sample_images
@@ -123,7 +123,7 @@ def _run(tmp_path, monkeypatch, methods, metrics, broken_role):
     monkeypatch.setattr("bench.engine.runner.prepare_classifier", prepare)
     cfg = load_config(None, "tiny", {"suite": {"methods": methods, "seeds": 1}, "metrics": {"names": metrics},
                                      "execution": {"executor": "local", "device": "cpu"}})
-    return run_suite(cfg, tmp_path, Console(file=open(os.devnull, "w"))), prepared
+    return run_suite(cfg, tmp_path, make_console(file=open(os.devnull, "w"))), prepared
 
 
 def test_a_plugin_that_declares_the_expert_waits_for_it(tmp_path, monkeypatch, needy_plugin):

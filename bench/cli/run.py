@@ -5,13 +5,14 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
+from rich.text import Text
 
+from bench.core.console import make_console
 from bench.core.store import SuiteStore
 from bench.datasets import parse_spec
 
-console = Console()
-err_console = Console(stderr=True)
+console = make_console()
+err_console = make_console(stderr=True)
 
 
 def run(
@@ -58,12 +59,13 @@ def run(
     cfg = load_config(config, preset, overrides)
     build_plan(cfg)  # every variant validated before anything is written
     summary = run_suite(cfg, results.resolve(), err_console)
-    console.print(f"[bold]{summary.root}[/]: {summary.trained} trained, {summary.evaluated} evaluated"
-                  + (", nothing to do (all finished)" if summary.skipped else ""))
+    console.print(Text.assemble((str(summary.root), "bold"),
+                                f": {summary.trained} trained, {summary.evaluated} evaluated"
+                                + (", nothing to do (all finished)" if summary.skipped else "")), soft_wrap=True)
     if summary.failed:
-        console.print(f"[red]{len(summary.failed)} failed:[/]")
+        console.print(f"{len(summary.failed)} failed:", style="red")
         for line in summary.failed:
-            console.print(f"  {line}", markup=False)
+            console.print(f"  {line}", soft_wrap=True)
         raise typer.Exit(1)
 
 

@@ -16,9 +16,10 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.live import Live
-from rich.markup import escape
+from rich.text import Text
 
 from bench.config import Config
+from bench.core.console import make_console
 from bench.core.errors import BenchError
 from bench.core.store import DONE, FAILED, SuiteStore, atomic_write_json
 from bench.engine.data import prepare_data
@@ -222,8 +223,8 @@ class _Grid:
         ok = status.get("status", "done") == "done"  # a classifier task returns its accuracy, no status
         self.view.finished(handle, ok)
         # One line per finished task: above the live view on a terminal, the whole story in a log file.
-        self.console.print(f"done {job.kind} {escape(job.label)}" if ok else
-                           f"[red]failed[/] {job.kind} {escape(job.label)}: {escape(status['reason'])}",
+        self.console.print(f"done {job.kind} {job.label}" if ok else
+                           Text.assemble(("failed", "red"), f" {job.kind} {job.label}: {status['reason']}"),
                            highlight=False, soft_wrap=True)
         if not ok:
             self.summary.failed.append(f"{job.label}: {status['reason']}")
@@ -247,7 +248,9 @@ class _Grid:
 
 
 def run_suite(cfg: Config, results: Path, console: Console | None = None) -> Summary:
-    console = console or Console(stderr=True)
+    """Train and evaluate the suite's grid in `results`, showing its progress on `console` (one of
+    bench.core.console.make_console; stderr by default)."""
+    console = console or make_console(stderr=True)
     results = Path(results).resolve()  # Ray workers run with another working directory, or elsewhere
     plan = build_plan(cfg)
     store = SuiteStore.of(results, cfg.suite.name, cfg.suite.eval_split)
