@@ -59,6 +59,8 @@ def inputs(tmp_path_factory):
              val_images=x, val_labels=np.repeat(np.arange(10), 4),
              test_images=x, test_labels=np.repeat(np.arange(10), 4))
     np.savez(tmp_path / "fake.npz", images=x, labels=np.arange(40) % 2)
+    np.savez(tmp_path / "same.npz", images=x, labels=np.arange(40) % 3, class_names=np.array(["same", "same", "other"]))
+    np.savez(tmp_path / "none.npz", images=x[:0], labels=np.zeros(0, np.int64))
     np.savez(tmp_path / "objects.npz", images=np.array([object(), 1], dtype=object))
     (tmp_path / "exits.py").write_text("import sys\nsys.exit(3)\n")
     return tmp_path
@@ -118,6 +120,8 @@ def test_bad_suite_is_refused_at_planning(monkeypatch, capsys, tmp_path, changes
      "fid[inception] need at least 2 generated and 2 real images of the scored classes, got 2 and 1"),
     ("npz:disagree.npz", {}, "every scored class needs train, val and test images, but train lacks 50 classes"),
     ("npz:objects.npz", {}, "objects.npz: truncated or not an .npz of plain arrays"),
+    ("npz:same.npz", {}, "same.npz names several classes 'same'; give every class its own name"),
+    ("npz:none.npz", {}, "none.npz: holds no images; save the images and their labels into it"),
 ])
 def test_bad_data_is_refused_before_the_cache_or_plan_is_written(monkeypatch, capsys, tmp_path, inputs,
                                                                  dataset, changes, fragment):
