@@ -15,6 +15,12 @@ from bench.core.store import DONE
     (["--seeds", "0"], "", "suite.seeds"),
     (["--methods", "drift:delta=x"], "", "bad value 'x' for drift:delta"),
     (["--methods", "baseline,ssl:encoder=scorer"], "", "ssl encoder 'scorer' is refused"),
+    (["--preset", ""], "", "unknown preset ''; valid presets: tiny"),
+    (["--config", "."], "", "config file . is a folder; pass --config PATH/TO/bench.toml"),
+    (["--methods", "baseline,delta=1"], "", "--methods: 'delta=1' is a key=value parameter but follows 'baseline', "
+                                            "which has no parameters; write parameters after their method and a "
+                                            "colon, e.g. baseline:delta=1"),
+    (["--methods", "delta=1,drift"], "", "'delta=1' is a key=value parameter but comes first"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(monkeypatch, capsys, tmp_path, extra, toml, fragment):
     monkeypatch.chdir(tmp_path)

@@ -8,6 +8,7 @@ import typer
 from rich.text import Text
 
 from bench.core.console import make_console
+from bench.core.errors import BenchError
 from bench.core.store import SuiteStore
 from bench.datasets import parse_spec
 
@@ -71,10 +72,15 @@ def run(
 
 def _split_methods(text: str) -> list[str]:
     """`baseline,drift:delta=0.1,target=shifted,ssl` -> three variants: a piece holding '=' but no
-    ':' continues the previous variant's parameters."""
+    ':' continues the parameters of the variant before it, which must have some (a method name
+    holds no '=')."""
     out: list[str] = []
     for piece in filter(None, (p.strip() for p in text.split(","))):
-        if "=" in piece and ":" not in piece and out:
+        if "=" in piece and ":" not in piece:
+            if not out or ":" not in out[-1]:
+                after = f"follows {out[-1]!r}, which has no parameters" if out else "comes first"
+                raise BenchError(f"--methods: {piece!r} is a key=value parameter but {after}; write parameters "
+                                 f"after their method and a colon, e.g. {out[-1] if out else 'drift'}:{piece}")
             out[-1] += "," + piece
         else:
             out.append(piece)

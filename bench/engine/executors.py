@@ -181,6 +181,26 @@ class RayExecutor:
             self._undo_private_settings = None
 
 
+def check_device(cfg: ExecutionConfig) -> None:
+    """Refuse at planning an execution.device no task could use: under Ray a task sees only the GPUs
+    it reserves, as cuda:0..num_gpus-1; on this machine (the local executor, a private Ray instance)
+    CUDA must be there with that many GPUs. A cluster's nodes are not this machine: not checked here."""
+    if not cfg.device.startswith("cuda"):
+        return
+    index = int(cfg.device.partition(":")[2] or 0)
+    if cfg.executor == "ray" and cfg.num_gpus and index >= cfg.num_gpus:
+        raise BenchError(f"execution.device = {cfg.device!r}, but a Ray task sees only the {cfg.num_gpus:g} GPU(s) it "
+                         "reserves (execution.num_gpus), as cuda:0 and up; set execution.device = \"cuda\"")
+    if cfg.executor == "ray" and ray_address(cfg):
+        return
+    import torch
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if index >= count:
+        has = f"has {count} GPU(s), cuda:0 to cuda:{count - 1}" if count else "has no CUDA GPU"
+        raise BenchError(f"execution.device = {cfg.device!r}, but this machine {has}; set execution.device = "
+                         "\"auto\" (or \"cpu\")")
+
+
 def ray_address(cfg: ExecutionConfig) -> str:
     """The cluster to join: --address (or execution.address), then $RAY_ADDRESS; "" = a private instance."""
     return cfg.address or os.environ.get("RAY_ADDRESS", "")

@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save
 
 from bench.config import Config
 from bench.core.errors import RunFailed
-from bench.core.store import atomic_write_bytes, atomic_write_json
+from bench.core.store import LOG_FILE, STATE_FILE, atomic_write_bytes, atomic_write_json
 from bench.datasets.base import PreparedData
 from bench.diffusion import Schedule
 from bench.methods import ConditioningMethod, Denoiser, MethodContext, parse_variant
@@ -30,9 +30,7 @@ from bench.models.init import init_structure, load_init_unet, token_width
 from bench.models.latent import Latents
 from bench.models.unet import SIZES, build_unet
 
-STATE_FILE = "train_state.pt"
 CHECKPOINT_FILE = "checkpoint.safetensors"
-LOG_FILE = "train_log.jsonl"
 INIT_FILE = "init.json"     # the run's [model] init provenance: source, layers initialised here, layers unused
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.core.errors import BenchError
-from bench.core.store import DONE, FAILED, SuiteStore, read_json
+from bench.core.store import DONE, FAILED, LOG_FILE, STATE_FILE, SuiteStore, read_json
 from bench.report.schema import METRICS, PLAN, RUN_CONFIG, checked
 
 METRICS_SCHEMA = 1
@@ -122,7 +122,21 @@ def _variant(spec: dict) -> str:
     return spec["variant"] if "variant" in spec else spec["method"]
 
 
-def _collect_run(store: SuiteStore, spec: dict) -> tuple[RunStatus, list[Evaluation]]:
+def _interrupted(run_dir: Path, steps) -> str:
+    """What a training that stopped after a checkpoint left: its log is written with each checkpoint,
+    so its last logged step is where a re-run resumes (`steps`: the suite's train.steps, if recorded)."""
+    logged = []
+    if (run_dir / LOG_FILE).is_file():
+        for line in (run_dir / LOG_FILE).read_text(errors="replace").splitlines():
+            try:
+                logged.append(int(json.loads(line)["step"]))
+            except (ValueError, TypeError, KeyError):
+                continue  # a torn or foreign line: the others still say where it stopped
+    where = f" at step {max(logged)}" + (f" of {steps}" if steps else "") if logged else ""
+    return f"interrupted{where}; re-run `bench run` to resume from its last checkpoint"
+
+
+def _collect_run(store: SuiteStore, spec: dict, steps) -> tuple[RunStatus, list[Evaluation]]:
     dataset, method = spec["dataset"], _variant(spec)
     train_seed, run_id = int(spec["train_seed"]), spec["run_id"]
     run_dir = store.run_dir(dataset, method, train_seed, run_id)
@@ -147,8 +161,8 @@ def _collect_run(store: SuiteStore, spec: dict) -> tuple[RunStatus, list[Evaluat
         status, reason = "done", ""
     elif not evals and not eval_failures:
         status = "missing"
-        reason = ("trained, not evaluated yet" if trained
-                  else "not run yet (no DONE, FAILED or metrics)")
+        reason = ("trained, not evaluated yet" if trained else _interrupted(run_dir, steps) if
+                  (run_dir / STATE_FILE).is_file() else "not run yet (no DONE, FAILED or metrics)")
     else:
         status = "partial" if evals else "failed"
         parts = eval_failures + ([f"no metrics for generation seed(s) {', '.join(missing)}"]
@@ -253,8 +267,9 @@ def collect(suite_root: str | Path) -> SuiteData:
                    "delete it and run the suite's `bench run` again to rewrite it")
     baseline = plan.get("baseline", "baseline")
     runs, evaluations = [], []
+    steps = plan.get("config", {}).get("train", {}).get("steps")
     for spec in plan.get("runs", []):
-        status, evals = _collect_run(store, spec)
+        status, evals = _collect_run(store, spec, steps)
         runs.append(status)
         evaluations.extend(evals)
     # seed order, not plan or file order: the same store always gives bit-identical sums
