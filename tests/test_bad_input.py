@@ -262,3 +262,17 @@ def test_report_refuses_store_json_of_another_shape(monkeypatch, capsys, tmp_pat
     path.write_text(json.dumps(change(json.loads(path.read_text()))))
     assert_refused(monkeypatch, capsys, "report", "--results", str(tmp_path / "results"), store=tmp_path,
                    says=(str(path), fragment))
+
+
+@pytest.mark.parametrize("role, weights, fragment", [
+    ("expert", "text.pt", "text.pt is not a valid weights file"),
+    ("scorer", "torn.safetensors", "torn.safetensors is not a valid weights file"),
+])
+def test_bad_classifier_weights_are_refused_before_anything_is_written(monkeypatch, capsys, tmp_path, role, weights,
+                                                                       fragment):
+    """They were refused by the classifier's task, after plan.json and the data cache (issue 34, item 8)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "text.pt").write_text("not weights")
+    (tmp_path / "torn.safetensors").write_bytes(b"\x00" * 7)
+    (tmp_path / "bench.toml").write_text(toml(**{role: {"weights": weights}}))
+    assert_refused(monkeypatch, capsys, *RUN, store=tmp_path / "results", says=fragment)

@@ -15,6 +15,7 @@ from bench.engine.sample import sampler_settings
 from bench.methods import canonical_variant, method_code, parse_variant
 from bench.methods.base import method_class_path
 from bench.metrics import check_metric_names
+from bench.models.expert import ROLES, check_weights
 from bench.models.init import PRETRAIN, init_architecture, init_stamp
 from bench.models.latent import latent_shape, weights_hash
 from bench.models.unet import build_unet
@@ -63,6 +64,8 @@ def build_plan(cfg: Config) -> list[RunSpec]:
     its runs later."""
     check_metric_names(cfg.metrics.names)
     check_device(cfg.execution)
+    for role in ROLES:
+        check_weights(role, getattr(cfg, role), 1 if cfg.data.grayscale else 3)
     sampler = sampler_kind(cfg.sample.sampler, sampler_settings(cfg).clip_x0)
     unet = _architecture(cfg)
     variants = []
