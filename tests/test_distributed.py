@@ -32,7 +32,7 @@ from bench.core.errors import BenchError
 from bench.core.store import DONE, FAILED
 from bench.engine.executors import RayExecutor, ray_address
 from bench.engine.progress import PROGRESS_FILE, GridView, ProgressWriter, read_progress
-from bench.engine.runner import run_suite
+from bench.engine.runner import UNRECORDED, run_suite
 from bench.methods import REGISTRY, load_plugin
 
 # RAY_AUTH_MODE=disabled as CI sets it: bench's private instance must be safe all the same.
@@ -328,7 +328,7 @@ def test_a_failed_expert_fails_only_what_needs_it(tmp_path, monkeypatch):
                                      "execution": {"executor": "local", "device": "cpu"}})
     summary = run_suite(cfg, tmp_path, make_console(file=open(os.devnull, "w")))
     assert summary.trained == 1 and summary.evaluated == 0  # baseline trains without the expert
-    assert summary.failed == ["expert: RuntimeError: no expert today",
+    assert summary.failed == [f"expert: RuntimeError: no expert today ({UNRECORDED})",
                               "aligned (train seed 0): the expert is unavailable (RuntimeError: no expert today)",
                               "baseline (train seed 0, gen seed 0): the expert is unavailable "
                               "(RuntimeError: no expert today)"]

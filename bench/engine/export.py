@@ -10,7 +10,6 @@ import secrets
 import shutil
 from pathlib import Path
 
-from safetensors import SafetensorError
 
 from bench import __version__
 from bench.config import build_config
@@ -60,12 +59,8 @@ def _contents(run_dir: Path, store: SuiteStore):
     device = resolve_device(cfg.execution.device)
     variant = config["method"]
     latents = latents_of(cfg, data_path, device)
-    try:
-        built = load_model(with_init_resolved(cfg, store.cache), variant, data, run_dir, device,
-                           *method_resources(cfg, variant, data, store, device), latents)
-    except SafetensorError as err:
-        raise BenchError(f"{run_dir / CHECKPOINT_FILE} is unreadable ({err}); delete the run folder and run "
-                         "`bench run` again to retrain it") from None
+    built = load_model(with_init_resolved(cfg, store.cache), variant, data, run_dir, device,
+                       *method_resources(cfg, variant, data, store, device), latents)
     source = {"run_dir": str(run_dir), "run_id": config["run_id"], "train_seed": config["train_seed"],
               "code_version": config["code_version"], "exported_by": __version__}
     sampler = Sampler.from_config(built.schedule, sampler_settings(cfg))

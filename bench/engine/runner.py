@@ -102,6 +102,9 @@ def plugin_sources(plan: list[RunSpec]) -> dict[str, PluginSource]:
     return sources
 
 
+UNRECORDED = "nothing recorded: the same command runs it again"  # a task that raised instead of returning
+
+
 def run_task(kind: str, fn, args: tuple, progress: str, token: str, plugins: dict[str, PluginSource]):
     """What a worker runs around a task body: plug-ins registered, progress reported."""
     for name, source in plugins.items():
@@ -212,6 +215,7 @@ class _Grid:
 
     def _settle(self, handle) -> None:
         job = self.pending.pop(handle)
+        unrecorded = ""  # a task that raised wrote no FAILED marker: the same command runs it again
         try:
             status = self.executor.result(handle)
         except BenchError as err:
@@ -220,14 +224,15 @@ class _Grid:
             status = {"status": "failed", "reason": str(err)}
         except Exception as err:  # a bug in a task, or a worker lost more often than max_retries allows
             status = {"status": "failed", "reason": f"{type(err).__name__}: {err}".splitlines()[0]}
+            unrecorded = f" ({UNRECORDED})"
         ok = status.get("status", "done") == "done"  # a classifier task returns its accuracy, no status
         self.view.finished(handle, ok)
         # One line per finished task: above the live view on a terminal, the whole story in a log file.
         self.console.print(f"done {job.kind} {job.label}" if ok else
-                           Text.assemble(("failed", "red"), f" {job.kind} {job.label}: {status['reason']}"),
+                           Text.assemble(("failed", "red"), f" {job.kind} {job.label}: {status['reason']}{unrecorded}"),
                            highlight=False, soft_wrap=True)
         if not ok:
-            self.summary.failed.append(f"{job.label}: {status['reason']}")
+            self.summary.failed.append(f"{job.label}: {status['reason']}{unrecorded}")
         if job.spec is None:
             self._classifier_settled(job.kind, ok, status)
         elif job.kind == "train" and ok:

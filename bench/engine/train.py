@@ -18,10 +18,11 @@ from typing import Callable
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from bench.config import Config
-from bench.core.errors import RunFailed
+from bench.core.errors import RunFailed, StoreDamaged
 from bench.core.store import LOG_FILE, STATE_FILE, atomic_write_bytes, atomic_write_json
 from bench.datasets.base import PreparedData
 from bench.diffusion import Schedule
@@ -270,6 +271,14 @@ def load_model(cfg: Config, variant: str, data: PreparedData, run_dir: Path, dev
                latents: Latents | None = None) -> Built:
     """The trained model of `run_dir`: its checkpoint holds every weight, so a [model] init's are not read."""
     built = build(cfg, variant, data, device, expert_loader, cache_dir, latents, init_weights=False)
-    built.model.load_state_dict(load_file(str(run_dir / CHECKPOINT_FILE), device=str(device)))
+    checkpoint = run_dir / CHECKPOINT_FILE
+    try:
+        built.model.load_state_dict(load_file(str(checkpoint), device=str(device)))
+    except torch.OutOfMemoryError:  # the checkpoint is fine, the device is full
+        raise
+    except (SafetensorError, OSError, RuntimeError) as err:  # torn, missing, or another model's weights
+        raise StoreDamaged(f"{checkpoint} is unreadable or holds other weights than {variant}'s model "
+                           f"({type(err).__name__}: {str(err).splitlines()[0][:200]}); delete the run folder "
+                           f"{run_dir} and run `bench run` again to retrain it") from None
     built.model.eval()
     return built
