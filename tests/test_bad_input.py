@@ -235,24 +235,24 @@ def test_one_grammar_for_data_set_specs(monkeypatch, capsys, tmp_path, inputs):
 
 
 @pytest.mark.parametrize("file, change, fragment", [
-    ("plan.json", lambda plan: {**plan, "runs": {"a": 1}}, "plan.json has another shape than bench writes: runs is "
+    ("plan.json", lambda plan: {**plan, "runs": {"a": 1}}, "plan.json is not of the shape bench reads: runs is "
                                                          "an object, not a list; delete it and run the suite's"),
-    ("plan.json", lambda plan: [plan], "plan.json has another shape than bench writes: the file is a list, not an "
+    ("plan.json", lambda plan: [plan], "plan.json is not of the shape bench reads: the file is a list, not an "
                                        "object"),
     ("plan.json", lambda plan: {**plan, "runs": [{**plan["runs"][0], "gen_seeds": "0,1"}]},
      "runs[0].gen_seeds is a string, not a list"),
     ("plan.json", lambda plan: {**plan, "runs": [{"dataset": "d", "train_seed": 0, "run_id": "r"}]},
      "runs[0] lacks variant or method"),
     ("plan.json", lambda plan: {**plan, "config": {"sample": 3}}, "config.sample is an integer, not an object"),
-    ("metrics.json", lambda record: {**record, "metrics": [1, 2]}, "metrics.json has another shape than bench "
-     "writes: metrics is a list, not an object; delete it and re-run `bench run` to redo that evaluation"),
+    ("metrics.json", lambda record: {**record, "metrics": [1, 2]}, "metrics.json is not of the shape bench "
+     "reads: metrics is a list, not an object; delete it and re-run `bench run` to redo that evaluation"),
     ("metrics.json", lambda record: {**record, "per_class": {"ssim": 0.5}}, "per_class.ssim is a number, not an object"),
     ("metrics.json", lambda record: {**record, "confusion": [[1, "x"]]}, "confusion[0][1] is 'x', not an integer "
                                                                          "or a number"),
     ("metrics.json", lambda record: {**record, "metrics": {"ssim": "high"}}, "metrics['ssim'] is 'high', not a "
                                                                              "number"),
-    ("config.json", lambda config: {**config, "class_names": "tumor"}, "config.json has another shape than bench "
-     "writes: class_names is a string, not a list; delete the run folder"),
+    ("config.json", lambda config: {**config, "class_names": "tumor"}, "config.json is not of the shape bench "
+     "reads: class_names is a string, not a list; delete the run folder"),
 ])
 def test_report_refuses_store_json_of_another_shape(monkeypatch, capsys, tmp_path, file, change, fragment):
     """Store files edited by hand or written by another tool: named with the field and the fix (issue 34)."""

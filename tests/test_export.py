@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from cli_runner import assert_refused, run_cli
+from safetensors.torch import save_file
 from tiny_vae import save_vae
 
 from bench.config import load_config
@@ -170,13 +171,19 @@ def test_a_failed_write_leaves_nothing(monkeypatch, store, tmp_path):
     ("failed", "failed (loss became nan at step 3); there is no model to export"),
     ("no-checkpoint", "has no checkpoint.safetensors"),
     ("torn-checkpoint", "checkpoint.safetensors is unreadable"),
+    ("other-weights", "checkpoint.safetensors is unreadable or holds other weights than baseline's model "
+                      "(RuntimeError: Error(s) in loading state_dict"),
+    ("empty-config", "config.json is not of the shape bench reads: the file lacks config, method, run_id, "
+                     "train_seed; delete the run folder"),
+    ("config-oops", "config.json is not of the shape bench reads: config is a string, not an object"),
     ("out-not-empty", "already exists and is not an empty folder"),
     ("out-is-a-file", "already exists and is not an empty folder"),
 ])
 def test_bad_export_is_one_line_exit_2_and_writes_nothing(monkeypatch, capsys, store, tmp_path, case, fragment):
     source, out = run_dir(store, "baseline"), tmp_path / "out" / "export"
     broken = source.parent / f"broken-{case}"  # a copy of the run, in the store, spoiled
-    if case in ("unfinished", "failed", "no-checkpoint", "torn-checkpoint"):
+    if case in ("unfinished", "failed", "no-checkpoint", "torn-checkpoint", "other-weights", "empty-config",
+                "config-oops"):
         shutil.copytree(source, broken)
     if case == "unfinished":
         (broken / DONE).unlink()
@@ -187,6 +194,13 @@ def test_bad_export_is_one_line_exit_2_and_writes_nothing(monkeypatch, capsys, s
         (broken / "checkpoint.safetensors").unlink()
     elif case == "torn-checkpoint":
         (broken / "checkpoint.safetensors").write_bytes(b"\x00" * 7)
+    elif case == "other-weights":
+        save_file({"conv.weight": torch.zeros(2, 2)}, broken / "checkpoint.safetensors")
+    elif case == "empty-config":
+        (broken / "config.json").write_text("{}")
+    elif case == "config-oops":
+        config = json.loads((broken / "config.json").read_text())
+        (broken / "config.json").write_text(json.dumps({**config, "config": "oops"}))
     elif case == "out-not-empty":
         out.mkdir(parents=True)
         (out / "mine.txt").write_text("keep")
@@ -218,3 +232,27 @@ def test_the_pipeline_refuses_unknown_classes_and_foreign_folders(monkeypatch, c
     shutil.rmtree(tmp_path / "out" / "conditioning")
     with pytest.raises(BenchError, match="is not a folder written by `bench export`"):
         BenchPipeline.from_pretrained(tmp_path / "out")
+
+
+@pytest.mark.parametrize("file, spoil, fragment", [
+    ("conditioning/bench.json", lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "class_names": "x"})),
+     "bench.json is not of the shape bench reads: class_names is a string, not a list; export the run again"),
+    ("scheduler/bench_sampling.json", lambda p: p.write_text("{}"),
+     "bench_sampling.json is not of the shape bench reads: the file lacks sample, data_mean"),
+    ("conditioning/modules.safetensors", lambda p: p.write_bytes(b"\x00" * 7),
+     "modules.safetensors is unreadable (SafetensorError"),
+    ("conditioning/modules.safetensors", lambda p: save_file({"x": torch.zeros(1)}, p),
+     "does not load as the model `bench export` wrote (RuntimeError: Error(s) in loading state_dict"),
+    ("unet/diffusion_pytorch_model.safetensors", lambda p: p.write_bytes(b"\x00" * 7),
+     "does not load as the model `bench export` wrote"),
+])
+def test_a_tampered_export_is_refused_naming_the_file(monkeypatch, capsys, store, tmp_path, file, spoil, fragment):
+    """BenchPipeline.from_pretrained raised KeyError, ValueError or SafetensorError (issue 34, item 3)."""
+    from bench.engine.pipeline import BenchPipeline
+    code, _, err = run_cli(monkeypatch, capsys, "export", str(run_dir(store, "baseline")), str(tmp_path / "out"))
+    assert code in (0, None), err
+    spoil(tmp_path / "out" / file)
+    with pytest.raises(BenchError) as refused:
+        BenchPipeline.from_pretrained(tmp_path / "out")
+    assert fragment in str(refused.value) and str(tmp_path / "out") in str(refused.value)
+    assert "\n" not in str(refused.value) and "export the run again with `bench export RUN_DIR OUT`" in str(refused.value)

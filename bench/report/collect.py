@@ -14,7 +14,7 @@ import pandas as pd
 
 from bench.core.errors import BenchError
 from bench.core.store import DONE, FAILED, LOG_FILE, STATE_FILE, SuiteStore, read_json
-from bench.report.schema import METRICS, PLAN, RUN_CONFIG, checked
+from bench.core.shapes import METRICS, PLAN, RUN_CONFIG, checked
 
 METRICS_SCHEMA = 1
 # Names that stores written before the scorer existed use -> today's names: such stores still report.

@@ -1,9 +1,9 @@
-"""The shapes the report reads from a store's JSON files. A plan.json, config.json or metrics.json of
-another shape (edited by hand, written by another tool) is refused as one line naming the file, the
-field and the fix, before the report reads any of it, instead of crashing somewhere downstream.
+"""The shapes bench reads from a store's JSON files (plan.json, a run's config.json, metrics.json). A
+file of another shape (edited by hand, written by another tool) is refused as one line naming the file,
+the field and the fix, before anything reads it, instead of crashing somewhere downstream.
 
-Containers are checked strictly, since the report iterates them; leaf values are checked where they are
-used (`store_number` for metrics), so an old store's extra or missing fields still report."""
+Containers are checked strictly, since readers iterate them; leaf values are checked where they are
+used (the report's `store_number` for metrics), so an old store's extra or missing fields still report."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -31,12 +31,21 @@ class ListOf:
     item: object = object
 
 
+@dataclass(frozen=True)
+class AnyOf:
+    """Any one of `shapes` (e.g. an integer or a list of integers)."""
+    shapes: tuple = ()
+
+
 NUMBER = (int, float)
+INTS = AnyOf((int, ListOf(int)))
 RUN_ROW = Obj({"dataset": str, "variant": str, "method": str, "train_seed": int, "run_id": str,
                "gen_seeds": ListOf(int)}, required=("dataset", ("variant", "method"), "train_seed", "run_id"))
 PLAN = Obj({"baseline": str, "suite": str, "config": MapOf(MapOf()), "prepared_data": MapOf(str),
             "runs": ListOf(RUN_ROW)}, required=("runs",))
-RUN_CONFIG = Obj({"class_names": ListOf(str)})
+RUN_CONFIG = Obj({"class_names": ListOf(str), "config": MapOf(MapOf()), "method": str, "run_id": str,
+                  "train_seed": int})
+TRAINED_RUN_CONFIG = Obj(RUN_CONFIG.fields, required=("config", "method", "run_id", "train_seed"))  # to load its model
 METRICS = Obj({"metrics": MapOf(), "per_class": MapOf(MapOf()), "reference": MapOf(), "provenance": MapOf(),
                "class_names": ListOf(str), "scored_classes": ListOf(), "confusion": ListOf(ListOf(NUMBER))})
 
@@ -45,6 +54,8 @@ _JSON_NAMES = {dict: "an object", list: "a list", str: "a string", bool: "true/f
 
 
 def _name(shape) -> str:
+    if isinstance(shape, AnyOf):
+        return " or ".join(map(_name, shape.shapes))
     if isinstance(shape, (Obj, MapOf)):
         return "an object"
     if isinstance(shape, ListOf):
@@ -57,6 +68,10 @@ def _problem(value, shape, where: str) -> str | None:
     """Where `value` departs from `shape` ("runs[0].gen_seeds is a string, not a list"), or None."""
     if shape is object:
         return None
+    if isinstance(shape, AnyOf):
+        if any(_problem(value, one, where) is None for one in shape.shapes):
+            return None
+        return f"{where} is {value!r}, not {_name(shape)}"
     if isinstance(shape, (Obj, MapOf)):
         if not isinstance(value, dict):
             return f"{where} is {_JSON_NAMES.get(type(value), type(value).__name__)}, not an object"
@@ -86,6 +101,6 @@ def _problem(value, shape, where: str) -> str | None:
 def checked(record, shape, path: Path, fix: str):
     """`record` (read from `path`) if it has `shape`; else BenchError naming the file, the field and `fix`."""
     if problem := _problem(record, shape, "the file"):
-        raise BenchError(f"{path} has another shape than bench writes: {problem.replace('the file.', '', 1)}; "
+        raise BenchError(f"{path} is not of the shape bench reads: {problem.replace('the file.', '', 1)}; "
                          f"{fix}")
     return record
