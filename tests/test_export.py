@@ -173,6 +173,7 @@ def test_a_failed_write_leaves_nothing(monkeypatch, store, tmp_path):
     ("torn-checkpoint", "checkpoint.safetensors is unreadable"),
     ("other-weights", "checkpoint.safetensors is unreadable or holds other weights than baseline's model "
                       "(RuntimeError: Error(s) in loading state_dict"),
+    ("linked-checkpoint", "checkpoint.safetensors is a link to"),
     ("empty-config", "config.json is not of the shape bench reads: the file lacks config, method, run_id, "
                      "train_seed; delete the run folder"),
     ("config-oops", "config.json is not of the shape bench reads: config is a string, not an object"),
@@ -182,8 +183,8 @@ def test_a_failed_write_leaves_nothing(monkeypatch, store, tmp_path):
 def test_bad_export_is_one_line_exit_2_and_writes_nothing(monkeypatch, capsys, store, tmp_path, case, fragment):
     source, out = run_dir(store, "baseline"), tmp_path / "out" / "export"
     broken = source.parent / f"broken-{case}"  # a copy of the run, in the store, spoiled
-    if case in ("unfinished", "failed", "no-checkpoint", "torn-checkpoint", "other-weights", "empty-config",
-                "config-oops"):
+    if case in ("unfinished", "failed", "no-checkpoint", "torn-checkpoint", "other-weights", "linked-checkpoint",
+                "empty-config", "config-oops"):
         shutil.copytree(source, broken)
     if case == "unfinished":
         (broken / DONE).unlink()
@@ -196,6 +197,9 @@ def test_bad_export_is_one_line_exit_2_and_writes_nothing(monkeypatch, capsys, s
         (broken / "checkpoint.safetensors").write_bytes(b"\x00" * 7)
     elif case == "other-weights":
         save_file({"conv.weight": torch.zeros(2, 2)}, broken / "checkpoint.safetensors")
+    elif case == "linked-checkpoint":  # another run's weights, here the run's own: a link bench never writes
+        (broken / "checkpoint.safetensors").unlink()
+        (broken / "checkpoint.safetensors").symlink_to(source / "checkpoint.safetensors")
     elif case == "empty-config":
         (broken / "config.json").write_text("{}")
     elif case == "config-oops":

@@ -272,6 +272,9 @@ def load_model(cfg: Config, variant: str, data: PreparedData, run_dir: Path, dev
     """The trained model of `run_dir`: its checkpoint holds every weight, so a [model] init's are not read."""
     built = build(cfg, variant, data, device, expert_loader, cache_dir, latents, init_weights=False)
     checkpoint = run_dir / CHECKPOINT_FILE
+    if checkpoint.is_symlink():  # bench writes its checkpoints as files: a link points at weights of another run
+        raise StoreDamaged(f"{checkpoint} is a link to {checkpoint.resolve()}, not the checkpoint this run wrote; "
+                           f"delete the run folder {run_dir} and run `bench run` again to retrain it")
     try:
         built.model.load_state_dict(load_file(str(checkpoint), device=str(device)))
     except torch.OutOfMemoryError:  # the checkpoint is fine, the device is full
