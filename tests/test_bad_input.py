@@ -189,6 +189,10 @@ def test_corrupt_plan_json_and_config_json(monkeypatch, capsys, tmp_path):
     config.write_text('{"run_id": "torn')
     assert_refused(monkeypatch, capsys, *RUN, store=tmp_path / "results",
                    says=f"{config} is corrupt (Unterminated string")
+    config.write_text("[]")
+    assert_refused(monkeypatch, capsys, *RUN, store=tmp_path / "results",
+                   says=f"{config} is not of the shape bench reads: the file is a list, not an object; delete the "
+                        "run folder")
 
     store.plan_path.write_text("{nope")
     assert_refused(monkeypatch, capsys, "report", "--results", "results", store=tmp_path / "results",

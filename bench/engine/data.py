@@ -12,6 +12,7 @@ import numpy as np
 
 from bench.config import Config
 from bench.core.errors import BenchError
+from bench.core.shapes import RUN_CONFIG, checked
 from bench.core.store import SHORT_LOCK_TIMEOUT_S, FileLock, folder_name, read_json
 from bench.datasets import load_prepared
 from bench.datasets.base import PreparedData
@@ -68,7 +69,8 @@ def _check_reused_runs(run_dirs: Sequence[Path], classes: list[str]) -> None:
     """Refuse (BenchError) to resume or evaluate a run trained on other classes than the data now has."""
     for run_dir in run_dirs:
         config = run_dir / "config.json"
-        trained_on = read_json(config).get("class_names") if config.exists() else None
+        trained_on = checked(read_json(config), RUN_CONFIG, config, f"delete the run folder {run_dir} to retrain it"
+                             ).get("class_names") if config.exists() else None
         if trained_on is not None and trained_on != classes:
             raise BenchError(f"the data set's classes {classes} do not match the {trained_on} that {run_dir} was "
                              "trained on; restore the data or delete that run folder to retrain it")

@@ -10,7 +10,6 @@ import secrets
 import shutil
 from pathlib import Path
 
-
 from bench import __version__
 from bench.config import build_config
 from bench.core.errors import BenchError
