@@ -1,6 +1,7 @@
-"""The shapes bench reads from a store's JSON files (plan.json, a run's config.json, metrics.json). A
-file of another shape (edited by hand, written by another tool) is refused as one line naming the file,
-the field and the fix, before anything reads it, instead of crashing somewhere downstream.
+"""The shapes of the JSON files bench reads back: the store's (plan.json, a run's config.json,
+metrics.json; their shapes are defined here), an export's and a diffusers folder's config.json (defined
+beside their readers). A file of another shape (edited by hand, written by another tool) is refused as one
+line naming the file, the field and the fix, before anything reads it, instead of crashing downstream.
 
 Containers are checked strictly, since readers iterate them; leaf values are checked where they are
 used (the report's `store_number` for metrics), so an old store's extra or missing fields still report."""
