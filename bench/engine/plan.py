@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from bench.config import Config
 from bench.core.errors import BenchError
 from bench.diffusion import sampler_kind
-from bench.engine.executors import check_device
+from bench.engine.executors import check_execution
 from bench.engine.pretrain import check_source, pretrain_key
 from bench.engine.sample import sampler_settings
 from bench.methods import canonical_variant, method_code, parse_variant
@@ -63,7 +63,7 @@ def build_plan(cfg: Config) -> list[RunSpec]:
     encoders) and checked against the sampler, so a bad one stops the suite here instead of failing
     its runs later."""
     check_metric_names(cfg.metrics.names)
-    check_device(cfg.execution)
+    check_execution(cfg.execution)
     for role in ROLES:
         check_weights(role, getattr(cfg, role), 1 if cfg.data.grayscale else 3)
     sampler = sampler_kind(cfg.sample.sampler, sampler_settings(cfg).clip_x0)
