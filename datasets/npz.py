@@ -75,6 +75,8 @@ def read_npz(path: Path, expect: KnownSet | None = None
     else:
         raise BenchError(f"{path}: keys {sorted(z)}; expected train/val/test_images and "
                          "_labels (MedMNIST) or images and labels")
+    if not sum(len(y) for _, y in pairs.values()):
+        raise BenchError(f"{path}: holds no images; save the images and their labels into it")
     shapes = {x.shape[1:] for x, _ in pairs.values()}
     if len(shapes) > 1:
         raise BenchError(f"{path}: splits disagree on image shape {sorted(shapes)}")

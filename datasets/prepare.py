@@ -57,7 +57,13 @@ def scored_classes(class_names: tuple[str, ...], exclude: tuple[str, ...],
                    source: str) -> tuple[int, ...]:
     """Label indices left in scoring; an excluded name the source lacks is an error, except
     under the untouched default ("empty", Kather's background class), which applies only to
-    sources that have such a class, so `--dataset pathmnist` works without a config edit."""
+    sources that have such a class, so `--dataset pathmnist` works without a config edit. Every
+    source calls this first, so it also refuses class names that do not tell the classes apart:
+    two classes of one name would be merged in every per-class result."""
+    repeated = sorted({c for c in class_names if class_names.count(c) > 1})
+    if repeated:
+        raise BenchError(f"{source} names several classes {', '.join(map(repr, repeated))}; give every class "
+                         "its own name")
     unknown = [c for c in exclude if c not in class_names]
     if unknown and tuple(exclude) == DataConfig().exclude_classes:
         unknown, exclude = [], ()

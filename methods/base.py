@@ -59,7 +59,8 @@ class ConditioningMethod:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if cls.__dict__.get("name"):
+        if cls.__dict__.get("name", "") != "":  # "" or no name of its own: a base for other methods
+            _check_declaration(cls)
             taken = REGISTRY.get(cls.name)
             # The same class imported again (a Ray worker loading a plug-in, a test re-import) replaces
             # itself; another class under a taken name would silently stand in for that method.
@@ -207,6 +208,23 @@ class ConditioningMethod:
     @property
     def variant(self) -> str:
         return canonical_variant(self.name, self.params)
+
+
+NAME_RESERVED = ":,="  # the variant syntax `name:key=value,...` splits on these
+
+
+def _check_declaration(cls: type) -> None:
+    """What bench reads from a method class before running any of it: a `name` the variant syntax can
+    hold, `paper` text and `Params` a dataclass (BenchError naming the class and the fix)."""
+    name = cls.__dict__["name"]
+    if not isinstance(name, str) or name != name.strip() or any(c in name for c in NAME_RESERVED):
+        raise BenchError(f"method name {name!r} of {method_class_path(cls)} must be a non-empty string without "
+                         f"surrounding spaces or any of {' '.join(NAME_RESERVED)}; set e.g. name = \"my-method\"")
+    if not isinstance(cls.paper, str):
+        raise BenchError(f"paper of method {name!r} ({method_class_path(cls)}) must be a string, got {cls.paper!r}")
+    if not (isinstance(cls.Params, type) and dataclasses.is_dataclass(cls.Params)):
+        raise BenchError(f"Params of method {name!r} ({method_class_path(cls)}) must be a dataclass, got "
+                         f"{cls.Params!r}; decorate it with @dataclass(frozen=True)")
 
 
 def method_class_path(cls: type) -> str:

@@ -7,18 +7,22 @@ import importlib.metadata
 import importlib.util
 import sys
 import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from bench.core.errors import BenchError
 from bench.core.numbers import finite_float
-from bench.methods.base import REGISTRY, ConditioningMethod, canonical_variant
+from bench.methods.base import REGISTRY, ConditioningMethod, canonical_variant, method_class_path
 
 ENTRY_POINT_GROUP = "bench.methods"
 
 
-# What a plug-in's import may raise and bench reports as one line: any error, and sys.exit()
-# (SystemExit), which would otherwise end bench silently with the plug-in's exit code.
-_IMPORT_FAILURES = (Exception, SystemExit)
+# What a plug-in's code may raise and bench reports as one line: any error, and sys.exit() (SystemExit),
+# which would otherwise end bench silently with the plug-in's exit code. At import also KeyboardInterrupt,
+# which would end it silently with 130 (a Ctrl-C while a plug-in imports is reported so too).
+_PLUGIN_FAILURES = (Exception, SystemExit)
+_IMPORT_FAILURES = (*_PLUGIN_FAILURES, KeyboardInterrupt)
 
 
 def load_entry_points() -> None:
@@ -35,7 +39,26 @@ def load_entry_points() -> None:
 def _describe(err: BaseException) -> str:
     if isinstance(err, SystemExit):
         return f"it called sys.exit({err.code!r}) while being imported"
+    if isinstance(err, KeyboardInterrupt):
+        return "it was interrupted (KeyboardInterrupt) while being imported"
     return f"{type(err).__name__}: {err}"
+
+
+@contextmanager
+def method_code(cls: type[ConditioningMethod], hook: str, context: str) -> Iterator[None]:
+    """Run a method's own code (`hook`: its Params, `check`, `check_sampler`) on the user's input: a
+    ValueError, how a method refuses a value, becomes the BenchError "{context}: {message}"; anything
+    else it raises is a bug of that code, reported as one line naming it, never a traceback."""
+    try:
+        yield
+    except BenchError:
+        raise
+    except ValueError as err:
+        raise BenchError(f"{context}: {err}") from None
+    except _PLUGIN_FAILURES as err:
+        raise BenchError(f"{hook} of method {cls.name!r} ({method_class_path(cls)}) raised {type(err).__name__}: "
+                         f"{err} (a method refuses a bad value with ValueError); fix that code or leave the method "
+                         "out") from None
 
 
 def load_plugins(specs: list[str]) -> None:
@@ -119,10 +142,8 @@ def parse_variant(text: str) -> tuple[type[ConditioningMethod], object]:
             valid = ", ".join(f"{k} (default {f.default!r})" for k, f in fields.items()) or "none"
             raise BenchError(f"unknown parameter {key!r} for method {name}; valid parameters: {valid}")
         values[key] = _parse_value(value.strip(), hints[key], key, name)
-    try:
+    with method_code(cls, "Params", f"bad parameters for method {name}"):
         params = cls.Params(**values)
-    except (ValueError, TypeError) as err:
-        raise BenchError(f"bad parameters for method {name}: {err}") from None
     return cls, params
 
 

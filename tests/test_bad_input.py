@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 import pytest
-from cli_runner import run_cli
+from cli_runner import assert_refused, run_cli
 from PIL import Image
 
 from bench.config import load_config
@@ -39,17 +39,6 @@ def toml(**changes) -> str:
     return "".join(f"[{s}]\n" + "".join(f"{k} = {value(v)}\n" for k, v in t.items()) for s, t in tables.items())
 
 
-def files(root):
-    return {p for p in root.rglob("*") if p.is_file()} if root.exists() else set()
-
-
-def assert_refused(code, err, fragment, written=frozenset()):
-    assert code == 2, err
-    assert err.startswith("error: ") and err.strip().count("\n") == 0 and "Traceback" not in err, err
-    assert fragment in err, err
-    assert not written, written
-
-
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """Bad data on disk (read only by the tests): a decompression bomb, a class too small to score,
@@ -70,6 +59,8 @@ def inputs(tmp_path_factory):
              val_images=x, val_labels=np.repeat(np.arange(10), 4),
              test_images=x, test_labels=np.repeat(np.arange(10), 4))
     np.savez(tmp_path / "fake.npz", images=x, labels=np.arange(40) % 2)
+    np.savez(tmp_path / "same.npz", images=x, labels=np.arange(40) % 3, class_names=np.array(["same", "same", "other"]))
+    np.savez(tmp_path / "none.npz", images=x[:0], labels=np.zeros(0, np.int64))
     np.savez(tmp_path / "objects.npz", images=np.array([object(), 1], dtype=object))
     (tmp_path / "exits.py").write_text("import sys\nsys.exit(3)\n")
     return tmp_path
@@ -90,6 +81,14 @@ RUN = ("run", "--results", "results")
     ({"scorer": {"backbone": "test_resnet", "seed": 0}}, (), "[scorer] in bench.toml is identical to [expert]"),
     ({"execution": {"device": "gpu"}}, (), "execution.device in bench.toml must be auto, cpu, cuda or cuda:N"),
     ({"execution": {"device": "cuda:x"}}, (), "execution.device"),
+    ({"execution": {"device": "cuda:99"}}, (), "execution.device = 'cuda:99', but this machine has"),
+    ({"execution": {"executor": "ray", "address": "ray://head:10001", "num_gpus": 1, "device": "cuda:1"}}, (),
+     "execution.device = 'cuda:1', but a Ray task sees only the 1 GPU(s) it reserves (execution.num_gpus), as cuda:0"),
+    # a private Ray instance has this machine's resources: refused before Ray starts, not after plan.json
+    ({"execution": {"executor": "ray", "num_cpus": 1000}}, (),
+     "execution.num_cpus = 1000 but this machine (bench starts a private Ray instance on it) has"),
+    ({"execution": {"executor": "ray", "num_gpus": 10**3, "device": "cpu"}}, (),
+     "execution.num_gpus = 1000 but this machine (bench starts a private Ray instance on it) has"),
     ({}, ("--seeds", str(10**9)), "suite.seeds in bench.toml + command-line flags must be an integer from 1 to"),
     ({"sample": {"samples_per_class": 10**9}}, (), "sample.samples_per_class"),
     ({}, ("--methods", "drift:delta=nan"), "bad value 'nan' for drift:delta; expected a finite number"),
@@ -119,8 +118,7 @@ RUN = ("run", "--results", "results")
 def test_bad_suite_is_refused_at_planning(monkeypatch, capsys, tmp_path, changes, args, fragment):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bench.toml").write_text(toml(**changes))
-    code, _, err = run_cli(monkeypatch, capsys, *RUN, *args)
-    assert_refused(code, err, fragment, files(tmp_path / "results"))
+    assert_refused(monkeypatch, capsys, *RUN, *args, store=tmp_path / "results", says=fragment)
 
 
 @pytest.mark.parametrize("dataset, changes, fragment", [
@@ -130,28 +128,29 @@ def test_bad_suite_is_refused_at_planning(monkeypatch, capsys, tmp_path, changes
      "fid[inception] need at least 2 generated and 2 real images of the scored classes, got 2 and 1"),
     ("npz:disagree.npz", {}, "every scored class needs train, val and test images, but train lacks 50 classes"),
     ("npz:objects.npz", {}, "objects.npz: truncated or not an .npz of plain arrays"),
+    ("npz:same.npz", {}, "same.npz names several classes 'same'; give every class its own name"),
+    ("npz:none.npz", {}, "none.npz: holds no images; save the images and their labels into it"),
 ])
 def test_bad_data_is_refused_before_the_cache_or_plan_is_written(monkeypatch, capsys, tmp_path, inputs,
                                                                  dataset, changes, fragment):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bench.toml").write_text(toml(**changes))
     kind, _, name = dataset.partition(":")
-    code, _, err = run_cli(monkeypatch, capsys, *RUN, "--dataset", f"{kind}:{inputs / name}")
-    assert_refused(code, err, fragment, files(tmp_path / "results"))
+    assert_refused(monkeypatch, capsys, *RUN, "--dataset", f"{kind}:{inputs / name}", store=tmp_path / "results",
+                   says=fragment)
 
 
 def test_splits_that_disagree_name_the_classes_missing_from_each(monkeypatch, capsys, inputs):
-    code, _, err = run_cli(monkeypatch, capsys, "data", "verify", f"npz:{inputs / 'disagree.npz'}")
-    assert_refused(code, err, "train lacks 50 classes ('0', '1', '2', '3', '4', '5', '6', '7', ...); "
-                              "val lacks 50 classes ('10', '11',")
-    assert "test lacks 50 classes" in err
+    assert_refused(monkeypatch, capsys, "data", "verify", f"npz:{inputs / 'disagree.npz'}", store=inputs,
+                   says=("train lacks 50 classes ('0', '1', '2', '3', '4', '5', '6', '7', ...); "
+                         "val lacks 50 classes ('10', '11',", "test lacks 50 classes"))
 
 
 def test_plugin_calling_sys_exit(monkeypatch, capsys, tmp_path, inputs):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bench.toml").write_text(toml())
-    code, _, err = run_cli(monkeypatch, capsys, *RUN, "--plugin", str(inputs / "exits.py"))
-    assert_refused(code, err, "exits.py failed to import: it called sys.exit(3)", files(tmp_path / "results"))
+    assert_refused(monkeypatch, capsys, *RUN, "--plugin", str(inputs / "exits.py"), store=tmp_path / "results",
+                   says="exits.py failed to import: it called sys.exit(3)")
 
 
 @pytest.mark.parametrize("args, fragment", [
@@ -162,17 +161,16 @@ def test_plugin_calling_sys_exit(monkeypatch, capsys, tmp_path, inputs):
 ])
 def test_bad_eval_input(monkeypatch, capsys, tmp_path, inputs, args, fragment):
     monkeypatch.chdir(inputs)  # the inputs by name, the cache in this test's folder
-    code, _, err = run_cli(monkeypatch, capsys, "eval", "--real", "tiles", "--metrics", "ssim,kid[inception]",
-                         "--cache", str(tmp_path / "cache"), *args)
-    assert_refused(code, err, fragment, files(tmp_path / "cache"))
+    assert_refused(monkeypatch, capsys, "eval", "--real", "tiles", "--metrics", "ssim,kid[inception]",
+                   "--cache", str(tmp_path / "cache"), *args, store=(tmp_path / "cache", inputs), says=fragment)
 
 
 def test_a_file_where_the_store_should_be(monkeypatch, capsys, tmp_path):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bench.toml").write_text(toml())
     (tmp_path / "results").write_text("not a folder")
-    code, _, err = run_cli(monkeypatch, capsys, *RUN)
-    assert_refused(code, err, f"Not a directory: {tmp_path / 'results' / 't' / 'cache'}; fix that path")
+    assert_refused(monkeypatch, capsys, *RUN, store=tmp_path / "results",
+                   says=f"Not a directory: {tmp_path / 'results' / 't' / 'cache'}; fix that path")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
@@ -180,8 +178,8 @@ def test_a_read_only_store(monkeypatch, capsys, tmp_path):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bench.toml").write_text(toml())
     (tmp_path / "results").mkdir(mode=0o555)
-    code, _, err = run_cli(monkeypatch, capsys, *RUN)
-    assert_refused(code, err, f"Permission denied: {tmp_path / 'results'}", files(tmp_path / "results"))
+    assert_refused(monkeypatch, capsys, *RUN, store=tmp_path / "results",
+                   says=f"Permission denied: {tmp_path / 'results'}")
 
 
 def test_corrupt_plan_json_and_config_json(monkeypatch, capsys, tmp_path):
@@ -194,14 +192,16 @@ def test_corrupt_plan_json_and_config_json(monkeypatch, capsys, tmp_path):
     config = store.run_dir(spec.dataset, spec.variant, spec.train_seed, spec.run_id) / "config.json"
     config.parent.mkdir(parents=True)
     config.write_text('{"run_id": "torn')
-    before = {p: p.stat().st_mtime_ns for p in files(tmp_path / "results")}
-    code, _, err = run_cli(monkeypatch, capsys, *RUN)
-    assert_refused(code, err, f"{config} is corrupt (Unterminated string")
-    assert {p: p.stat().st_mtime_ns for p in files(tmp_path / "results")} == before
+    assert_refused(monkeypatch, capsys, *RUN, store=tmp_path / "results",
+                   says=f"{config} is corrupt (Unterminated string")
+    config.write_text("[]")
+    assert_refused(monkeypatch, capsys, *RUN, store=tmp_path / "results",
+                   says=f"{config} is not of the shape bench reads: the file is a list, not an object; delete the "
+                        "run folder")
 
     store.plan_path.write_text("{nope")
-    code, _, err = run_cli(monkeypatch, capsys, "report", "--results", "results")
-    assert_refused(code, err, "results/t/plan.json is corrupt (Expecting property name")
+    assert_refused(monkeypatch, capsys, "report", "--results", "results", store=tmp_path / "results",
+                   says="results/t/plan.json is corrupt (Expecting property name")
 
 
 def test_dollar_signs_in_class_names_are_drawn_as_text(monkeypatch, capsys, tmp_path):
@@ -241,3 +241,47 @@ def test_one_grammar_for_data_set_specs(monkeypatch, capsys, tmp_path, inputs):
     code, out, err = run_cli(monkeypatch, capsys, "eval", "--real", "npz:fake.npz", "--fake", "fake.npz",
                            "--metrics", "ssim", "--cache", str(tmp_path / "cache"))
     assert code in (0, None), err
+
+
+@pytest.mark.parametrize("file, change, fragment", [
+    ("plan.json", lambda plan: {**plan, "runs": {"a": 1}}, "plan.json is not of the shape bench reads: runs is "
+                                                         "an object, not a list; delete it and run the suite's"),
+    ("plan.json", lambda plan: [plan], "plan.json is not of the shape bench reads: the file is a list, not an "
+                                       "object"),
+    ("plan.json", lambda plan: {**plan, "runs": [{**plan["runs"][0], "gen_seeds": "0,1"}]},
+     "runs[0].gen_seeds is a string, not a list"),
+    ("plan.json", lambda plan: {**plan, "runs": [{"dataset": "d", "train_seed": 0, "run_id": "r"}]},
+     "runs[0] lacks variant or method"),
+    ("plan.json", lambda plan: {**plan, "config": {"sample": 3}}, "config.sample is an integer, not an object"),
+    ("metrics.json", lambda record: {**record, "metrics": [1, 2]}, "metrics.json is not of the shape bench "
+     "reads: metrics is a list, not an object; delete it and re-run `bench run` to redo that evaluation"),
+    ("metrics.json", lambda record: {**record, "per_class": {"ssim": 0.5}}, "per_class.ssim is a number, not an object"),
+    ("metrics.json", lambda record: {**record, "confusion": [[1, "x"]]}, "confusion[0][1] is 'x', not an integer "
+                                                                         "or a number"),
+    ("metrics.json", lambda record: {**record, "metrics": {"ssim": "high"}}, "metrics['ssim'] is 'high', not a "
+                                                                             "number"),
+    ("config.json", lambda config: {**config, "class_names": "tumor"}, "config.json is not of the shape bench "
+     "reads: class_names is a string, not a list; delete the run folder"),
+])
+def test_report_refuses_store_json_of_another_shape(monkeypatch, capsys, tmp_path, file, change, fragment):
+    """Store files edited by hand or written by another tool: named with the field and the fix (issue 34)."""
+    from test_report import make_store
+    root = make_store(tmp_path, methods=("baseline", "drift:delta=-0.05"))
+    path = root / "plan.json" if file == "plan.json" else sorted(root.rglob(file))[0]
+    path.write_text(json.dumps(change(json.loads(path.read_text()))))
+    assert_refused(monkeypatch, capsys, "report", "--results", str(tmp_path / "results"), store=tmp_path,
+                   says=(str(path), fragment))
+
+
+@pytest.mark.parametrize("role, weights, fragment", [
+    ("expert", "text.pt", "text.pt is not a valid weights file"),
+    ("scorer", "torn.safetensors", "torn.safetensors is not a valid weights file"),
+])
+def test_bad_classifier_weights_are_refused_before_anything_is_written(monkeypatch, capsys, tmp_path, role, weights,
+                                                                       fragment):
+    """They were refused by the classifier's task, after plan.json and the data cache (issue 34, item 8)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "text.pt").write_text("not weights")
+    (tmp_path / "torn.safetensors").write_bytes(b"\x00" * 7)
+    (tmp_path / "bench.toml").write_text(toml(**{role: {"weights": weights}}))
+    assert_refused(monkeypatch, capsys, *RUN, store=tmp_path / "results", says=fragment)

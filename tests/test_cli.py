@@ -2,7 +2,7 @@
 import json
 
 import pytest
-from cli_runner import run_cli
+from cli_runner import assert_refused, run_cli
 
 from bench.core.store import DONE
 
@@ -15,27 +15,33 @@ from bench.core.store import DONE
     (["--seeds", "0"], "", "suite.seeds"),
     (["--methods", "drift:delta=x"], "", "bad value 'x' for drift:delta"),
     (["--methods", "baseline,ssl:encoder=scorer"], "", "ssl encoder 'scorer' is refused"),
+    (["--preset", ""], "", "unknown preset ''; valid presets: tiny"),
+    (["--config", "."], "", "config file . is a folder; pass --config PATH/TO/bench.toml"),
+    (["--methods", "baseline,delta=1"], "", "--methods: 'delta=1' is a key=value parameter but follows 'baseline', "
+                                            "which has no parameters; write parameters after their method and a "
+                                            "colon, e.g. baseline:delta=1"),
+    (["--methods", "delta=1,drift"], "", "'delta=1' is a key=value parameter but comes first"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(monkeypatch, capsys, tmp_path, extra, toml, fragment):
     monkeypatch.chdir(tmp_path)
     if toml is not None:
         (tmp_path / "bench.toml").write_text(toml)
-    code, out, err = run_cli(monkeypatch, capsys, "run", "--preset", "tiny", "--executor", "local",
-                             "--results", "results", *extra)
-    assert code == 2
-    assert fragment in err and err.strip().count("\n") == 0 and "Traceback" not in err
-    assert not (tmp_path / "results").exists()
+    assert_refused(monkeypatch, capsys, "run", "--preset", "tiny", "--executor", "local", "--results", "results",
+                   *extra, store=tmp_path / "results", says=fragment)
 
 
 def test_tiny_suite_runs_resumes_and_reports(monkeypatch, capsys, tmp_path):
-    """A grid with one variant that diverges: it is recorded FAILED, the rest finishes, exit 1."""
+    """A grid with one variant that diverges: it is recorded FAILED, the rest finishes, exit 1. The store's
+    path holds rich markup ('[/]' closes no tag): it is printed as given (issue 34)."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bench.toml").write_text('[suite]\nname = "t"\nseeds = 2\n'
                                          'methods = ["baseline", "drift:delta=0.1", "drift:delta=1e30"]\n')
-    args = ["run", "--preset", "tiny", "--executor", "local", "--results", "results"]
+    results = "r_[/]x"
+    args = ["run", "--preset", "tiny", "--executor", "local", "--results", results]
     code, out, err = run_cli(monkeypatch, capsys, *args)
     assert code == 1 and "1 failed" in out and "drift:delta=1e+30" in out and "loss became nan" in out
-    root = tmp_path / "results" / "t"
+    root = tmp_path / results / "t"
+    assert f"{root}: 2 trained, 4 evaluated" in out and f"results: {root}" in err
     metrics = sorted(root.glob("runs/*/*/train-seed=0/*/eval/seed=*/metrics.json"))
     assert len(metrics) == 4
     m = json.loads(metrics[0].read_text())
@@ -56,8 +62,9 @@ def test_tiny_suite_runs_resumes_and_reports(monkeypatch, capsys, tmp_path):
     assert code == 1 and "nothing to do" in out
     assert stamps == [p.stat().st_mtime_ns for p in metrics + done]
 
-    code, out, err = run_cli(monkeypatch, capsys, "report", "--results", "results")
+    code, out, err = run_cli(monkeypatch, capsys, "report", "--results", results)
     assert code in (0, None), err
+    assert f"report written to {results}/t/report" in out
     csv = (root / "report" / "leaderboard.csv").read_text().splitlines()
     assert csv[0].startswith("dataset,method,n,") and len(csv) >= 3
     assert {f"{m}_{s}" for m in ("tstr_acc", "aug_gain", "copy_rate") for s in ("mean", "ci_low", "ci_high")} <= set(
@@ -70,10 +77,9 @@ def test_a_scorer_identical_to_the_expert_is_refused(monkeypatch, capsys, tmp_pa
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bench.toml").write_text('[expert]\nbackbone = "resnet10t"\n'
                                          '[scorer]\nbackbone = "resnet10t"\nseed = 0\n')
-    code, out, err = run_cli(monkeypatch, capsys, "run", "--executor", "local", "--results", "results")
-    assert code == 2 and err.strip().count("\n") == 0 and "Traceback" not in err
-    assert "[scorer] in bench.toml" in err and "is identical to [expert]" in err and "scorer.backbone" in err
-    assert not (tmp_path / "results").exists()
+    assert_refused(monkeypatch, capsys, "run", "--executor", "local", "--results", "results",
+                   store=tmp_path / "results", says=("[scorer] in bench.toml", "is identical to [expert]",
+                                                     "scorer.backbone"))
 
 
 def test_reusing_a_run_on_data_with_other_classes_is_refused(monkeypatch, capsys, tmp_path):
@@ -91,5 +97,5 @@ def test_reusing_a_run_on_data_with_other_classes_is_refused(monkeypatch, capsys
     code, out, err = run_cli(monkeypatch, capsys, *args)
     assert code == 0, err
     (tmp_path / "tiles" / "a").rename(tmp_path / "tiles" / "c")  # same config, other classes
-    code, out, err = run_cli(monkeypatch, capsys, *args)
-    assert code == 2 and "do not match" in err and "delete that run folder" in err
+    assert_refused(monkeypatch, capsys, *args, store=tmp_path / "results",
+                   says=("do not match", "delete that run folder"))

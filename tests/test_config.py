@@ -1,6 +1,6 @@
 import pytest
 
-from bench.config import load_config
+from bench.config import build_config, load_config
 from bench.core.errors import BenchError
 from bench.engine.plan import build_plan, run_id
 
@@ -69,3 +69,9 @@ def test_plan_puts_the_baseline_first_and_refuses_duplicates():
     assert [(s.variant, s.train_seed) for s in plan] == [("baseline", 0), ("baseline", 1)]
     with pytest.raises(BenchError, match="listed twice"):
         build_plan(load_config(None, "tiny", {"suite": {"methods": ["baseline", "baseline"]}}))
+
+
+def test_a_config_that_is_no_table_is_refused_by_name():
+    """A run's config.json with "config": "oops" was read section by section, letter by letter ([o])."""
+    with pytest.raises(BenchError, match=r"^run/config.json holds 'oops' as its config, not a table of sections"):
+        build_config("oops", "run/config.json")

@@ -23,16 +23,16 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from rich.console import Console
 from test_plugins import readme_plugin_source
 
 from bench.config import ExecutionConfig, load_config
 from bench.config.presets import PRESETS
+from bench.core.console import make_console
 from bench.core.errors import BenchError
 from bench.core.store import DONE, FAILED
 from bench.engine.executors import RayExecutor, ray_address
 from bench.engine.progress import PROGRESS_FILE, GridView, ProgressWriter, read_progress
-from bench.engine.runner import run_suite
+from bench.engine.runner import UNRECORDED, run_suite
 from bench.methods import REGISTRY, load_plugin
 
 # RAY_AUTH_MODE=disabled as CI sets it: bench's private instance must be safe all the same.
@@ -196,7 +196,7 @@ def test_killed_worker_and_ctrl_c_resume_to_identical_samples(tmp_path):
         variants = [json.loads((d / "config.json").read_text())["method"] for d in redo]
         cfg = load_config(config, None, {"suite": {"name": "reference", "methods": variants},
                                          "execution": {"executor": "local"}})
-        summary = run_suite(cfg, tmp_path / "results", Console(file=open(os.devnull, "w")))
+        summary = run_suite(cfg, tmp_path / "results", make_console(file=open(os.devnull, "w")))
         assert not summary.failed and summary.trained == len(redo)
     finally:
         REGISTRY.pop("offset-noise", None)
@@ -326,9 +326,9 @@ def test_a_failed_expert_fails_only_what_needs_it(tmp_path, monkeypatch):
     cfg = load_config(None, "tiny", {"suite": {"methods": ["baseline", "aligned"], "seeds": 1},
                                      "metrics": {"names": ["acc[expert]"]},
                                      "execution": {"executor": "local", "device": "cpu"}})
-    summary = run_suite(cfg, tmp_path, Console(file=open(os.devnull, "w")))
+    summary = run_suite(cfg, tmp_path, make_console(file=open(os.devnull, "w")))
     assert summary.trained == 1 and summary.evaluated == 0  # baseline trains without the expert
-    assert summary.failed == ["expert: RuntimeError: no expert today",
+    assert summary.failed == [f"expert: RuntimeError: no expert today ({UNRECORDED})",
                               "aligned (train seed 0): the expert is unavailable (RuntimeError: no expert today)",
                               "baseline (train seed 0, gen seed 0): the expert is unavailable "
                               "(RuntimeError: no expert today)"]
@@ -337,7 +337,7 @@ def test_a_failed_expert_fails_only_what_needs_it(tmp_path, monkeypatch):
         raise BenchError("expert weights not found; pass --expert-weights")
     monkeypatch.setattr("bench.engine.runner.prepare_classifier", missing_weights)
     with pytest.raises(BenchError, match="expert weights not found"):  # bad input stops the run: exit 2
-        run_suite(cfg, tmp_path / "again", Console(file=open(os.devnull, "w")))
+        run_suite(cfg, tmp_path / "again", make_console(file=open(os.devnull, "w")))
 
 
 def test_progress_view_counts_and_shows_only_this_invocation(tmp_path):
@@ -351,7 +351,7 @@ def test_progress_view_counts_and_shows_only_this_invocation(tmp_path):
     view.submitted("h2", "train", "drift (train seed 0)", theirs)
     view.submitted("h3", "eval", "baseline (train seed 0, gen seed 0)", tmp_path / "c" / PROGRESS_FILE)
     view.count("train", done=2)
-    console = Console(record=True, width=150, file=open(os.devnull, "w"))
+    console = make_console(record=True, width=150, file=open(os.devnull, "w"))
     console.print(view)
     text = console.export_text()
     assert re.search(r"train\s+1\s+1\s+2\s+0", text) and re.search(r"eval\s+1\s+0\s+0\s+0", text)

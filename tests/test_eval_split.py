@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from cli_runner import run_cli
+from cli_runner import assert_refused, run_cli
 from PIL import Image
 
 from bench.config import load_config
@@ -147,7 +147,4 @@ def test_bad_eval_split_is_one_line_exit_2_and_writes_nothing(monkeypatch, capsy
                                                               suite_line, fragment):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bench.toml").write_text(TINY.replace('name = "s"', suite_line or 'name = "s"'))
-    code, out, err = run_cli(monkeypatch, capsys, *args, "--results", "results")
-    assert code == 2, err
-    assert fragment in err and err.strip().count("\n") == 0 and "Traceback" not in err
-    assert not (tmp_path / "results").exists()
+    assert_refused(monkeypatch, capsys, *args, "--results", "results", store=tmp_path / "results", says=fragment)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_runner import run_cli
+from cli_runner import assert_refused, run_cli
+from safetensors.torch import save_file
 from tiny_vae import save_vae
 
 from bench.config import load_config
@@ -91,14 +92,12 @@ def test_a_latent_run_whose_vae_is_gone_or_changed_is_refused_and_nothing_writte
     vae.rename(kept)
     if case == "other-weights":
         save_vae(vae, seed=1)
-    cached = sorted(latent_store.glob("cache/*"))
-    try:
-        code, _, err = run_cli(monkeypatch, capsys, "export", str(source), str(tmp_path / "out"))
+    try:  # no export, and no latents of the changed VAE in the cache
+        assert_refused(monkeypatch, capsys, "export", str(source), str(tmp_path / "out"),
+                       store=(tmp_path, latent_store), says=fragment)
     finally:
         shutil.rmtree(vae, ignore_errors=True)
         kept.rename(vae)
-    assert_refused(code, err, fragment)
-    assert list(tmp_path.iterdir()) == [] and sorted(latent_store.glob("cache/*")) == cached  # no latents of it
 
 
 FRESH_PROCESS = """
@@ -147,9 +146,8 @@ def test_a_plugin_method_that_cannot_export_is_refused(monkeypatch, capsys, stor
     def needs_the_run(self, model, sampler):
         raise BenchError(f"{self.name} samples from its train split, which an export does not carry")
     monkeypatch.setattr(Baseline, "export_state", needs_the_run)
-    code, out, err = run_cli(monkeypatch, capsys, "export", str(run_dir(store, "baseline")), str(tmp_path / "out"))
-    assert_refused(code, err, "samples from its train split")
-    assert list(tmp_path.iterdir()) == []
+    assert_refused(monkeypatch, capsys, "export", str(run_dir(store, "baseline")), str(tmp_path / "out"),
+                   store=tmp_path, says="samples from its train split")
 
 
 def test_a_failed_write_leaves_nothing(monkeypatch, store, tmp_path):
@@ -165,12 +163,6 @@ def test_a_failed_write_leaves_nothing(monkeypatch, store, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def assert_refused(code, err, fragment):
-    assert code == 2, err
-    assert err.startswith("error: ") and err.strip().count("\n") == 0 and "Traceback" not in err, err
-    assert fragment in err, err
-
-
 @pytest.mark.parametrize("case, fragment", [
     ("missing", "is not a run folder of a results store"),
     ("outside", "is not a run folder of a results store"),
@@ -179,13 +171,20 @@ def assert_refused(code, err, fragment):
     ("failed", "failed (loss became nan at step 3); there is no model to export"),
     ("no-checkpoint", "has no checkpoint.safetensors"),
     ("torn-checkpoint", "checkpoint.safetensors is unreadable"),
+    ("other-weights", "checkpoint.safetensors is unreadable or holds other weights than baseline's model "
+                      "(RuntimeError: Error(s) in loading state_dict"),
+    ("linked-checkpoint", "checkpoint.safetensors is a link to"),
+    ("empty-config", "config.json is not of the shape bench reads: the file lacks config, method, run_id, "
+                     "train_seed; delete the run folder"),
+    ("config-oops", "config.json is not of the shape bench reads: config is a string, not an object"),
     ("out-not-empty", "already exists and is not an empty folder"),
     ("out-is-a-file", "already exists and is not an empty folder"),
 ])
 def test_bad_export_is_one_line_exit_2_and_writes_nothing(monkeypatch, capsys, store, tmp_path, case, fragment):
     source, out = run_dir(store, "baseline"), tmp_path / "out" / "export"
     broken = source.parent / f"broken-{case}"  # a copy of the run, in the store, spoiled
-    if case in ("unfinished", "failed", "no-checkpoint", "torn-checkpoint"):
+    if case in ("unfinished", "failed", "no-checkpoint", "torn-checkpoint", "other-weights", "linked-checkpoint",
+                "empty-config", "config-oops"):
         shutil.copytree(source, broken)
     if case == "unfinished":
         (broken / DONE).unlink()
@@ -196,6 +195,16 @@ def test_bad_export_is_one_line_exit_2_and_writes_nothing(monkeypatch, capsys, s
         (broken / "checkpoint.safetensors").unlink()
     elif case == "torn-checkpoint":
         (broken / "checkpoint.safetensors").write_bytes(b"\x00" * 7)
+    elif case == "other-weights":
+        save_file({"conv.weight": torch.zeros(2, 2)}, broken / "checkpoint.safetensors")
+    elif case == "linked-checkpoint":  # another run's weights, here the run's own: a link bench never writes
+        (broken / "checkpoint.safetensors").unlink()
+        (broken / "checkpoint.safetensors").symlink_to(source / "checkpoint.safetensors")
+    elif case == "empty-config":
+        (broken / "config.json").write_text("{}")
+    elif case == "config-oops":
+        config = json.loads((broken / "config.json").read_text())
+        (broken / "config.json").write_text(json.dumps({**config, "config": "oops"}))
     elif case == "out-not-empty":
         out.mkdir(parents=True)
         (out / "mine.txt").write_text("keep")
@@ -205,13 +214,10 @@ def test_bad_export_is_one_line_exit_2_and_writes_nothing(monkeypatch, capsys, s
     given = {"missing": tmp_path / "nope", "outside": tmp_path, "suite": store}.get(case, broken)
     if case.startswith("out-"):
         given = source
-    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     try:
-        code, _, err = run_cli(monkeypatch, capsys, "export", str(given), str(out))
+        assert_refused(monkeypatch, capsys, "export", str(given), str(out), store=(tmp_path, store), says=fragment)
     finally:
         shutil.rmtree(broken, ignore_errors=True)
-    assert_refused(code, err, fragment)
-    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
 
 
 def test_the_pipeline_refuses_unknown_classes_and_foreign_folders(monkeypatch, capsys, store, tmp_path):
@@ -230,3 +236,27 @@ def test_the_pipeline_refuses_unknown_classes_and_foreign_folders(monkeypatch, c
     shutil.rmtree(tmp_path / "out" / "conditioning")
     with pytest.raises(BenchError, match="is not a folder written by `bench export`"):
         BenchPipeline.from_pretrained(tmp_path / "out")
+
+
+@pytest.mark.parametrize("file, spoil, fragment", [
+    ("conditioning/bench.json", lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "class_names": "x"})),
+     "bench.json is not of the shape bench reads: class_names is a string, not a list; export the run again"),
+    ("scheduler/bench_sampling.json", lambda p: p.write_text("{}"),
+     "bench_sampling.json is not of the shape bench reads: the file lacks sample, data_mean"),
+    ("conditioning/modules.safetensors", lambda p: p.write_bytes(b"\x00" * 7),
+     "modules.safetensors is unreadable (SafetensorError"),
+    ("conditioning/modules.safetensors", lambda p: save_file({"x": torch.zeros(1)}, p),
+     "does not load as the model `bench export` wrote (RuntimeError: Error(s) in loading state_dict"),
+    ("unet/diffusion_pytorch_model.safetensors", lambda p: p.write_bytes(b"\x00" * 7),
+     "does not load as the model `bench export` wrote"),
+])
+def test_a_tampered_export_is_refused_naming_the_file(monkeypatch, capsys, store, tmp_path, file, spoil, fragment):
+    """BenchPipeline.from_pretrained raised KeyError, ValueError or SafetensorError (issue 34, item 3)."""
+    from bench.engine.pipeline import BenchPipeline
+    code, _, err = run_cli(monkeypatch, capsys, "export", str(run_dir(store, "baseline")), str(tmp_path / "out"))
+    assert code in (0, None), err
+    spoil(tmp_path / "out" / file)
+    with pytest.raises(BenchError) as refused:
+        BenchPipeline.from_pretrained(tmp_path / "out")
+    assert fragment in str(refused.value) and str(tmp_path / "out") in str(refused.value)
+    assert "\n" not in str(refused.value) and "export the run again with `bench export RUN_DIR OUT`" in str(refused.value)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_runner import run_cli
+from cli_runner import assert_refused, run_cli
 
 from bench.datasets.base import PreparedData
 from bench.engine.plan import run_id
@@ -140,6 +140,10 @@ def test_a_changed_init_changes_the_run_id(tmp_path):
     ("no-weights", "{tmp}/no-weights", "holds no U-Net weights in safetensors"),
     ("pickle", "{tmp}/pickle", "bench never unpickles a .bin file"),
     ("misshapen", "{tmp}/misshapen", "the folder's config.json and weights disagree"),
+    ({"json": []}, "{tmp}/json", "json/config.json is not of the shape bench reads: the file is a list, not an object"),
+    ({"block_out_channels": 64}, "{tmp}/json", "block_out_channels is an integer, not a list"),
+    ({"cross_attention_dim": "abc"}, "{tmp}/json", "cross_attention_dim is 'abc', not an integer or a list"),
+    ({"down_block_types": ["NoSuchBlock2D"] * 2}, "{tmp}/json", "its U-Net config.json does not build a U-Net"),
 ])
 def test_an_unusable_init_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, make, init, message):
     import huggingface_hub.constants
@@ -160,12 +164,13 @@ def test_an_unusable_init_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, 
         save_unet(tmp_path / "misshapen")
         config = json.loads((tmp_path / "misshapen" / "config.json").read_text())
         (tmp_path / "misshapen" / "config.json").write_text(json.dumps({**config, "block_out_channels": [8, 32]}))
+    elif isinstance(make, dict):  # a config.json of wrong types (issue 34, item 2)
+        save_unet(tmp_path / "json")
+        config = json.loads((tmp_path / "json" / "config.json").read_text())
+        (tmp_path / "json" / "config.json").write_text(json.dumps(make.get("json", {**config, **make})))
     config = suite_toml(tmp_path, init.format(tmp=tmp_path))
-    code, out, err = run_cli(monkeypatch, capsys, "run", "--preset", "tiny", "--executor", "local",
-                             "--config", str(config), "--results", str(tmp_path / "results"))
-    assert code == 2
-    assert err.count("\n") == 1 and err.startswith("error: ") and message.format(tmp=tmp_path) in err, err
-    assert not (tmp_path / "results").exists()
+    assert_refused(monkeypatch, capsys, "run", "--preset", "tiny", "--executor", "local", "--config", str(config),
+                   "--results", str(tmp_path / "results"), store=tmp_path / "results", says=message.format(tmp=tmp_path))
 
 
 def test_a_trained_run_loads_without_reading_the_init_weights_again(tmp_path, toy_data):

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cli_runner import run_cli
+from cli_runner import assert_refused, run_cli
 from diffusers import AutoencoderKL
-from test_bad_input import RUN, assert_refused, files, toml
+from test_bad_input import RUN, toml
 from tiny_vae import save_vae
 
 from bench import cli
@@ -26,6 +26,13 @@ from bench.testing import tiny_config, toy_data
 
 CPU = torch.device("cpu")
 METHODS = ("baseline", "aligned", "ssl:simclr_steps=2", "fgscore:n_refs=2", "drift")
+
+
+def edited(folder, **changes):
+    """A VAE folder whose config.json holds values of other types (issue 34, item 2)."""
+    config = json.loads((Path(folder) / "config.json").read_text())
+    (Path(folder) / "config.json").write_text(json.dumps({**config, **changes}))
+    return folder
 
 
 def torn(folder: str) -> str:
@@ -165,6 +172,9 @@ def test_aligned_shows_its_expert_the_decoded_x_t(tmp_path, vae_path):
     (lambda tmp: save_vae(tmp / "v", safetensors=False), {},
      "has no diffusion_pytorch_model.safetensors; bench loads VAE weights from safetensors only"),
     (lambda tmp: torn(save_vae(tmp / "v")), {}, "does not load (Unable to load weights from checkpoint file"),
+    (lambda tmp: edited(save_vae(tmp / "v"), latent_channels="four"), {},
+     "v/config.json is not of the shape bench reads: latent_channels is 'four', not an integer"),
+    (lambda tmp: edited(save_vae(tmp / "v"), block_out_channels=64), {}, "block_out_channels is an integer, not a list"),
 ])
 def test_a_bad_vae_is_refused_before_anything_is_written(monkeypatch, capsys, tmp_path, make, changes, fragment):
     inputs = tmp_path / "inputs"
@@ -172,5 +182,4 @@ def test_a_bad_vae_is_refused_before_anything_is_written(monkeypatch, capsys, tm
     vae = make(inputs)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bench.toml").write_text(toml(**changes, model={"size": "tiny", "vae": vae}))
-    code, _, err = run_cli(monkeypatch, capsys, *RUN)
-    assert_refused(code, err, fragment, files(tmp_path / "results"))
+    assert_refused(monkeypatch, capsys, *RUN, store=tmp_path / "results", says=fragment)

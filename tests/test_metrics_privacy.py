@@ -4,9 +4,9 @@ import io
 
 import numpy as np
 import pytest
-from rich.console import Console
 
 from bench.config import load_config
+from bench.core.console import make_console
 from bench.engine.runner import run_suite
 from bench.methods import REGISTRY, ConditioningMethod
 from bench.metrics.privacy import COPY_QUANTILE, NEIGHBOURS, copy_scores, nearest, pixels
@@ -42,7 +42,7 @@ def test_copy_rate_catches_a_method_that_returns_training_images(tmp_path, copie
     cfg = load_config(None, "tiny", {"suite": {"methods": ["baseline", "test-copier"], "seeds": 1},
                                      "metrics": {"names": ["copy_rate"]},
                                      "execution": {"executor": "local", "device": "cpu"}})
-    summary = run_suite(cfg, tmp_path, Console(file=io.StringIO()))
+    summary = run_suite(cfg, tmp_path, make_console(file=io.StringIO()))
     assert not summary.failed and summary.evaluated == 2
     report = build_report(summary.root, ("html",))
     table = report.tables[0]

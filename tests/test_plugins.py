@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_cli import run_cli
+from cli_runner import assert_refused, run_cli
 
 from bench.core.errors import BenchError
 from bench.methods import REGISTRY, load_plugin, method_table, parse_variant
@@ -92,5 +92,62 @@ def test_check_method_fails_a_broken_plugin_and_refuses_bad_input(monkeypatch, c
     assert "FAIL global-noise: same seed gives identical samples: generation seed 3 gave different" in out
     assert out.splitlines()[-1] == f"3 of {len(CHECKS)} checks passed"  # the loss, shape and bf16 checks pass
     for bad, message in (("missing.py", "not found"), ("empty.py", "defines no method")):
-        code, out, err = run_cli(monkeypatch, capsys, "check-method", str(tmp_path / bad))
-        assert code == 2 and message in err and err.count("\n") == 1, err
+        assert_refused(monkeypatch, capsys, "check-method", str(tmp_path / bad), store=tmp_path, says=message)
+
+
+HEAD = "from dataclasses import dataclass\n\nfrom bench.methods import ConditioningMethod\n\n\n"
+RAISING_PARAMS = HEAD + ("@dataclass(frozen=True)\nclass Params:\n    a: int = 1\n\n"
+                         "    def __post_init__(self):\n        raise {error}\n\n\n"
+                         "class Hostile(ConditioningMethod):\n    name = 'hostile'\n    Params = Params\n")
+RAISING_CHECK = HEAD + ("class Hostile(ConditioningMethod):\n    name = 'hostile'\n\n"
+                        "    @classmethod\n    def check(cls, params, unet):\n        raise {error}\n")
+
+
+def declaring(line: str) -> str:
+    return HEAD + f"class Hostile(ConditioningMethod):\n    name = 'hostile'\n    {line}\n"
+
+
+@pytest.fixture
+def registry_kept():
+    """What a hostile plug-in registered is gone after the test."""
+    before = dict(REGISTRY)
+    yield
+    REGISTRY.clear()
+    REGISTRY.update(before)
+
+
+@pytest.mark.parametrize("source, fragment", [
+    (declaring("name = 123"), "method name 123 of bench_plugin_hostile.Hostile must be a non-empty string"),
+    (declaring("name = 'a:b'"), "method name 'a:b' of bench_plugin_hostile.Hostile must be a non-empty string "
+                                "without surrounding spaces or any of : , ="),
+    (declaring("name = ' a'"), "method name ' a' of"),
+    (declaring("paper = 2024"), "paper of method 'hostile' (bench_plugin_hostile.Hostile) must be a string"),
+    (declaring("Params = dict"), "Params of method 'hostile' (bench_plugin_hostile.Hostile) must be a dataclass"),
+    ("raise KeyboardInterrupt\n", "hostile.py failed to import: it was interrupted (KeyboardInterrupt)"),
+    (RAISING_PARAMS.format(error="RuntimeError('boom')"),
+     "Params of method 'hostile' (bench_plugin_hostile.Hostile) raised RuntimeError: boom (a method refuses a bad "
+     "value with ValueError); fix that code or leave the method out"),
+    (RAISING_PARAMS.format(error="SystemExit(4)"), "Params of method 'hostile' (bench_plugin_hostile.Hostile) raised "
+                                                   "SystemExit: 4"),
+    (RAISING_PARAMS.format(error="ValueError('a must be odd')"), "bad parameters for method hostile: a must be odd"),
+])
+@pytest.mark.parametrize("command", ["check-method", "run"])
+def test_a_hostile_plugin_is_one_line_exit_2(monkeypatch, capsys, tmp_path, registry_kept, command, source,
+                                             fragment):
+    """Whatever a plug-in declares or raises before its method runs is bad input, by `check-method` and by
+    `run --plugin` alike (issue 34, item 4)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "hostile.py").write_text(source)
+    (tmp_path / "bench.toml").write_text("")
+    args = (("check-method", "hostile.py") if command == "check-method" else
+            ("run", "--plugin", "hostile.py", "--methods", "hostile", "--preset", "tiny", "--executor", "local"))
+    assert_refused(monkeypatch, capsys, *args, store=tmp_path, says=fragment)
+
+
+def test_a_check_raising_anything_is_refused_at_planning(monkeypatch, capsys, tmp_path, registry_kept):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "hostile.py").write_text(RAISING_CHECK.format(error="KeyError('layer')"))
+    (tmp_path / "bench.toml").write_text("")
+    assert_refused(monkeypatch, capsys, "run", "--plugin", "hostile.py", "--methods", "hostile", "--preset", "tiny",
+                   "--executor", "local", store=tmp_path,
+                   says="check of method 'hostile' (bench_plugin_hostile.Hostile) raised KeyError: 'layer'")

@@ -1,8 +1,7 @@
 """The papers' presets: each resolves to a plannable suite, `paper` stays an alias, and a preset whose
 weights are not on this machine stops with one line naming them."""
 import pytest
-from cli_runner import run_cli
-from test_bad_input import assert_refused, files
+from cli_runner import assert_refused
 
 from bench.config import load_config
 from bench.config.presets import ALIASES, DELTA_SWEEP, PRESETS, STABLE_DIFFUSION
@@ -33,6 +32,6 @@ def test_a_preset_whose_weights_are_missing_names_them_in_one_line(preset, tmp_p
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-hub"))
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bench.toml").write_text("")
-    code, _, err = run_cli(monkeypatch, capsys, "run", "--preset", preset, "--executor", "local")
-    assert_refused(code, err, f"is not in the local Hugging Face cache and bench does not download; fetch it once "
-                              f"(huggingface-cli download {STABLE_DIFFUSION})", files(tmp_path / "results"))
+    assert_refused(monkeypatch, capsys, "run", "--preset", preset, "--executor", "local", store=tmp_path / "results",
+                   says=f"is not in the local Hugging Face cache and bench does not download; fetch it once "
+                        f"(huggingface-cli download {STABLE_DIFFUSION})")

@@ -6,11 +6,11 @@ import re
 
 import numpy as np
 import pytest
-from rich.console import Console
 from scipy import stats
 
+from bench.core.console import make_console
 from bench.core.errors import BenchError
-from bench.core.store import DONE, FAILED, SuiteStore, atomic_write_bytes, atomic_write_json
+from bench.core.store import DONE, FAILED, LOG_FILE, STATE_FILE, SuiteStore, atomic_write_bytes, atomic_write_json
 from bench.report import build_report, print_leaderboard
 from bench.report.stats import holm, two_level_bootstrap
 
@@ -209,7 +209,7 @@ def test_failed_and_missing_runs_are_shown_in_every_format(tmp_path):
         assert "RunFailed: loss is NaN at step 40" in text
         assert "fgscore (missing)" in text
     assert [r.method for r in report.failed] == ["aligned"]
-    console = Console(record=True, width=200)
+    console = make_console(record=True, width=200)
     print_leaderboard(report, console)
     shown = console.export_text()
     assert "fid[scorer]" in shown and "loss is NaN" in shown and "failed" in shown
@@ -279,3 +279,17 @@ def test_a_plan_with_nothing_run_yet_reports_every_run_missing(tmp_path):
     assert [(r["method"], r["n"], r["status"]) for r in rows] == [(m, "0", "missing") for m in METHODS]
     assert len(report.problems) == len(METHODS)
     assert "not run yet" in (root / "report" / "report.html").read_text()
+
+
+def test_an_interrupted_run_says_where_it_stopped_and_how_to_resume(tmp_path):
+    """A training stopped after its checkpoint at step 800 is not "not run yet" (issue 34, item 8)."""
+    root = make_store(tmp_path, missing={("fgscore", 0)})
+    plan = json.loads((root / "plan.json").read_text())
+    atomic_write_json(root / "plan.json", {**plan, "config": {**plan["config"], "train": {"steps": 1000}}})
+    run_dir = SuiteStore(root.parent, root.name).run_dir(DATASET, "fgscore", 0, run_id("fgscore", 0))
+    atomic_write_bytes(run_dir / STATE_FILE, b"a checkpoint")
+    atomic_write_bytes(run_dir / LOG_FILE, b"".join(json.dumps({"step": s, "loss": 1.0}).encode() + b"\n"
+                                                    for s in (400, 800)) + b'{"step": 9')  # torn last line
+    build_report(root, ("csv", "html"))
+    assert ("interrupted at step 800 of 1000; re-run `bench run` to resume from its last checkpoint"
+            in (root / "report" / "report.html").read_text())

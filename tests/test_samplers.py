@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from bench.diffusion import SAMPLERS, Sampler, Schedule
-from test_cli import run_cli
+from cli_runner import assert_refused, run_cli
 
 VP_SAMPLERS = [name for name, kind in SAMPLERS.items() if kind.vp_samples]
 
@@ -103,10 +103,8 @@ def test_tiny_suite_runs_with_every_sampler(monkeypatch, capsys, tmp_path, name)
 def test_bad_sampler_input_is_one_line_exit_2(monkeypatch, capsys, tmp_path, toml, fragment):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bench.toml").write_text(toml)
-    code, out, err = run_cli(monkeypatch, capsys, "run", "--preset", "tiny", "--executor", "local",
-                             "--results", "results")
-    assert code == 2 and fragment in err and err.strip().count("\n") == 0 and "Traceback" not in err
-    assert not (tmp_path / "results").exists()
+    assert_refused(monkeypatch, capsys, "run", "--preset", "tiny", "--executor", "local", "--results", "results",
+                   store=tmp_path / "results", says=fragment)
 
 
 @pytest.mark.parametrize("name", VP_SAMPLERS + ["euler"])

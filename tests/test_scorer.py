@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from rich.console import Console
 
 from bench.config import load_config
+from bench.core.console import make_console
 from bench.core.store import DONE, SuiteStore, atomic_write_bytes, atomic_write_json
-from bench.engine.runner import run_suite
+from bench.engine.runner import UNRECORDED, run_suite
 from bench.engine.sample import generation_labels, sample_images
 from bench.engine.tasks import method_resources
 from bench.engine.train import build
@@ -123,7 +123,7 @@ def _run(tmp_path, monkeypatch, methods, metrics, broken_role):
     monkeypatch.setattr("bench.engine.runner.prepare_classifier", prepare)
     cfg = load_config(None, "tiny", {"suite": {"methods": methods, "seeds": 1}, "metrics": {"names": metrics},
                                      "execution": {"executor": "local", "device": "cpu"}})
-    return run_suite(cfg, tmp_path, Console(file=open(os.devnull, "w"))), prepared
+    return run_suite(cfg, tmp_path, make_console(file=open(os.devnull, "w"))), prepared
 
 
 def test_a_plugin_that_declares_the_expert_waits_for_it(tmp_path, monkeypatch, needy_plugin):
@@ -131,7 +131,7 @@ def test_a_plugin_that_declares_the_expert_waits_for_it(tmp_path, monkeypatch, n
                              ["ssim"], broken_role="expert")
     assert prepared == ["expert"]  # ssim needs no network: only the plug-in's declaration asks for one
     assert summary.trained == 2 and summary.evaluated == 2  # baseline and the variant without the need
-    assert summary.failed == ["expert: RuntimeError: no expert today",
+    assert summary.failed == [f"expert: RuntimeError: no expert today ({UNRECORDED})",
                               "test-needy (train seed 0): the expert is unavailable (RuntimeError: no expert today)"]
 
 
@@ -139,7 +139,7 @@ def test_scorer_metrics_hold_back_evaluations_only(tmp_path, monkeypatch):
     summary, prepared = _run(tmp_path, monkeypatch, ["baseline"], ["acc[scorer]", "ssim"], broken_role="scorer")
     assert prepared == ["scorer"]  # no method and no metric needs the expert: it is not trained
     assert summary.trained == 1 and summary.evaluated == 0
-    assert summary.failed == ["scorer: RuntimeError: no scorer today",
+    assert summary.failed == [f"scorer: RuntimeError: no scorer today ({UNRECORDED})",
                               "baseline (train seed 0, gen seed 0): the scorer is unavailable "
                               "(RuntimeError: no scorer today)"]
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_runner import run_cli
+from cli_runner import assert_refused, run_cli
 
 from bench.core.errors import BenchError
 from bench.core.store import FileLock, SuiteStore, folder_name
@@ -31,12 +31,6 @@ def plant_pickle(path: Path, marker: Path) -> Path:
 
 def files_under(root: Path) -> set[Path]:
     return {p for p in root.rglob("*")}
-
-
-def assert_one_line(err: str, *fragments: str) -> None:
-    assert err.startswith("error: ") and err.strip().count("\n") == 0 and "Traceback" not in err, err
-    for fragment in fragments:
-        assert fragment in err, err
 
 
 # ---- 1. weights files are read, never unpickled --------------------------------------------------
@@ -127,19 +121,13 @@ def test_a_suite_name_that_is_no_plain_folder_is_refused(monkeypatch, capsys, tm
     monkeypatch.chdir(work)
     name = name.format(absolute=tmp_path / "x")  # like /tmp/x, but where this test can see it
     (work / "bench.toml").write_text(f"[suite]\nname = {name!r}\n".replace("'", '"'))
-    before = files_under(tmp_path)
-    code, out, err = run_cli(monkeypatch, capsys, "run", "--preset", "tiny", "--executor", "local",
-                             "--results", "results")
-    assert code == 2
-    assert_one_line(err, "suite.name", "plain folder name")
-    assert files_under(tmp_path) == before
+    assert_refused(monkeypatch, capsys, "run", "--preset", "tiny", "--executor", "local", "--results", "results",
+                   store=tmp_path, says=("suite.name", "plain folder name"))
 
 
 def test_report_refuses_a_suite_outside_the_store(monkeypatch, capsys, tmp_path):
-    code, out, err = run_cli(monkeypatch, capsys, "report", "--results", str(tmp_path / "results"),
-                             "--suite", "../elsewhere")
-    assert code == 2
-    assert_one_line(err, "plain folder name")
+    assert_refused(monkeypatch, capsys, "report", "--results", str(tmp_path / "results"), "--suite", "../elsewhere",
+                   store=tmp_path, says="plain folder name")
 
 
 def test_a_data_set_path_that_climbs_out_writes_only_under_the_results(monkeypatch, capsys, tmp_path):
@@ -197,12 +185,11 @@ def test_a_plugin_taking_a_built_in_name_is_refused_with_one_line(monkeypatch, c
     (tmp_path / "evil.py").write_text("from bench.methods import ConditioningMethod\n\n\n"
                                       "class Evil(ConditioningMethod):\n    name = \"baseline\"\n")
     builtin = REGISTRY["baseline"]
-    code, out, err = run_cli(monkeypatch, capsys, "run", "--plugin", "evil.py", "--preset", "tiny",
-                             "--executor", "local", "--results", "results")
-    assert code == 2
-    assert_one_line(err, "evil.py", "'baseline'", "already registered by bench.methods.baseline.Baseline")
+    err = assert_refused(monkeypatch, capsys, "run", "--plugin", "evil.py", "--preset", "tiny", "--executor", "local",
+                         "--results", "results", store=tmp_path / "results",
+                         says=("evil.py", "'baseline'", "already registered by bench.methods.baseline.Baseline"))
     assert "failed to import" not in err
-    assert REGISTRY["baseline"] is builtin and not (tmp_path / "results").exists()
+    assert REGISTRY["baseline"] is builtin
 
 
 def test_the_same_plugin_loaded_again_is_not_refused(tmp_path):

@@ -9,15 +9,15 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 
 import typer
-from rich.console import Console
 
 from bench import __version__
 from bench.cli import data, eval, export, methods, report, run
+from bench.core.console import make_console
 from bench.core.errors import BenchError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark conditioning methods for diffusion models on medical images.")
-err_console = Console(stderr=True)
+err_console = make_console(stderr=True)
 VERSIONED_LIBRARIES = ("torch", "diffusers", "torch-fidelity", "ray")  # what a result's numbers depend on
 
 
@@ -64,6 +64,6 @@ def main() -> None:
 
 
 def _bad_input(message: str) -> None:
-    err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    err_console.print(f"error: {message}", highlight=False, soft_wrap=True)
     sys.exit(2)
 

@@ -7,16 +7,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from bench.core.console import make_console
 from bench.datasets import PROCEDURAL, DataConfig, PreparedData, load_prepared, parse_spec
 from bench.datasets.fetch import fetch
 from bench.datasets.manifest import KNOWN, data_dir
 from bench.datasets.npz import read_npz
 
 data_app = typer.Typer(help="List, check and download data sets.", no_args_is_help=True)
-console = Console()
+console = make_console()
 
 ROOT_HELP = "data dir (default: $BENCH_DATA or ~/.cache/bench/data)"
 
@@ -70,10 +70,10 @@ def verify(target: str = typer.Argument(..., help="a data set: a known name, fol
     data: PreparedData = load_prepared(_config_for(target, root))
     counts = ", ".join(f"{s} {len(data.split(s)[1])}" for s in ("train", "val", "test"))
     console.print(f"OK {data.name}: {data.num_classes} classes, {counts}, "
-                  f"{data.image_size}px x{data.channels}")
+                  f"{data.image_size}px x{data.channels}", soft_wrap=True)  # one line, whatever the path's length
     for key in ("converted", "center_cropped", "resized", "checksum"):
         if key in data.meta:
-            console.print(f"  {key}: {data.meta[key]}")
+            console.print(f"  {key}: {data.meta[key]}", soft_wrap=True)
 
 
 @data_app.command("fetch")
@@ -85,4 +85,4 @@ def fetch_cmd(name: str = typer.Argument(..., help="a known data set name (see `
         console.print(f"{name} is generated on the fly; nothing to fetch")
         return
     path = fetch(name, root, show_progress=not quiet)
-    console.print(f"OK {name}: {path}")
+    console.print(f"OK {name}: {path}", soft_wrap=True)

@@ -7,10 +7,9 @@ from typing import Optional
 
 import numpy as np
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from bench.core.console import make_console
 from bench.core.errors import BenchError
 from bench.core.store import atomic_write_json
 from bench.datasets import load_prepared
@@ -134,9 +133,10 @@ def eval_command(
     table = Table("metric", "value", "real data", "n_gen", "n_ref")
     for name, value in result["metrics"].items():
         prov, ref = result["provenance"].get(name, {}), result["reference"].get(name)
-        table.add_row(escape(name), f"{value:.6g}", "" if ref is None else f"{ref:.6g}",
+        table.add_row(name, f"{value:.6g}", "" if ref is None else f"{ref:.6g}",
                       str(prov.get("n_gen", "")), str(prov.get("n_ref", "")))
-    Console().print(table)
+    console = make_console()
+    console.print(table)
     if out is not None:
         atomic_write_json(out, {"metrics": result["metrics"], "provenance": result["provenance"]})
-        Console().print(f"written to {out}")
+        console.print(f"written to {out}")

@@ -5,10 +5,11 @@ import tempfile
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
+from bench.core.console import make_console
+
+console = make_console()
 
 
 def methods(plugin: list[str] = typer.Option([], help="also load these plug-ins")):

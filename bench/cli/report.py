@@ -5,12 +5,11 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-
+from bench.core.console import make_console
 from bench.core.errors import BenchError
 from bench.core.store import SuiteStore, folder_split
 
-console = Console()
+console = make_console()
 
 
 def report(
@@ -40,4 +39,4 @@ def report(
     for root in roots:
         rep = build_report(root, formats)
         print_leaderboard(rep, console)
-        console.print(f"report written to {root / 'report'}")
+        console.print(f"report written to {root / 'report'}", soft_wrap=True)

@@ -5,13 +5,15 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
+from rich.text import Text
 
+from bench.core.console import make_console
+from bench.core.errors import BenchError
 from bench.core.store import SuiteStore
 from bench.datasets import parse_spec
 
-console = Console()
-err_console = Console(stderr=True)
+console = make_console()
+err_console = make_console(stderr=True)
 
 
 def run(
@@ -58,21 +60,27 @@ def run(
     cfg = load_config(config, preset, overrides)
     build_plan(cfg)  # every variant validated before anything is written
     summary = run_suite(cfg, results.resolve(), err_console)
-    console.print(f"[bold]{summary.root}[/]: {summary.trained} trained, {summary.evaluated} evaluated"
-                  + (", nothing to do (all finished)" if summary.skipped else ""))
+    console.print(Text.assemble((str(summary.root), "bold"),
+                                f": {summary.trained} trained, {summary.evaluated} evaluated"
+                                + (", nothing to do (all finished)" if summary.skipped else "")), soft_wrap=True)
     if summary.failed:
-        console.print(f"[red]{len(summary.failed)} failed:[/]")
+        console.print(f"{len(summary.failed)} failed:", style="red")
         for line in summary.failed:
-            console.print(f"  {line}", markup=False)
+            console.print(f"  {line}", soft_wrap=True)
         raise typer.Exit(1)
 
 
 def _split_methods(text: str) -> list[str]:
     """`baseline,drift:delta=0.1,target=shifted,ssl` -> three variants: a piece holding '=' but no
-    ':' continues the previous variant's parameters."""
+    ':' continues the parameters of the variant before it, which must have some (a method name
+    holds no '=')."""
     out: list[str] = []
     for piece in filter(None, (p.strip() for p in text.split(","))):
-        if "=" in piece and ":" not in piece and out:
+        if "=" in piece and ":" not in piece:
+            if not out or ":" not in out[-1]:
+                after = f"follows {out[-1]!r}, which has no parameters" if out else "comes first"
+                raise BenchError(f"--methods: {piece!r} is a key=value parameter but {after}; write parameters "
+                                 f"after their method and a colon, e.g. {out[-1] if out else 'drift'}:{piece}")
             out[-1] += "," + piece
         else:
             out.append(piece)

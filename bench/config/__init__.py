@@ -286,6 +286,8 @@ def _merge(base: dict, over: dict) -> dict:
 
 def read_toml(path: str | Path) -> dict:
     path = Path(path)
+    if path.is_dir():
+        raise BenchError(f"config file {path} is a folder; pass --config PATH/TO/bench.toml, the file itself")
     if not path.is_file():
         raise BenchError(f"config file {path} not found; pass --config PATH or run where bench.toml is")
     try:
@@ -295,6 +297,10 @@ def read_toml(path: str | Path) -> dict:
 
 
 def build_config(tables: dict, source: str) -> Config:
+    if not isinstance(tables, dict):
+        raise BenchError(f"{source} holds {tables!r} as its config, not a table of sections ([suite], [data], ...); "
+                         "bench did not write that: write it again (`bench run` for a run folder, `bench export` "
+                         "for an export)")
     sections = {f.name: f for f in dataclasses.fields(Config)}
     unknown = sorted(set(tables) - set(sections))
     if unknown:
@@ -310,7 +316,7 @@ def load_config(path: str | Path | None, preset: str | None = None, overrides: d
     """bench.toml (or the defaults when path is None) + preset + CLI overrides, validated."""
     tables = read_toml(path) if path is not None else {}
     source = str(path) if path is not None else "the defaults"
-    if preset:
+    if preset is not None:  # --preset '' names no preset: refused, not taken for no preset
         tables = _merge(tables, preset_tables(preset))
         source += f" + preset {preset}"
     if overrides:

@@ -6,4 +6,10 @@ class BenchError(Exception):
 
 
 class RunFailed(Exception):
-    """A deterministic failure of one run (NaN loss, OOM, bad input): recorded, never retried."""
+    """A deterministic failure of one run (NaN loss, bad input): recorded, never retried."""
+
+
+class StoreDamaged(BenchError):
+    """A file of the store is unreadable or not what bench wrote (a torn or swapped checkpoint). The
+    message names it and the fix; a task that meets one records no FAILED of its own, since the fix
+    lies outside that task (e.g. retrain the run whose checkpoint it is)."""

@@ -47,6 +47,8 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 FAILED = "FAILED"
 TRACEBACK = "FAILED.traceback"   # beside FAILED: the failure's whole traceback (FAILED holds one line)
+STATE_FILE = "train_state.pt"    # an unfinished training's last checkpoint: what a re-run resumes from
+LOG_FILE = "train_log.jsonl"     # a training's logged steps, written with each checkpoint
 RUN_LAYOUT = "results/<suite>/runs/<dataset>/<method>/train-seed=<k>/<run_id>/"   # a trained run's folder
 # How long a process waits for a lock another bench process holds before it gives up. Locks guard
 # work that is computed once and shared; the wait lasts as long as that work.

@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from bench.config import Config
 from bench.core.errors import BenchError
+from bench.core.shapes import RUN_CONFIG, checked
 from bench.core.store import SHORT_LOCK_TIMEOUT_S, FileLock, folder_name, read_json
 from bench.datasets import load_prepared
 from bench.datasets.base import PreparedData
@@ -36,16 +38,18 @@ def source_stamp(name: str) -> list:
             for p in files]
 
 
-def prepare_data(cfg: Config, cache: Path, check: bool = True) -> Path:
+def prepare_data(cfg: Config, cache: Path, check: bool = True, reused_runs: Sequence[Path] = ()) -> Path:
     """The prepared arrays of the suite's data set, computed once per data config and source state (and in
     latent mode their latents, once per VAE: bench/models/latent.py); `check`: that they can feed the
-    suite's metrics (not for a pretrain's source, which is never scored)."""
+    suite's metrics (not for a pretrain's source, which is never scored); `reused_runs`: run folders that
+    will be resumed or evaluated, refused unless trained on the same classes."""
     key = _hash([dataclasses.asdict(cfg.data), source_stamp(cfg.data.name)])
     path = Path(cache) / f"data-{folder_name(cfg.data.name)}-{key}.npz"
     # bad input raises here, before anything is written; a cached copy is checked against these metrics too
     data = PreparedData.load(path) if path.exists() else load_prepared(cfg.data)
     if check:
         check_data(cfg, data)
+    _check_reused_runs(reused_runs, list(data.class_names))
     if cfg.model.vae:  # first: a VAE that does not load leaves no data cache behind
         prepare_latents(cfg.model.vae, data, path, resolve_device(cfg.execution.device))
     if path.exists():
@@ -61,12 +65,12 @@ def latents_of(cfg: Config, data_path: Path, device):
     return load_latents(cfg.model.vae, data_path, device) if cfg.model.vae else None
 
 
-def check_reused_runs(run_dirs: list[Path], data_path: Path) -> None:
+def _check_reused_runs(run_dirs: Sequence[Path], classes: list[str]) -> None:
     """Refuse (BenchError) to resume or evaluate a run trained on other classes than the data now has."""
-    classes = list(PreparedData.load(data_path).class_names)
     for run_dir in run_dirs:
         config = run_dir / "config.json"
-        trained_on = read_json(config).get("class_names") if config.exists() else None
+        trained_on = checked(read_json(config), RUN_CONFIG, config, f"delete the run folder {run_dir} to retrain it"
+                             ).get("class_names") if config.exists() else None
         if trained_on is not None and trained_on != classes:
             raise BenchError(f"the data set's classes {classes} do not match the {trained_on} that {run_dir} was "
                              "trained on; restore the data or delete that run folder to retrain it")

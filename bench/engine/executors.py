@@ -113,20 +113,11 @@ class RayExecutor:
 
     def _check_resources(self) -> None:
         total = self.ray.cluster_resources()
-        gpus, cpus = total.get("GPU", 0), total.get("CPU", 0)
-        if self.cfg.num_gpus > gpus:
-            self._fail(f"execution.num_gpus = {self.cfg.num_gpus} but the Ray cluster has {gpus:g} GPUs; "
-                       "set execution.num_gpus = 0 to run on CPU, or add GPU nodes")
-        if self.cfg.num_cpus > cpus:
-            self._fail(f"execution.num_cpus = {self.cfg.num_cpus} but the Ray cluster has {cpus:g} CPUs; "
-                       "lower execution.num_cpus")
-        if self.cfg.device.startswith("cuda") and self.cfg.num_gpus == 0:
-            self._fail(f"execution.device = {self.cfg.device!r} needs execution.num_gpus > 0 under Ray "
-                       "(tasks that reserve no GPU see none); set execution.num_gpus = 1")
-
-    def _fail(self, message: str) -> None:
-        self.shutdown()
-        raise BenchError(message)
+        try:
+            check_ray_resources(self.cfg, total.get("GPU", 0), total.get("CPU", 0), "the Ray cluster")
+        except BenchError:
+            self.shutdown()
+            raise
 
     def describe(self) -> str:
         total = self.ray.cluster_resources()
@@ -179,6 +170,46 @@ class RayExecutor:
         if self._undo_private_settings:
             self._undo_private_settings()
             self._undo_private_settings = None
+
+
+def check_ray_resources(cfg: ExecutionConfig, gpus: float, cpus: float, where: str) -> None:
+    """BenchError unless a Ray task's resources (execution.num_gpus, num_cpus, device) fit `where`, which
+    has `gpus` and `cpus`: Ray would wait forever for a task that fits nowhere."""
+    if cfg.num_gpus > gpus:
+        raise BenchError(f"execution.num_gpus = {cfg.num_gpus:g} but {where} has {gpus:g} GPUs; "
+                         "set execution.num_gpus = 0 to run on CPU, or add GPU nodes")
+    if cfg.num_cpus > cpus:
+        raise BenchError(f"execution.num_cpus = {cfg.num_cpus:g} but {where} has {cpus:g} CPUs; lower execution.num_cpus")
+    if cfg.device.startswith("cuda") and cfg.num_gpus == 0:
+        raise BenchError(f"execution.device = {cfg.device!r} needs execution.num_gpus > 0 under Ray "
+                         "(tasks that reserve no GPU see none); set execution.num_gpus = 1")
+    index = int(cfg.device.partition(":")[2] or 0) if cfg.device.startswith("cuda") else 0
+    if index >= max(cfg.num_gpus, 1):
+        raise BenchError(f"execution.device = {cfg.device!r}, but a Ray task sees only the {cfg.num_gpus:g} GPU(s) it "
+                         "reserves (execution.num_gpus), as cuda:0 and up; set execution.device = \"cuda\"")
+
+
+def check_execution(cfg: ExecutionConfig) -> None:
+    """Planning, before anything is written: refuse execution settings no task could run with. Under Ray
+    (`check_ray_resources`) on a private instance, whose resources are this machine's; a cluster's are
+    checked when bench joins it. On this machine (the local executor, a private instance) an
+    execution.device = "cuda[:N]" needs CUDA with that GPU."""
+    on_this_machine = cfg.executor == "local" or not ray_address(cfg)
+    if not (on_this_machine or cfg.device.startswith("cuda")):
+        return
+    import torch
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if cfg.executor == "ray":
+        check_ray_resources(cfg, count if on_this_machine else float("inf"),
+                            (os.cpu_count() or 1) if on_this_machine else float("inf"),
+                            "this machine (bench starts a private Ray instance on it)")
+    if not (on_this_machine and cfg.device.startswith("cuda")):
+        return
+    index = int(cfg.device.partition(":")[2] or 0)
+    if index >= count:
+        has = f"has {count} GPU(s), cuda:0 to cuda:{count - 1}" if count else "has no CUDA GPU"
+        raise BenchError(f"execution.device = {cfg.device!r}, but this machine {has}; set execution.device = "
+                         "\"auto\" (or \"cpu\")")
 
 
 def ray_address(cfg: ExecutionConfig) -> str:

@@ -10,15 +10,14 @@ import secrets
 import shutil
 from pathlib import Path
 
-from safetensors import SafetensorError
-
 from bench import __version__
 from bench.config import build_config
 from bench.core.errors import BenchError
+from bench.core.shapes import TRAINED_RUN_CONFIG, checked
 from bench.core.store import DONE, FAILED, RUN_LAYOUT, SuiteStore, read_json
 from bench.datasets.base import PreparedData
 from bench.diffusion import Sampler
-from bench.engine.data import check_reused_runs, latents_of, prepare_data
+from bench.engine.data import latents_of, prepare_data
 from bench.engine.exported import Exported
 from bench.engine.pipeline import BenchPipeline
 from bench.engine.pretrain import with_init_resolved
@@ -51,24 +50,20 @@ def export_run(run_dir: Path, out: Path) -> Path:
 
 def _contents(run_dir: Path, store: SuiteStore):
     """The run's pipeline (U-Net with EMA weights, scheduler) and the other files of its export, by name."""
-    config = read_json(run_dir / "config.json")
+    config = checked(read_json(run_dir / "config.json"), TRAINED_RUN_CONFIG, run_dir / "config.json",
+                     f"delete the run folder {run_dir} and run `bench run` again to retrain it")
     cfg = build_config(config["config"], str(run_dir / "config.json"))
     if cfg.model.vae:   # before prepare_data, which would encode the data with another VAE
         _check_vae(cfg.model.vae, config.get("vae_weights"), run_dir)
-    data_path = prepare_data(cfg, store.cache)
-    check_reused_runs([run_dir], data_path)
+    data_path = prepare_data(cfg, store.cache, reused_runs=[run_dir])
     data = PreparedData.load(data_path)
     device = resolve_device(cfg.execution.device)
     variant = config["method"]
     latents = latents_of(cfg, data_path, device)
-    try:
-        built = load_model(with_init_resolved(cfg, store.cache), variant, data, run_dir, device,
-                           *method_resources(cfg, variant, data, store, device), latents)
-    except SafetensorError as err:
-        raise BenchError(f"{run_dir / CHECKPOINT_FILE} is unreadable ({err}); delete the run folder and run "
-                         "`bench run` again to retrain it") from None
+    built = load_model(with_init_resolved(cfg, store.cache), variant, data, run_dir, device,
+                       *method_resources(cfg, variant, data, store, device), latents)
     source = {"run_dir": str(run_dir), "run_id": config["run_id"], "train_seed": config["train_seed"],
-              "code_version": config["code_version"], "exported_by": __version__}
+              "code_version": config.get("code_version", ""), "exported_by": __version__}
     sampler = Sampler.from_config(built.schedule, sampler_settings(cfg))
     exported = Exported.of(built, sampler, cfg, data, source)
     vae = None if latents is None else latents.vae.model

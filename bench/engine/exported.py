@@ -21,10 +21,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from bench.config import Config, build_config
 from bench.core.errors import BenchError
+from bench.core.shapes import NUMBER, ListOf, MapOf, Obj, checked
 from bench.core.store import read_json
 from bench.datasets.base import PreparedData
 from bench.diffusion import Sampler
@@ -35,6 +37,10 @@ SAMPLING_FILE = "scheduler/bench_sampling.json"
 INFO_FILE = "conditioning/bench.json"
 MODULES_FILE = "conditioning/modules.safetensors"
 STATE_FILE = "conditioning/state.safetensors"
+REEXPORT = "export the run again with `bench export RUN_DIR OUT`"
+INFO_SHAPE = Obj({"method": str, "class_names": ListOf(str), "scored_classes": ListOf(int), "config": MapOf(MapOf())},
+                 required=("method", "class_names", "scored_classes", "config"))
+SAMPLING_SHAPE = Obj({"sample": MapOf(), "data_mean": ListOf(NUMBER)}, required=("sample", "data_mean"))
 
 
 @dataclass
@@ -70,12 +76,20 @@ def read_export(folder: Path) -> Exported:
     if missing:
         raise BenchError(f"{folder} is not a folder written by `bench export` (no {missing[0]}); export a run "
                          "with `bench export RUN_DIR OUT`")
-    info, sampling = read_json(folder / INFO_FILE), read_json(folder / SAMPLING_FILE)
+    info = checked(read_json(folder / INFO_FILE), INFO_SHAPE, folder / INFO_FILE, REEXPORT)
+    sampling = checked(read_json(folder / SAMPLING_FILE), SAMPLING_SHAPE, folder / SAMPLING_FILE, REEXPORT)
     vae = folder / VAE_SUBFOLDER
     model = {"vae": str(vae)} if vae.is_dir() else {}
     cfg = build_config({**info["config"], "sample": sampling["sample"], "model": model}, str(folder))
-    return Exported(cfg, tuple(sampling["data_mean"]), info,
-                    load_file(folder / MODULES_FILE), load_file(folder / STATE_FILE))
+    return Exported(cfg, tuple(sampling["data_mean"]), info, _tensors(folder / MODULES_FILE),
+                    _tensors(folder / STATE_FILE))
+
+
+def _tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError) as err:
+        raise BenchError(f"{path} is unreadable ({type(err).__name__}: {err}); {REEXPORT}") from None
 
 
 def _cpu(tensors: dict) -> dict:

@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput
+from safetensors import SafetensorError
 from PIL import Image
 
 from bench.core.errors import BenchError
 from bench.datasets.base import PreparedData
-from bench.engine.exported import read_export
+from bench.engine.exported import REEXPORT, read_export
 from bench.engine.sample import generation_labels, sample_images
 from bench.engine.train import Built, new_method
 from bench.methods import REGISTRY, Denoiser
@@ -52,9 +53,15 @@ class BenchPipeline(DiffusionPipeline):
         if not folder.is_dir():
             raise BenchError(f"{folder} is not a folder; BenchPipeline loads a local folder written by `bench export`")
         exported = read_export(folder)
-        pipe = super().from_pretrained(folder, **kwargs)
-        pipe.exported = exported
-        pipe._method()                  # a method that cannot be rebuilt is refused now, not at the first call
+        try:
+            pipe = super().from_pretrained(folder, **kwargs)
+            pipe.exported = exported
+            pipe._method()              # a method that cannot be rebuilt is refused now, not at the first call
+        except BenchError:
+            raise
+        except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as err:  # tampered files
+            raise BenchError(f"{folder} does not load as the model `bench export` wrote ({type(err).__name__}: "
+                             f"{str(err).splitlines()[0][:300]}); {REEXPORT}") from None
         return pipe
 
     @property

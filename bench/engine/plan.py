@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from bench.config import Config
 from bench.core.errors import BenchError
 from bench.diffusion import sampler_kind
+from bench.engine.executors import check_execution
 from bench.engine.pretrain import check_source, pretrain_key
 from bench.engine.sample import sampler_settings
-from bench.methods import canonical_variant, parse_variant
+from bench.methods import canonical_variant, method_code, parse_variant
 from bench.methods.base import method_class_path
 from bench.metrics import check_metric_names
+from bench.models.expert import ROLES, check_weights
 from bench.models.init import PRETRAIN, init_architecture, init_stamp
 from bench.models.latent import latent_shape, weights_hash
 from bench.models.unet import build_unet
@@ -61,25 +63,24 @@ def build_plan(cfg: Config) -> list[RunSpec]:
     encoders) and checked against the sampler, so a bad one stops the suite here instead of failing
     its runs later."""
     check_metric_names(cfg.metrics.names)
+    check_execution(cfg.execution)
+    for role in ROLES:
+        check_weights(role, getattr(cfg, role), 1 if cfg.data.grayscale else 3)
     sampler = sampler_kind(cfg.sample.sampler, sampler_settings(cfg).clip_x0)
     unet = _architecture(cfg)
     variants = []
     for text in cfg.suite.methods:
         cls, params = parse_variant(text)
         variant = canonical_variant(cls.name, params)
-        try:
+        with method_code(cls, "check_sampler", f"method {variant} cannot sample with sampler {cfg.sample.sampler!r}"):
             cls.check_sampler(params, sampler)
-        except ValueError as err:
-            raise BenchError(f"method {variant} cannot sample with sampler {cfg.sample.sampler!r}: {err}") from None
         if variant in variants:
             raise BenchError(f"method variant {variant!r} is listed twice; list each variant once")
         if cls.classifier_free_guidance and cfg.sample.guidance != 1 and cfg.train.p_uncond == 0:
             raise BenchError(f"method {variant} would sample with sample.guidance = {cfg.sample.guidance} from an "
                              "untrained null condition: set train.p_uncond > 0 (e.g. 0.1), or sample.guidance = 1")
-        try:
+        with method_code(cls, "check", f"method variant {variant}"):
             cls.check(params, unet)
-        except ValueError as err:
-            raise BenchError(f"method variant {variant}: {err}") from None
         variants.append(variant)
     cls, params = parse_variant(cfg.suite.baseline)
     baseline = canonical_variant(cls.name, params)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
 from bench.core.store import atomic_write_json
 from bench.models.expert import ROLES
@@ -116,7 +117,7 @@ class GridView:
             c = counts[kind]
             if n_queued or n_running or c["done"] or c["failed"]:
                 grid.add_row(kind, str(n_queued), str(n_running), str(c["done"]),
-                             f"[red]{c['failed']}[/]" if c["failed"] else "0")
+                             Text(str(c["failed"]), style="red" if c["failed"] else ""))
         now = Table("running", "progress", "where", box=None, pad_edge=False, show_header=bool(running))
         for task, record in running[:self.max_rows]:
             step = f"step {record['step']}/{record['total']}" if record.get("total") else "started"

@@ -16,12 +16,13 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.live import Live
-from rich.markup import escape
+from rich.text import Text
 
 from bench.config import Config
+from bench.core.console import make_console
 from bench.core.errors import BenchError
 from bench.core.store import DONE, FAILED, SuiteStore, atomic_write_json
-from bench.engine.data import check_reused_runs, prepare_data
+from bench.engine.data import prepare_data
 from bench.engine.executors import make_executor
 from bench.engine.plan import RunSpec, build_plan
 from bench.engine.progress import PROGRESS_FILE, GridView, ProgressWriter
@@ -99,6 +100,9 @@ def plugin_sources(plan: list[RunSpec]) -> dict[str, PluginSource]:
         else:
             sources[name] = PluginSource(module=module)
     return sources
+
+
+UNRECORDED = "nothing recorded: the same command runs it again"  # a task that raised instead of returning
 
 
 def run_task(kind: str, fn, args: tuple, progress: str, token: str, plugins: dict[str, PluginSource]):
@@ -211,6 +215,7 @@ class _Grid:
 
     def _settle(self, handle) -> None:
         job = self.pending.pop(handle)
+        unrecorded = ""  # a task that raised wrote no FAILED marker: the same command runs it again
         try:
             status = self.executor.result(handle)
         except BenchError as err:
@@ -219,14 +224,15 @@ class _Grid:
             status = {"status": "failed", "reason": str(err)}
         except Exception as err:  # a bug in a task, or a worker lost more often than max_retries allows
             status = {"status": "failed", "reason": f"{type(err).__name__}: {err}".splitlines()[0]}
+            unrecorded = f" ({UNRECORDED})"
         ok = status.get("status", "done") == "done"  # a classifier task returns its accuracy, no status
         self.view.finished(handle, ok)
         # One line per finished task: above the live view on a terminal, the whole story in a log file.
-        self.console.print(f"done {job.kind} {escape(job.label)}" if ok else
-                           f"[red]failed[/] {job.kind} {escape(job.label)}: {escape(status['reason'])}",
+        self.console.print(f"done {job.kind} {job.label}" if ok else
+                           Text.assemble(("failed", "red"), f" {job.kind} {job.label}: {status['reason']}{unrecorded}"),
                            highlight=False, soft_wrap=True)
         if not ok:
-            self.summary.failed.append(f"{job.label}: {status['reason']}")
+            self.summary.failed.append(f"{job.label}: {status['reason']}{unrecorded}")
         if job.spec is None:
             self._classifier_settled(job.kind, ok, status)
         elif job.kind == "train" and ok:
@@ -247,13 +253,15 @@ class _Grid:
 
 
 def run_suite(cfg: Config, results: Path, console: Console | None = None) -> Summary:
-    console = console or Console(stderr=True)
+    """Train and evaluate the suite's grid in `results`, showing its progress on `console` (one of
+    bench.core.console.make_console; stderr by default)."""
+    console = console or make_console(stderr=True)
     results = Path(results).resolve()  # Ray workers run with another working directory, or elsewhere
     plan = build_plan(cfg)
     store = SuiteStore.of(results, cfg.suite.name, cfg.suite.eval_split)
     summary = Summary(store.root)
-    data_path = prepare_data(cfg, store.cache)  # in the driver: bad data fails before any write
-    check_reused_runs([_run_dir(store, s) for s in plan], data_path)
+    # in the driver: bad data, or runs trained on other classes, fail before any write
+    data_path = prepare_data(cfg, store.cache, reused_runs=[_run_dir(store, s) for s in plan])
     write_plan(cfg, plan, store, data_path)
     summary.failed = _recorded_failures(store, plan)
     done = [s for s in plan if (_run_dir(store, s) / DONE).exists()]

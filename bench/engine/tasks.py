@@ -3,11 +3,13 @@
 Each task first looks for its finished output and returns it; each writes through temp files and
 os.replace; each holds a file lock while it computes, so two `bench run` processes on one store
 never compute (or half-write) the same thing twice. A deterministic failure is written as FAILED
-and reported, not raised: the rest of the grid goes on.
+and reported, not raised: the rest of the grid goes on. A failure of the surroundings (a full disk,
+memory) or a damaged store file is reported but not written: the same command tries again.
 """
 from __future__ import annotations
 
 import dataclasses
+import errno
 import traceback
 from functools import partial
 from pathlib import Path
@@ -17,7 +19,7 @@ import torch
 
 from bench import __version__
 from bench.config import Config
-from bench.core.errors import BenchError, RunFailed
+from bench.core.errors import BenchError, RunFailed, StoreDamaged
 from bench.core.store import DONE, FAILED, TRACEBACK, FileLock, SuiteStore, atomic_write_bytes, atomic_write_json
 from bench.datasets.base import PreparedData
 from bench.engine.data import latents_of
@@ -80,10 +82,33 @@ def _failure_reason(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}{where}"
 
 
-def _record_failure(folder: Path, err: BaseException) -> None:
-    """FAILED with the one-line reason the console and the report show, and beside it the whole traceback."""
-    atomic_write_bytes(folder / TRACEBACK, "".join(traceback.format_exception(err)).encode())
-    atomic_write_bytes(folder / FAILED, (_failure_reason(err) + "\n").encode())
+# OSErrors of the machine, not of the method: the same task succeeds once they are cleared
+ENVIRONMENT_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+                      errno.ENOMEM: "out of memory"}
+
+
+def environment_failure(err: BaseException) -> str | None:
+    """What of the machine `err` says failed (a full disk, memory), or None for a failure of the
+    method or its input, which the same task would repeat."""
+    if isinstance(err, (MemoryError, torch.OutOfMemoryError)):
+        return "out of memory"
+    if isinstance(err, OSError) and err.errno in ENVIRONMENT_ERRNOS:
+        return ENVIRONMENT_ERRNOS[err.errno]
+    return None
+
+
+def _failed(folder: Path, err: Exception) -> dict:
+    """A task's failure: the method's own is written as FAILED (deterministic: not retried, listed on
+    every re-run), its whole traceback beside it (TRACEBACK); one of the machine, or a damaged store file (its message names the fix), is not
+    written, so the same command retries it, and the reason says so."""
+    reason = _failure_reason(err)
+    if cause := environment_failure(err):
+        reason += f" ({cause}: not the method's failure, so not recorded; free it and re-run the same command)"
+    elif not isinstance(err, StoreDamaged):
+        atomic_write_bytes(folder / TRACEBACK, "".join(traceback.format_exception(err)).encode())
+        atomic_write_bytes(folder / FAILED, (reason + "\n").encode())
+        return _status(folder)
+    return {"status": "failed", "path": str(folder), "reason": reason, "reused": False}
 
 
 def train_task(cfg: Config, spec: RunSpec, results: Path, data_path: Path, on_step=None) -> dict:
@@ -109,9 +134,8 @@ def train_task(cfg: Config, spec: RunSpec, results: Path, data_path: Path, on_st
             train_model(with_init_resolved(cfg, store.cache), spec.variant, spec.train_seed, data, run_dir,
                         *method_resources(cfg, spec.variant, data, store, device), on_step=on_step,
                         latents=latents_of(cfg, data_path, device))
-        except Exception as err:  # recorded, not retried: the same input fails the same way
-            _record_failure(run_dir, err)
-            return _status(run_dir)
+        except Exception as err:  # the method's failure is recorded, not retried: the same input fails the same way
+            return _failed(run_dir, err)
         atomic_write_bytes(run_dir / DONE, b"")
     return _status(run_dir)
 
@@ -164,8 +188,7 @@ def eval_task(cfg: Config, spec: RunSpec, gen_seed: int, results: Path, data_pat
             if "nearest" in result:
                 _save_npz(out / NEAREST_FILE, **result.pop("nearest"))
         except Exception as err:
-            _record_failure(out, err)
-            return _status(out)
+            return _failed(out, err)
         atomic_write_json(out / METRICS_FILE, {
             "schema": 1, "dataset": spec.dataset, "method": spec.variant, "run_id": spec.run_id,
             "train_seed": spec.train_seed, "gen_seed": gen_seed, "code_version": __version__,

@@ -18,11 +18,12 @@ from typing import Callable
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from bench.config import Config
-from bench.core.errors import RunFailed
-from bench.core.store import atomic_write_bytes, atomic_write_json
+from bench.core.errors import RunFailed, StoreDamaged
+from bench.core.store import LOG_FILE, STATE_FILE, atomic_write_bytes, atomic_write_json
 from bench.datasets.base import PreparedData
 from bench.diffusion import Schedule
 from bench.methods import ConditioningMethod, Denoiser, MethodContext, parse_variant
@@ -30,9 +31,7 @@ from bench.models.init import init_structure, load_init_unet, token_width
 from bench.models.latent import Latents
 from bench.models.unet import SIZES, build_unet
 
-STATE_FILE = "train_state.pt"
 CHECKPOINT_FILE = "checkpoint.safetensors"
-LOG_FILE = "train_log.jsonl"
 INIT_FILE = "init.json"     # the run's [model] init provenance: source, layers initialised here, layers unused
 
 
@@ -307,6 +306,17 @@ def load_model(cfg: Config, variant: str, data: PreparedData, run_dir: Path, dev
                latents: Latents | None = None) -> Built:
     """The trained model of `run_dir`: its checkpoint holds every weight, so a [model] init's are not read."""
     built = build(cfg, variant, data, device, expert_loader, cache_dir, latents, init_weights=False)
-    built.model.load_state_dict(load_file(str(run_dir / CHECKPOINT_FILE), device=str(device)))
+    checkpoint = run_dir / CHECKPOINT_FILE
+    if checkpoint.is_symlink():  # bench writes its checkpoints as files: a link points at weights of another run
+        raise StoreDamaged(f"{checkpoint} is a link to {checkpoint.resolve()}, not the checkpoint this run wrote; "
+                           f"delete the run folder {run_dir} and run `bench run` again to retrain it")
+    try:
+        built.model.load_state_dict(load_file(str(checkpoint), device=str(device)))
+    except torch.OutOfMemoryError:  # the checkpoint is fine, the device is full
+        raise
+    except (SafetensorError, OSError, RuntimeError) as err:  # torn, missing, or another model's weights
+        raise StoreDamaged(f"{checkpoint} is unreadable or holds other weights than {variant}'s model "
+                           f"({type(err).__name__}: {str(err).splitlines()[0][:200]}); delete the run folder "
+                           f"{run_dir} and run `bench run` again to retrain it") from None
     built.model.eval()
     return built

@@ -164,11 +164,8 @@ def efficientnet_lite0(input_size: int) -> FrozenEncoder:
 
 
 def timm_encoder(name: str, path: Path, input_size: int) -> FrozenEncoder:
-    try:
-        model, init = create_backbone(name, num_classes=0, in_chans=3, weights=str(path))
-    except RuntimeError as err:  # timm's loader: missing or misshapen tensors
-        raise BenchError(f"ssl encoder timm:{name}: {path} does not fit the model ({str(err).splitlines()[0]}); "
-                         "is it a checkpoint of that model?") from None
+    model, init = create_backbone(name, num_classes=0, in_chans=3, weights=str(path),
+                                  setting=f"ssl encoder timm:{name}")
     return FrozenEncoder(model, model.num_features, input_size, init["mean"], init["std"])
 
 

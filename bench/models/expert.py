@@ -202,7 +202,7 @@ def _train(role: str, data: PreparedData, cfg: ClassifierConfig, device) -> tupl
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     net, init = create_backbone(ALIASES.get(cfg.backbone, cfg.backbone), data.num_classes, data.channels,
-                                cfg.weights)
+                                cfg.weights, f"{role}.weights")
     net.to(device)
     train_x, train_y = _network_input(data.train_x, init, device), torch.from_numpy(data.train_y).long().to(device)
     val_x, val_y = _network_input(data.val_x, init, device), torch.from_numpy(data.val_y).long().to(device)
@@ -229,6 +229,13 @@ def _test_report(net: nn.Module, data: PreparedData, init: dict, device) -> dict
     recall = confusion.diagonal() / np.maximum(confusion.sum(1), 1)
     return {"test_accuracy": float((pred == data.test_y).mean()), "confusion": confusion.tolist(),
             "per_class_recall": dict(zip(data.class_names, recall.round(6).tolist()))}
+
+
+def check_weights(role: str, cfg: ClassifierConfig, channels: int) -> None:
+    """Planning: a `role`.weights file that is missing, no weights file or of another network is refused
+    (BenchError) before anything is written, not when the classifier task starts."""
+    if cfg.weights:
+        create_backbone(ALIASES.get(cfg.backbone, cfg.backbone), 2, channels, cfg.weights, f"{role}.weights")
 
 
 def get_classifier(role: str, data: PreparedData, cfg: ClassifierConfig, cache_dir: Path,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.core.errors import BenchError
+from bench.core.shapes import INTS, ListOf, Obj, checked
 from bench.models.local import local_folder
 
 if TYPE_CHECKING:
@@ -23,6 +24,10 @@ if TYPE_CHECKING:
 PRETRAIN = "pretrain"       # [model] init naming the suite's `bench pretrain` artefact
 RECIPE_FILE = "recipe.json"  # what makes a folder a bench pretrain artefact
 WEIGHTS = "diffusion_pytorch_model"  # diffusers' weights file name (.safetensors, maybe sharded)
+# What bench and diffusers read of a U-Net's config.json before building it; diffusers reads the rest
+UNET_CONFIG = Obj({"in_channels": int, "out_channels": int, "sample_size": INTS, "block_out_channels": ListOf(int),
+                   "cross_attention_dim": INTS, "layers_per_block": INTS, "down_block_types": ListOf(str),
+                   "up_block_types": ListOf(str)})
 FIX = "set model.init to a folder holding a diffusers U-Net (unet/config.json), a model id in the local " \
       "Hugging Face cache, \"pretrain\", or \"\" to train from scratch"
 
@@ -41,10 +46,12 @@ def resolve_init(spec: str) -> tuple[Path, str | None, str]:
 def init_config(spec: str) -> dict:
     """The checkpoint's U-Net config (no weights read)."""
     folder, subfolder, _ = resolve_init(spec)
+    path = folder / (subfolder or "") / "config.json"
     try:
-        return json.loads((folder / (subfolder or "") / "config.json").read_text())
+        config = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise BenchError(f"model.init {spec}: its U-Net config.json is unreadable ({err}); {FIX}") from None
+    return checked(config, UNET_CONFIG, path, f"model.init {spec} is no diffusers U-Net as saved; {FIX}")
 
 
 def init_stamp(spec: str) -> list:
@@ -98,7 +105,11 @@ def init_structure(spec: str, channels: int, image_size: int, condition_path: st
     checkpoint replaces them (call under torch.device("meta") to pay nothing)."""
     from diffusers import UNet2DConditionModel
     overrides, _ = reconciled_config(spec, channels, image_size, condition_path)
-    return UNet2DConditionModel.from_config({**init_config(spec), **overrides})
+    try:
+        return UNet2DConditionModel.from_config({**init_config(spec), **overrides})
+    except (TypeError, ValueError, KeyError) as err:  # values of the right types that do not fit together
+        raise BenchError(f"model.init {spec}: its U-Net config.json does not build a U-Net ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0][:200]}); {FIX}") from None
 
 
 def init_architecture(spec: str, channels: int, image_size: int, condition_path: str) -> UNet2DConditionModel:
@@ -150,7 +161,7 @@ def load_init_unet(spec: str, channels: int, image_size: int, condition_path: st
         unet, info = UNet2DConditionModel.from_pretrained(folder, subfolder=subfolder, local_files_only=True,
                                                           use_safetensors=True, low_cpu_mem_usage=False,
                                                           output_loading_info=True, **overrides)
-    except (OSError, ValueError, RuntimeError) as err:
+    except (OSError, ValueError, RuntimeError, TypeError) as err:
         reason = str(err).strip().splitlines()
         raise BenchError(f"model.init {spec} does not load as a U-Net ({reason[-1] if reason else type(err).__name__}"
                          f"); {FIX}") from None

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from bench.core.errors import BenchError
+from bench.core.shapes import INTS, NUMBER, AnyOf, ListOf, Obj, checked
 from bench.core.store import SHORT_LOCK_TIMEOUT_S, FileLock, atomic_write_bytes
 from bench.datasets.base import SPLITS, PreparedData
 from bench.models.expert import to_model_space
@@ -39,6 +40,11 @@ if TYPE_CHECKING:  # diffusers is imported on use
 VAE_CLASS = "AutoencoderKL"
 VAE_SUBFOLDER = "vae"               # a diffusers pipeline folder keeps its VAE here
 WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
+# What bench and diffusers read of an AutoencoderKL's config.json before building it
+VAE_CONFIG = Obj({"in_channels": int, "out_channels": int, "latent_channels": int, "block_out_channels": ListOf(int),
+                  "layers_per_block": int, "sample_size": INTS, "scaling_factor": NUMBER,
+                  "shift_factor": AnyOf((NUMBER, type(None))), "down_block_types": ListOf(str),
+                  "up_block_types": ListOf(str)})
 NOT_A_VAE_FIX = ("point it at a VAE saved with save_pretrained (or a pipeline folder with vae/, or a model id in "
                  "the local Hugging Face cache), or set model.vae = \"\" for pixel space")
 CHUNK = 64                          # images per VAE call: bounds memory for large VAEs and sets
@@ -70,7 +76,7 @@ def latent_shape(spec: str, channels: int, image_size: int) -> tuple[int, int]:
     """(latent channels, latent side) of images (channels, image_size) under the VAE `spec`; BenchError
     if the VAE takes another channel count or the size does not divide into its downsampling."""
     folder = vae_folder(spec)
-    config = json.loads((folder / "config.json").read_text())
+    config = vae_config(folder)
     in_channels = config.get("in_channels", 3)
     if in_channels != channels:
         raise BenchError(f"model.vae {folder} encodes {in_channels}-channel images but the data have {channels} "
@@ -81,6 +87,12 @@ def latent_shape(spec: str, channels: int, image_size: int) -> tuple[int, int]:
         raise BenchError(f"data.image_size = {image_size} is not a multiple of {factor}, the downsampling factor of "
                          f"model.vae {folder}; choose an image size divisible by {factor}")
     return config.get("latent_channels", 4), image_size // factor
+
+
+def vae_config(folder: Path) -> dict:
+    """The AutoencoderKL config.json of `folder` (`vae_folder`), of the shape diffusers builds from."""
+    return checked(json.loads((folder / "config.json").read_text()), VAE_CONFIG, folder / "config.json",
+                   f"model.vae {folder} is no {VAE_CLASS} as saved; {NOT_A_VAE_FIX}")
 
 
 def downsampling_factor(config: Mapping) -> int:
@@ -117,10 +129,11 @@ class VAE:
         """The VAE of the folder `spec` names (`vae_folder`); BenchError if its weights do not load."""
         from diffusers import AutoencoderKL
         folder = vae_folder(spec)
+        vae_config(folder)
         try:
             model = AutoencoderKL.from_pretrained(folder, local_files_only=True, use_safetensors=True,
                                                   low_cpu_mem_usage=False)  # no `accelerate` needed
-        except (OSError, RuntimeError, ValueError) as err:  # torn weights, or weights of another config
+        except (OSError, RuntimeError, ValueError, TypeError) as err:  # torn weights, or weights of another config
             reason = str(err).strip().splitlines()[0]
             raise BenchError(f"model.vae {folder} does not load ({reason}); re-save the VAE with save_pretrained") \
                 from None

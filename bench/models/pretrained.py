@@ -75,20 +75,22 @@ def efficientnet_lite0_state_dict() -> dict[str, torch.Tensor]:
     return converted
 
 
-def create_backbone(name: str, num_classes: int, in_chans: int, weights: str = "") -> tuple[nn.Module, dict]:
+def create_backbone(name: str, num_classes: int, in_chans: int, weights: str = "",
+                    setting: str = "expert.weights") -> tuple[nn.Module, dict]:
     """A timm model and the provenance of its initial weights, with the input normalisation
     (`mean`, `std` per input channel, applied to [0, 1] pixels) those weights expect.
 
     weights: a local file (safetensors or torch state dict, see `read_weights`) -> loaded with the model's timm
     normalisation; "" -> the package-shipped ImageNet weights where one exists (see SHIPPED), else
     random initialisation, whose normalisation is the identity on [-1, 1] model-space inputs.
+    `setting`: where the user gave `weights`, named in the BenchError when they cannot be used.
     """
     if not timm.is_model(name):
         raise BenchError(f"unknown backbone {name!r}; use a timm model name such as resnet10t or resnet50")
     if weights:
         path = Path(weights).expanduser()
         if not path.is_file():
-            raise BenchError(f"expert weights file {path} does not exist; fix expert.weights")
+            raise BenchError(f"weights file {path} does not exist; fix {setting}")
         # Read here, not by timm's "file" source: timm 1.0.9-1.0.25 unpickle that with weights_only=False.
         state_dict = read_weights(path, f"give a state dict of timm's {name} (safetensors or torch.save)")
         overlay = {"state_dict": state_dict}
@@ -101,8 +103,12 @@ def create_backbone(name: str, num_classes: int, in_chans: int, weights: str = "
     else:
         model = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans)
         return model, {"init": "random", "mean": [0.5] * in_chans, "std": [0.5] * in_chans}
-    model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay,
-                              num_classes=num_classes, in_chans=in_chans)
+    try:
+        model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay,
+                                  num_classes=num_classes, in_chans=in_chans)
+    except RuntimeError as err:  # timm's loader: missing or misshapen tensors
+        raise BenchError(f"{setting}: {source['file']} does not fit timm's {name} ({str(err).splitlines()[0]}); "
+                         f"give a checkpoint of that model, or fix {setting}") from None
     mean, std = list(model.pretrained_cfg["mean"]), list(model.pretrained_cfg["std"])
     if in_chans != len(mean):  # grayscale input to an RGB network: timm summed the stem's filters
         mean, std = [sum(mean) / len(mean)] * in_chans, [sum(std) / len(std)] * in_chans

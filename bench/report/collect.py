@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from bench.core.errors import BenchError
-from bench.core.store import DONE, FAILED, SuiteStore, read_json
+from bench.core.store import DONE, FAILED, LOG_FILE, STATE_FILE, SuiteStore, read_json
+from bench.core.shapes import METRICS, PLAN, RUN_CONFIG, checked
 
 METRICS_SCHEMA = 1
 # Names that stores written before the scorer existed use -> today's names: such stores still report.
@@ -26,6 +27,8 @@ OLD_PER_CLASS_NAMES = {"expert_recall": "acc[expert]", "recall[expert]": "acc[ex
 # Provenance fields that legitimately differ between evaluations of one comparison (which seed,
 # which machine, how long it took). Everything else -- extractor, weights hash, layer, resizer,
 # n_gen, n_ref, reference split, library versions -- must be equal to share a leaderboard.
+REDO_EVALUATION = "delete it and re-run `bench run` to redo that evaluation"
+
 VOLATILE_PROVENANCE_KEYS = frozenset({
     "gen_seed", "train_seed", "run_id", "seed", "device", "host", "hostname",
     "timestamp", "created", "elapsed_s", "seconds", "time_s", "wall_s",
@@ -94,8 +97,8 @@ def _read_metrics(path: Path) -> dict:
     try:
         record = read_json(path)  # a corrupt file is already a BenchError naming it
     except OSError as e:
-        raise BenchError(f"unreadable {path}: {e}; delete it and re-run `bench run` to redo "
-                         "that evaluation") from e
+        raise BenchError(f"unreadable {path}: {e}; {REDO_EVALUATION}") from e
+    checked(record, METRICS, path, REDO_EVALUATION)
     if record.get("schema") != METRICS_SCHEMA:
         raise BenchError(f"{path} has metrics schema {record.get('schema')!r}, this bench reads "
                          f"schema {METRICS_SCHEMA}; re-run that evaluation with this version")
@@ -110,8 +113,7 @@ def store_number(value, path: Path, what: str) -> float:
     if value is None:
         return float("nan")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BenchError(f"{path}: {what} is {value!r}, not a number; delete the file and re-run "
-                         "`bench run` to redo that evaluation")
+        raise BenchError(f"{path}: {what} is {value!r}, not a number; {REDO_EVALUATION}")
     return float(value)
 
 
@@ -120,12 +122,27 @@ def _variant(spec: dict) -> str:
     return spec["variant"] if "variant" in spec else spec["method"]
 
 
-def _collect_run(store: SuiteStore, spec: dict) -> tuple[RunStatus, list[Evaluation]]:
+def _interrupted(run_dir: Path, steps) -> str:
+    """What a training that stopped after a checkpoint left: its log is written with each checkpoint,
+    so its last logged step is where a re-run resumes (`steps`: the suite's train.steps, if recorded)."""
+    logged = []
+    if (run_dir / LOG_FILE).is_file():
+        for line in (run_dir / LOG_FILE).read_text(errors="replace").splitlines():
+            try:
+                logged.append(int(json.loads(line)["step"]))
+            except (ValueError, TypeError, KeyError):
+                continue  # a torn or foreign line: the others still say where it stopped
+    where = f" at step {max(logged)}" + (f" of {steps}" if steps else "") if logged else ""
+    return f"interrupted{where}; re-run `bench run` to resume from its last checkpoint"
+
+
+def _collect_run(store: SuiteStore, spec: dict, steps) -> tuple[RunStatus, list[Evaluation]]:
     dataset, method = spec["dataset"], _variant(spec)
     train_seed, run_id = int(spec["train_seed"]), spec["run_id"]
     run_dir = store.run_dir(dataset, method, train_seed, run_id)
     config = run_dir / "config.json"
-    code_version = str(read_json(config).get("code_version", "")) if config.is_file() else ""
+    code_version = str(checked(read_json(config), RUN_CONFIG, config, "delete the run folder and re-run `bench run` "
+                               "to retrain it").get("code_version", "")) if config.is_file() else ""
     evals, missing, eval_failures = [], [], []
     for gen_seed in spec.get("gen_seeds", []):
         eval_dir = store.eval_dir(run_dir, int(gen_seed))
@@ -144,8 +161,8 @@ def _collect_run(store: SuiteStore, spec: dict) -> tuple[RunStatus, list[Evaluat
         status, reason = "done", ""
     elif not evals and not eval_failures:
         status = "missing"
-        reason = ("trained, not evaluated yet" if trained
-                  else "not run yet (no DONE, FAILED or metrics)")
+        reason = ("trained, not evaluated yet" if trained else _interrupted(run_dir, steps) if
+                  (run_dir / STATE_FILE).is_file() else "not run yet (no DONE, FAILED or metrics)")
     else:
         status = "partial" if evals else "failed"
         parts = eval_failures + ([f"no metrics for generation seed(s) {', '.join(missing)}"]
@@ -246,11 +263,13 @@ def collect(suite_root: str | Path) -> SuiteData:
     if not store.plan_path.is_file():
         raise BenchError(f"no plan.json in {root}: point --results at the folder holding the "
                          "suite (results/ by default) or run `bench run` first")
-    plan = read_json(store.plan_path)
+    plan = checked(read_json(store.plan_path), PLAN, store.plan_path,
+                   "delete it and run the suite's `bench run` again to rewrite it")
     baseline = plan.get("baseline", "baseline")
     runs, evaluations = [], []
+    steps = plan.get("config", {}).get("train", {}).get("steps")
     for spec in plan.get("runs", []):
-        status, evals = _collect_run(store, spec)
+        status, evals = _collect_run(store, spec, steps)
         runs.append(status)
         evaluations.extend(evals)
     # seed order, not plan or file order: the same store always gives bit-identical sums

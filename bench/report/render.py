@@ -342,38 +342,38 @@ CONSOLE_LABEL_WIDTH, CONSOLE_CELL_WIDTH = 24, 22   # characters of the method an
 def print_leaderboard(report, console) -> None:
     """Rich tables per data set, as many metrics side by side as the terminal shows legibly, then the
     failed and missing runs."""
-    from rich.markup import escape
+    from rich.text import Text
 
     for text in warnings_text(list(report.tables)):
-        console.print(f"[bold red]{WARNING_LABEL}[/bold red] " + escape(text), highlight=False)
+        console.print(Text.assemble((WARNING_LABEL, "bold red"), " ", text), highlight=False)
     per_table = max(1, (console.width - CONSOLE_LABEL_WIDTH) // CONSOLE_CELL_WIDTH)  # metric columns that stay legible
     for t in report.tables:
         for start in range(0, len(t.metrics), per_table):
             console.print(_console_table(t, f"{report.suite} — {t.dataset}", t.metrics[start:start + per_table]))
     for r in problem_runs(report.data):
-        console.print(f"[red]{r.status}[/red] " + escape(
-            f"{r.dataset} {r.method} train seed {r.train_seed} ({r.run_id}): {r.reason}"),
-            highlight=False)
+        console.print(Text.assemble((r.status, "red"),
+                                    f" {r.dataset} {r.method} train seed {r.train_seed} ({r.run_id}): {r.reason}"),
+                      highlight=False)
 
 
 def _console_table(t, title: str, metrics):
     """The rich table of `metrics` (a slice of t.metrics) for every method of leaderboard table `t`."""
-    from rich.markup import escape
     from rich.table import Table
-    table = Table(title=escape(title), show_lines=True)
+    from rich.text import Text
+    table = Table(title=Text(title), show_lines=True)
     table.add_column("method")
     table.add_column("N", justify="right")
     for metric in metrics:
-        table.add_column(escape(f"{metric} {arrow(metric)}".strip()), justify="right")
+        table.add_column(Text(f"{metric} {arrow(metric)}".strip()), justify="right")
     for method in t.methods:
         cells = []
         for metric in metrics:
             c = metric_cell(t, method, metric)
-            main = f"[bold]{escape(c.main)}[/bold]" if c.bold else escape(c.main)
             extra = [c.ci, c.note, "" if method == t.baseline or t.cell(method, metric).n == 0
                      else f"{delta_title(t, metric)} {delta_cell(t, method, metric)}"]
-            cells.append("\n".join(x for x in (main, *map(escape, extra)) if x))
-        table.add_row(escape(method_label(t, method)), str(t.row_n[method]), *cells)
+            lines = [Text(c.main, style="bold" if c.bold else ""), *map(Text, extra)]
+            cells.append(Text("\n").join(line for line in lines if line.plain))
+        table.add_row(Text(method_label(t, method)), str(t.row_n[method]), *cells)
     if t.reference:
-        table.add_row(f"[italic]{REFERENCE_LABEL}[/italic]", "", *(reference_cell(t, m) for m in metrics))
+        table.add_row(Text(REFERENCE_LABEL, style="italic"), "", *(reference_cell(t, m) for m in metrics))
     return table
