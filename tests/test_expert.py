@@ -60,7 +60,10 @@ def test_distinct_configs_get_distinct_entries(tmp_path):
     data = make_data(num_classes=2, per_class=4, size=16)
     get_classifier("expert", data, ClassifierConfig(backbone="tiny", epochs=1, batch_size=4), tmp_path)
     get_classifier("expert", data, ClassifierConfig(backbone="tiny", epochs=1, batch_size=4, seed=1), tmp_path)
-    assert len(list(tmp_path.glob("expert-*/classifier.json"))) == 2
+    get_classifier("expert", data, ClassifierConfig(backbone="tiny", epochs=1, batch_size=4, patience=1), tmp_path)
+    get_classifier("expert", data, ClassifierConfig(backbone="tiny", epochs=1, batch_size=4, class_balance="loss"),
+                   tmp_path)
+    assert len(list(tmp_path.glob("expert-*/classifier.json"))) == 4  # the recipe is in the cache key
 
 
 def test_concurrent_callers_train_once(tmp_path, monkeypatch):
