@@ -279,3 +279,17 @@ def test_a_plan_with_nothing_run_yet_reports_every_run_missing(tmp_path):
     assert [(r["method"], r["n"], r["status"]) for r in rows] == [(m, "0", "missing") for m in METHODS]
     assert len(report.problems) == len(METHODS)
     assert "not run yet" in (root / "report" / "report.html").read_text()
+
+
+def test_every_format_prints_each_classifiers_ceiling_and_the_baselines_fraction_of_it(tmp_path):
+    root = make_store(tmp_path)
+    report = build_report(root)
+    console = Console(record=True, width=200)
+    print_leaderboard(report, console)
+    texts = [(root / "report" / name).read_text() for name in ("leaderboard.md", "report.html")]
+    texts.append(console.export_text())
+    for metric in ("acc[scorer]", "acc[expert]"):
+        mean, ceiling = cell(report, "baseline", metric)["mean"], REFERENCE[metric]
+        fraction = f"{metric} {ceiling:.3f} (the baseline's {mean:.3f} is {mean / ceiling:.0%} of it)"
+        for text in texts:
+            assert fraction in text.replace("\\[", "[").replace("\\]", "]").replace("&#x27;", "'")
