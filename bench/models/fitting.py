@@ -18,6 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 
 ClassBalance = Literal["sampler", "loss", "none"]
+# An epoch is one pass over the train split, or as many passes as make this many optimiser steps: on a
+# small set (a few hundred images, or tstr's 10 generated images a class) one pass is a handful of steps,
+# too few between two checks for patience, warm-up and the lr to mean anything.
+MIN_EPOCH_STEPS = 30
 # An epoch that brings no better val score is undone and the learning rate multiplied by this: the
 # schedule anneals where the data need it, from the best weights (a high rate can leave a worse net).
 PLATEAU_LR_FACTOR = 0.5
@@ -27,7 +31,7 @@ PLATEAU_LR_FACTOR = 0.5
 class FitRecipe:
     """How fit_best trains a classifier; [expert] and [scorer] (bench.models.expert) and the utility
     recipe (bench.metrics.utility) extend it with their network and their own defaults."""
-    epochs: int = 30                    # at most this many passes over the train split
+    epochs: int = 30                    # at most this many epochs: passes over the train split (MIN_EPOCH_STEPS)
     patience: int = 3                   # stop after this many epochs in a row without a better val accuracy (ties:
     #                                     lower val loss), each undone and the lr halved; the best weights are kept
     class_balance: ClassBalance = "sampler"  # "sampler": each epoch draws every class equally often (a small
@@ -93,14 +97,17 @@ def fit_best(net: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tupl
     epoch run."""
     train_x, train_y = train
     val_x, val_y = val
-    warmup = -(-len(train_x) // recipe.batch_size)  # linear warm-up over the first epoch's steps
+    steps_per_pass = -(-len(train_x) // recipe.batch_size)
+    passes = -(-MIN_EPOCH_STEPS // steps_per_pass)  # per epoch
+    warmup = passes * steps_per_pass  # a linear warm-up over the first epoch
     opt = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     weight = class_weights(train_y, num_classes).to(train_x.device) if recipe.class_balance == "loss" else None
     best, best_state, since_best, lr, step, log = None, None, 0, recipe.lr, 0, []
     for epoch in range(recipe.epochs):
         net.train()
-        order = (balanced_order(train_y, gen) if recipe.class_balance == "sampler"
-                 else torch.randperm(len(train_x), generator=gen)).to(train_x.device)
+        order = torch.cat([balanced_order(train_y, gen) if recipe.class_balance == "sampler"
+                           else torch.randperm(len(train_x), generator=gen) for _ in range(passes)])
+        order = order.to(train_x.device)
         losses = []
         for i in range(0, len(order), recipe.batch_size):
             idx = order[i:i + recipe.batch_size]
