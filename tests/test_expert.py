@@ -1,4 +1,5 @@
 """The suite classifiers (expert, scorer): train, cache, load, stay frozen and in eval mode."""
+import dataclasses
 import json
 from concurrent.futures import ThreadPoolExecutor
 
@@ -60,7 +61,10 @@ def test_distinct_configs_get_distinct_entries(tmp_path):
     data = make_data(num_classes=2, per_class=4, size=16)
     get_classifier("expert", data, ClassifierConfig(backbone="tiny", epochs=1, batch_size=4), tmp_path)
     get_classifier("expert", data, ClassifierConfig(backbone="tiny", epochs=1, batch_size=4, seed=1), tmp_path)
-    assert len(list(tmp_path.glob("expert-*/classifier.json"))) == 2
+    get_classifier("expert", data, ClassifierConfig(backbone="tiny", epochs=1, batch_size=4, patience=1), tmp_path)
+    get_classifier("expert", data, ClassifierConfig(backbone="tiny", epochs=1, batch_size=4, class_balance="loss"),
+                   tmp_path)
+    assert len(list(tmp_path.glob("expert-*/classifier.json"))) == 4  # the recipe is in the cache key
 
 
 def test_concurrent_callers_train_once(tmp_path, monkeypatch):
@@ -116,3 +120,15 @@ def test_shipped_efficientnet_lite0_classifies_imagenet_photos():
     with torch.no_grad():
         pred = net(((to_model_space(x) + 1) / 2 - mean) / std).argmax(1).tolist()
     assert 281 <= pred[0] <= 285 and pred[1] == 967
+
+
+@pytest.mark.parametrize("declared, flipped", [("dihedral", True), ("none", False)])
+def test_flips_only_where_the_data_set_declares_itself_orientation_free(tmp_path, monkeypatch, declared,
+                                                                         flipped):
+    """A digit set is not orientation-free (a 6 is no 9): the classifiers must not learn it flipped."""
+    import bench.models.fitting as fitting
+    calls, dihedral = [], fitting.dihedral
+    monkeypatch.setattr(fitting, "dihedral", lambda *a: calls.append(1) or dihedral(*a))
+    data = dataclasses.replace(make_data(num_classes=2, per_class=4, size=16), meta={"augment": declared})
+    get_classifier("expert", data, ClassifierConfig(backbone="tiny", epochs=1, batch_size=4), tmp_path)
+    assert bool(calls) == flipped

@@ -45,7 +45,7 @@ def test_tstr_reads_real_held_out_images_as_real_and_noise_as_chance(data, tmp_p
     assert noisy["reference"]["tstr_acc"] == trained_on_real   # the cached real-only classifier
     assert len(list((tmp_path / "utility").glob("real-only-*.json"))) == 1
     recipe = noisy["provenance"]["tstr_acc"]["recipe"]
-    assert recipe["seed"] == 0 and recipe["steps"] > 0 and noisy["provenance"]["aug_gain"]["n_real_train"] == 112
+    assert recipe["seed"] == 0 and recipe["patience"] > 0 and noisy["provenance"]["aug_gain"]["n_real_train"] == 112
 
 
 def test_aug_gain_needs_as_many_real_train_images_as_generated(data):

@@ -293,3 +293,17 @@ def test_an_interrupted_run_says_where_it_stopped_and_how_to_resume(tmp_path):
     build_report(root, ("csv", "html"))
     assert ("interrupted at step 800 of 1000; re-run `bench run` to resume from its last checkpoint"
             in (root / "report" / "report.html").read_text())
+
+
+def test_every_format_prints_each_classifiers_ceiling_and_the_baselines_fraction_of_it(tmp_path):
+    root = make_store(tmp_path)
+    report = build_report(root)
+    console = make_console(record=True, width=200)
+    print_leaderboard(report, console)
+    texts = [(root / "report" / name).read_text() for name in ("leaderboard.md", "report.html")]
+    texts.append(console.export_text())
+    for metric in ("acc[scorer]", "acc[expert]"):
+        mean, ceiling = cell(report, "baseline", metric)["mean"], REFERENCE[metric]
+        fraction = f"{metric} {ceiling:.3f} (the baseline's {mean:.3f} is {mean / ceiling:.0%} of it)"
+        for text in texts:
+            assert fraction in text.replace("\\[", "[").replace("\\]", "]").replace("&#x27;", "'")

@@ -187,6 +187,7 @@ _RANGES = {
     **{(role, key): rule for role in ROLES for key, rule in {
         "backbone": (known_backbone, 'a timm model name (e.g. resnet10t, efficientnet_lite0) or "tiny"'),
         "epochs": _ints(1, 10_000),
+        "patience": _ints(1, 10_000),
         "batch_size": _ints(2, 65_536, " (BatchNorm needs 2 images)"),
         "lr": _POSITIVE,
         "weight_decay": _NON_NEGATIVE,

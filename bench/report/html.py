@@ -8,7 +8,7 @@ from html import escape
 from bench.report.collect import VOLATILE_PROVENANCE_KEYS, SuiteData
 from bench.report.figures import feature_accuracy
 from bench.report.render import (DETECTABLE_TITLE, REFERENCE_LABEL, WARNING_LABEL,
-                                 aggregation_text, decimals, delta_parts, delta_title,
+                                 aggregation_text, ceiling_text, decimals, delta_parts, delta_title,
                                  detectable_table, fmt, method_label, metric_cell, per_class_n_row,
                                  per_class_note, per_class_title, per_class_value, problem_runs,
                                  reference_cell, reference_note, split_text)
@@ -180,6 +180,8 @@ def page(data: SuiteData, tables: list[DatasetTables],
         body += [f'<h2 id="ds-{i}">{escape(t.dataset)}</h2>', _leaderboard(t)]
         if t.reference:
             body.append(f"<p class=note>{escape(reference_note(data))}</p>")
+        if ceiling := ceiling_text(t):
+            body.append(f"<p class=note>{escape(ceiling)}</p>")
         body.append(_detectable(t))
         body += [_per_class(t, key) for key in t.per_class]
         body.append(_feature_accuracy(data, t))

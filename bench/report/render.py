@@ -24,6 +24,24 @@ def reference_note(data: SuiteData) -> str:
             "trained on as many real train images; copy_rate: the rate of the real held-out images).")
 
 
+def ceiling_text(t: DatasetTables) -> str:
+    """Each classifier's accuracy on the real images of the scored split (its ceiling) and the baseline's
+    accuracy as a fraction of it, in one sentence; "" without a classifier metric and its real value."""
+    parts = []
+    for metric in t.metrics:
+        if not (metric.startswith("acc[") and t.reference.get(metric)):
+            continue
+        ceiling = t.reference[metric]
+        text = f"{metric} {ceiling:.3f}"
+        if t.baseline in t.methods and t.cell(t.baseline, metric).n:
+            mean = t.cell(t.baseline, metric)["mean"]
+            text += f" (the baseline's {mean:.3f} is {mean / ceiling:.0%} of it)"
+        parts.append(text)
+    if not parts:
+        return ""
+    return "Ceiling, each classifier's accuracy on the real scored images: " + "; ".join(parts) + "."
+
+
 def per_class_title(key: str) -> str:
     return f"{key} per class {arrow(key)}".strip()
 
@@ -317,6 +335,8 @@ def markdown(data: SuiteData, tables: list[DatasetTables],
         lines += [f"## {md_text(t.dataset)}", "", *_md_leaderboard(t), ""]
         if t.reference:
             lines += [reference_note(data), ""]
+        if ceiling := ceiling_text(t):
+            lines += [md_text(ceiling), ""]
         header, rows = detectable_table(t)
         if rows:
             lines += [f"### {DETECTABLE_TITLE}", "",
@@ -350,6 +370,8 @@ def print_leaderboard(report, console) -> None:
     for t in report.tables:
         for start in range(0, len(t.metrics), per_table):
             console.print(_console_table(t, f"{report.suite} — {t.dataset}", t.metrics[start:start + per_table]))
+        if ceiling := ceiling_text(t):
+            console.print(Text(ceiling), highlight=False)
     for r in problem_runs(report.data):
         console.print(Text.assemble((r.status, "red"),
                                     f" {r.dataset} {r.method} train seed {r.train_seed} ({r.run_id}): {r.reason}"),
