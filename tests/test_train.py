@@ -72,3 +72,16 @@ def test_min_snr_weights_follow_the_formula():
     snr = abar / (1 - abar)
     expected = (torch.clamp(snr, max=5.0) / snr).mean()
     assert torch.allclose(schedule.weighted_mse(eps_hat, target, t), expected)
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_lr_warms_up_linearly_then_follows_its_schedule(tiny_config, schedule):
+    from bench.engine.train import _lr_at
+    cfg = dataclasses.replace(tiny_config, train=dataclasses.replace(
+        tiny_config.train, lr=1e-3, warmup_steps=10, steps=110, lr_schedule=schedule))
+    assert _lr_at(cfg, 0) == pytest.approx(1e-4) and _lr_at(cfg, 9) == pytest.approx(1e-3)
+    after = [_lr_at(cfg, s) for s in (10, 60, 109)]
+    if schedule == "constant":
+        assert after == pytest.approx([1e-3] * 3)
+    else:   # cosine: the peak right after warm-up, half of it midway, close to 0 at the end
+        assert after[0] == pytest.approx(1e-3) and after[1] == pytest.approx(5e-4) and after[2] < 1e-6

@@ -56,7 +56,9 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 1e-3                    # AdamW peak learning rate
     weight_decay: float = 0.0
-    warmup_steps: int = 50              # linear warm-up, then constant
+    warmup_steps: int = 50              # linear warm-up, then the lr schedule
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # after warm-up: constant, or cosine decay to 0 at
+    #                                     `steps` (Loshchilov & Hutter 2017)
     ema_decay: float = 0.995            # EMA of weights; 0 disables; sampling uses the EMA
     min_snr_gamma: float = 5.0          # min-SNR loss weighting (Hang et al. 2023); 0 disables
     center_data: bool = True            # diffuse x0 - mu, mu = the train split's per-channel mean, so x_T ~ N(mu, I)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -162,7 +163,13 @@ def augment(x, generator):
 
 
 def _lr_at(cfg: Config, step: int) -> float:
-    return cfg.train.lr * min(1.0, (step + 1) / max(1, cfg.train.warmup_steps))
+    train = cfg.train
+    if step < train.warmup_steps:
+        return train.lr * (step + 1) / train.warmup_steps
+    if train.lr_schedule == "cosine":
+        progress = (step - train.warmup_steps) / max(1, train.steps - train.warmup_steps)
+        return train.lr * 0.5 * (1 + math.cos(math.pi * progress))
+    return train.lr
 
 
 class Trainer:
