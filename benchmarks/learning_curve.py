@@ -37,12 +37,14 @@ CANDIDATES: dict[str, tuple[str, dict]] = {
     "today": ("the suite's recipe", {}),
     "cosine": ("cosine lr decay to 0", {"train": {"lr_schedule": "cosine"}}),
     "cosine-lr3e-3": ("cosine decay, peak lr 3e-3", {"train": {"lr_schedule": "cosine", "lr": 3e-3}}),
-    "batch16": ("batch 16 (twice the steps per CPU-minute)",
-                {"train": {"batch_size": 16}}),
-    "batch16-cosine": ("batch 16, cosine decay", {"train": {"batch_size": 16, "lr_schedule": "cosine"}}),
-    "ema0.999": ("EMA decay 0.999", {"train": {"ema_decay": 0.999}}),
+    "cosine-batch64": ("cosine decay, batch 64, peak lr 2e-3",
+                       {"train": {"lr_schedule": "cosine", "batch_size": 64, "lr": 2e-3}}),
+    "cosine-g2.5": ("cosine decay, guidance 2.5", {"train": {"lr_schedule": "cosine"}, "sample": {"guidance": 2.5}}),
+    "cosine-ddim50": ("cosine decay, 50 DDIM steps", {"train": {"lr_schedule": "cosine"}, "sample": {"steps": 50}}),
+    "cosine-snr1": ("cosine decay, min-SNR gamma 1", {"train": {"lr_schedule": "cosine", "min_snr_gamma": 1.0}}),
+    "cosine-tiny": ("cosine decay, tiny U-Net", {"train": {"lr_schedule": "cosine"}, "model": {"size": "tiny"}}),
+    "batch16": ("batch 16 (twice the steps per CPU-minute)", {"train": {"batch_size": 16}}),
     "g3": ("guidance 3 (sampling only)", {"sample": {"guidance": 3.0}}),
-    "ddim50": ("50 DDIM steps (sampling only)", {"sample": {"steps": 50}}),
 }
 
 
