@@ -39,12 +39,21 @@ CANDIDATES: dict[str, tuple[str, dict]] = {
     "cosine-lr3e-3": ("cosine decay, peak lr 3e-3", {"train": {"lr_schedule": "cosine", "lr": 3e-3}}),
     "cosine-batch64": ("cosine decay, batch 64, peak lr 2e-3",
                        {"train": {"lr_schedule": "cosine", "batch_size": 64, "lr": 2e-3}}),
-    "cosine-g2.5": ("cosine decay, guidance 2.5", {"train": {"lr_schedule": "cosine"}, "sample": {"guidance": 2.5}}),
     "cosine-ddim50": ("cosine decay, 50 DDIM steps", {"train": {"lr_schedule": "cosine"}, "sample": {"steps": 50}}),
     "cosine-snr1": ("cosine decay, min-SNR gamma 1", {"train": {"lr_schedule": "cosine", "min_snr_gamma": 1.0}}),
     "cosine-tiny": ("cosine decay, tiny U-Net", {"train": {"lr_schedule": "cosine"}, "model": {"size": "tiny"}}),
+    "cosine-g2.5": ("cosine decay, guidance 2.5", {"train": {"lr_schedule": "cosine"}, "sample": {"guidance": 2.5}}),
+    "cosine-snr0": ("cosine decay, unweighted eps loss", {"train": {"lr_schedule": "cosine", "min_snr_gamma": 0.0}}),
+    "cosine-puncond0.2": ("cosine decay, label dropout 0.2", {"train": {"lr_schedule": "cosine", "p_uncond": 0.2}}),
+    "cosine-ema0": ("cosine decay, no EMA", {"train": {"lr_schedule": "cosine", "ema_decay": 0.0}}),
     "batch16": ("batch 16 (twice the steps per CPU-minute)", {"train": {"batch_size": 16}}),
     "g3": ("guidance 3 (sampling only)", {"sample": {"guidance": 3.0}}),
+    "cosine-g3": ("cosine decay, guidance 3", {"train": {"lr_schedule": "cosine"}, "sample": {"guidance": 3.0}}),
+    "cosine-eta0": ("cosine decay, deterministic DDIM", {"train": {"lr_schedule": "cosine"}, "sample": {"eta": 0.0}}),
+    "cosine-ddpm50": ("cosine decay, 50 DDPM steps",
+                      {"train": {"lr_schedule": "cosine"}, "sample": {"sampler": "ddpm", "steps": 50}}),
+    "cosine-dpm20": ("cosine decay, DPM-Solver++ 20 steps",
+                     {"train": {"lr_schedule": "cosine"}, "sample": {"sampler": "dpmsolver++", "eta": 0.0}}),
 }
 
 
@@ -68,14 +77,16 @@ def _score(cfg: Config, built, data: PreparedData, scorer, samples_per_class: in
 
 
 def _train_and_score(job) -> list[dict]:
-    """One training of `cfg` to its last checkpoint, scored at each of `checkpoints`."""
-    name, cfg, checkpoints, samples_per_class, cache = job
+    """One training to its last checkpoint, scored at each of `checkpoints` by every candidate that shares it
+    (candidates that differ only in [sample] share one training)."""
+    variants, checkpoints, samples_per_class, cache = job
     torch.set_num_threads(1)
+    cfg = variants[0][1]
     data, scorer = _scorer_and_data(cfg, cache)
     torch.manual_seed(0)
     device = torch.device("cpu")
     built = build(cfg, "baseline", data, device)
-    reader = build(cfg, "baseline", data, device)      # the EMA weights, loaded at each checkpoint
+    readers = [(name, vcfg, build(vcfg, "baseline", data, device)) for name, vcfg in variants]  # EMA weights
     trainer = Trainer(cfg, built, data, 0, device)
     built.model.train()
     rows, cpu = [], 0.0
@@ -85,26 +96,30 @@ def _train_and_score(job) -> list[dict]:
         cpu += time.process_time() - t0
         if step + 1 in checkpoints:
             trainer.check_finite("baseline")
-            reader.model.load_state_dict(trainer.ema.shadow if trainer.ema else built.model.state_dict())
-            reader.model.eval()
-            rows.append({"candidate": name, "steps": step + 1, "cpu_min": cpu / 60,
-                         **_score(cfg, reader, data, scorer, samples_per_class)})
+            for name, vcfg, reader in readers:
+                reader.model.load_state_dict(trainer.ema.shadow if trainer.ema else built.model.state_dict())
+                reader.model.eval()
+                rows.append({"candidate": name, "steps": step + 1, "cpu_min": cpu / 60,
+                             **_score(vcfg, reader, data, scorer, samples_per_class)})
     return rows
 
 
 def _jobs(names, base_path, checkpoints, samples_per_class, cache):
+    """One job per distinct training: constant-rate recipes once to the last checkpoint, decaying ones once
+    per horizon."""
+    trainings: dict[tuple, list] = {}
     for name in names:
         overrides = CANDIDATES[name][1]
         cfg = load_config(base_path, overrides={"suite": {"eval_split": "val"}, **overrides})
-        if cfg.train.lr_schedule == "constant":
-            yield name, load_config(base_path, overrides={"suite": {"eval_split": "val"},
-                                                          **_with_steps(overrides, max(checkpoints))}), \
-                checkpoints, samples_per_class, cache
-        else:       # a decaying rate: one run per horizon
-            for k in checkpoints:
-                yield name, load_config(base_path, overrides={"suite": {"eval_split": "val"},
-                                                              **_with_steps(overrides, k)}), \
-                    (k,), samples_per_class, cache
+        horizons = [(max(checkpoints), checkpoints)] if cfg.train.lr_schedule == "constant" else \
+            [(k, (k,)) for k in checkpoints]
+        training = {k: v for k, v in overrides.items() if k != "sample"}
+        for steps, scored_at in horizons:
+            variant = load_config(base_path, overrides={"suite": {"eval_split": "val"},
+                                                        **_with_steps(overrides, steps)})
+            trainings.setdefault((repr(sorted(training.items())), steps, scored_at), []).append((name, variant))
+    for (_, _, scored_at), variants in trainings.items():
+        yield variants, scored_at, samples_per_class, cache
 
 
 def _with_steps(overrides: dict, steps: int) -> dict:
