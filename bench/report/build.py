@@ -11,7 +11,8 @@ from bench.report.claims import claims_frame
 from bench.report.collect import RunStatus, SuiteData, collect
 from bench.report.figures import FIGURES, slug
 from bench.report.html import page
-from bench.report.render import markdown, problem_runs
+from bench.report.markdown import markdown
+from bench.report.render import problem_runs
 from bench.report.tables import DatasetTables, csv_frame, dataset_tables
 
 # Every file a format writes under report/ (the one place these names live); md and html also

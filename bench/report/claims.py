@@ -6,16 +6,7 @@ the value itself, not its distance to the real data), paired by (train seed, gen
 bench/report/stats.py's paired_test, the leaderboard's test. p is Holm-corrected across the tested
 claims of one data set: a family of its own, the papers' hypotheses.
 
-Verdict, s the claimed sign (+1 higher, −1 lower), significant meaning p (Holm) < ALPHA:
-- agrees: significant, s·Δ > 0;
-- contradicts: significant, s·Δ < 0; or not significant while the CI's end in the claimed direction
-  (s = +1 its high end, s = −1 its low end) falls short of the effect the claim needs, the paper's
-  magnitude where it reports one, else the design's detectable Δ: the data rule out an effect of
-  that size in the claimed direction;
-- inconclusive: otherwise (a non-significant Δ whose CI still holds the claimed effect).
-No verdict at SAMPLER_LEVEL (one trained model per method: the sampler's noise says nothing of
-whether the method trains better models), where nothing is paired (a variant or the metric is
-missing), or where the claim cannot be tested as a Δ here (Claim.untestable).
+Verdicts: VERDICT_RULES, the words the report prints.
 """
 from __future__ import annotations
 
@@ -34,6 +25,14 @@ AGREES, CONTRADICTS, INCONCLUSIVE = "agrees", "contradicts", "inconclusive"
 NO_VERDICT_ONE_MODEL = "no verdict: one trained model per method"
 NO_VERDICT_UNPAIRED = "no verdict: not measured"
 NO_VERDICT_UNTESTABLE = "no verdict: not testable here"
+VERDICT_RULES = (
+    f"Verdict, significant meaning p (Holm) < {ALPHA:g}: {AGREES} = a significant Δ in the claimed "
+    f"direction; {CONTRADICTS} = a significant Δ opposite to it, or a non-significant Δ whose 95% CI, "
+    "at its end in the claimed direction, falls short of the effect the claim needs (the paper's "
+    "magnitude where it reports one, else the design's detectable Δ): the data rule out an effect of "
+    f"that size; {INCONCLUSIVE} = a non-significant Δ whose CI still holds that effect. No verdict with one "
+    "trained model per method (the Δ then measures the sampler's noise, not the method), where a variant "
+    "or the metric is missing, or where the claim cannot be tested as a Δ here.")
 
 
 @dataclass(frozen=True)
