@@ -22,7 +22,7 @@ MIN_NAME_WIDTH = 12          # a method column narrower than this says too littl
 HEADLINE_AFTER_ACCURACY = ("fid[scorer]", "ssim", "tstr_acc", "copy_rate")
 SHORT_ARROWS = {HIGHER: "↑", LOWER: "↓", CLOSEST_TO_REAL: "≈"}
 SIGNIFICANT, SAMPLER_ONLY = "*", "~"
-LEGEND = (f"N: trained models (train seeds) per method. Each cell: mean, Δ vs the baseline, mark. "
+LEGEND = (f"N: train seeds (trained models) per method. Each cell: mean, Δ vs the baseline, mark. "
           f"↑ higher is better, ↓ lower is better, ≈ closest to the real data's value is best (its Δ "
           f"compares distances to real: negative = closer). {SIGNIFICANT} p < {ALPHA:g} (Holm), trained "
           f"models as units; {SAMPLER_ONLY} one trained model per method: Δ shows sampler variance only, "
@@ -64,11 +64,13 @@ def shorten(text: str, width: int) -> str:
     return text[:head] + "…" + text[len(text) - (width - 1 - head):]
 
 
-def headline_table(t: DatasetTables) -> tuple[list[str], list[list[str]]]:
-    """Header and rows (plain text) of the headline; joined by `fixed_width` no line exceeds WIDTH."""
+def headline_table(t: DatasetTables, text=str) -> tuple[list[str], list[list[str]]]:
+    """Header and rows (plain text) of the headline; joined by `fixed_width` no line exceeds WIDTH.
+    `text` turns a method's label (store text, made one line) into what the format shows, before
+    it is shortened to fit."""
     metrics = headline_metrics(t)
     header = ["method", "N", *(f"{m} {SHORT_ARROWS.get(judgement(m), '')}".strip() for m in metrics)]
-    body = [[method_label(t, method), str(_trained_models(t, method)),
+    body = [[text(" ".join(method_label(t, method).splitlines())), str(_trained_models(t, method)),
              *(_cell(t, method, m) for m in metrics)] for method in t.methods]
     rest = sum(len(GAP) + max(len(r[i]) for r in [header, *body]) for i in range(1, len(header)))
     name_width = max(MIN_NAME_WIDTH, WIDTH - rest)

@@ -71,6 +71,11 @@ def _md_per_class(t: DatasetTables, key: str) -> list[str]:
             *_md_table(["method", *map(md_text, t.classes)], rows), ""]
 
 
+def _code_text(text: str) -> str:
+    """Store text inside a code block: HTML escaped (a renderer that reads HTML there runs nothing)."""
+    return html.escape(text, quote=False)
+
+
 def _code_block(lines: list[str]) -> list[str]:
     """A fenced block longer than any run of backticks in `lines` (store text: method names)."""
     longest = max((len(run) for line in lines for run in re.findall("`+", line)), default=0)
@@ -95,7 +100,7 @@ def markdown(data: SuiteData, tables: list[DatasetTables],
     lines = [f"# bench report — suite {md_text(data.suite)}", "", f"**{md_text(split_text(data))}**", ""]
     lines += [x for text in warnings_text(tables) for x in (f"> **{WARNING_LABEL}** {md_text(text)}", "")]
     for t in tables:
-        lines += [f"## {md_text(t.dataset)}", "", *_code_block(fixed_width(*headline_table(t))), "",
+        lines += [f"## {md_text(t.dataset)}", "", *_code_block(fixed_width(*headline_table(t, _code_text))), "",
                   md_text(LEGEND), "", f"### {FULL_TITLE}", "", *_md_leaderboard(t), ""]
         if t.reference:
             lines += [reference_note(data), ""]
