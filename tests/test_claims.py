@@ -9,7 +9,7 @@ from bench.methods import REGISTRY, ConditioningMethod
 from bench.methods.claims import HIGHER, LOWER, Claim
 from bench.report import build_report
 from bench.report.claims import (AGREES, CONTRADICTS, INCONCLUSIVE, NO_VERDICT_ONE_MODEL,
-                                 NO_VERDICT_UNPAIRED, NO_VERDICT_UNTESTABLE, dataset_claims,
+                                 NO_VERDICT_TOO_FEW, NO_VERDICT_UNPAIRED, NO_VERDICT_UNTESTABLE, dataset_claims,
                                  reference_variant, variant_claims, verdict)
 from bench.report.stats import MODEL_LEVEL, SAMPLER_LEVEL, PairedTest
 from test_report import make_store
@@ -65,6 +65,12 @@ def test_one_trained_model_per_method_never_gets_a_verdict():
     assert r.verdict == NO_VERDICT_ONE_MODEL
 
 
+def test_too_few_trained_models_for_the_exact_test_to_reach_significance_get_no_verdict():
+    # five models: the smallest p is 2/2**5 > 0.05, so nothing could agree; the narrow CI is no contradiction
+    r = aligned_expert_claim(observations([0.01, -0.01, 0.02, -0.02, 0.005]))
+    assert r.test.level == MODEL_LEVEL and r.test.ci_high < 0.09 and r.verdict == NO_VERDICT_TOO_FEW
+
+
 def test_without_a_magnitude_the_detectable_delta_decides():
     claim = Claim("x lowers fid", "fid[scorer]", LOWER, None, "paper regime", "someone 2024")
     test = PairedTest(12, MODEL_LEVEL, 6, "", delta=0.1, ci_low=-0.2, ci_high=0.4, p=0.6, detectable=0.5)
@@ -118,7 +124,7 @@ def test_a_plugin_declares_claims_like_a_built_in_and_a_bad_declaration_is_refus
 
 
 def test_every_format_shows_the_claims_and_claims_csv_holds_them(tmp_path):
-    root = make_store(tmp_path, train_seeds=(0, 1))
+    root = make_store(tmp_path, train_seeds=tuple(range(6)), gen_seeds=(0,))
     report = build_report(root)
     claims = pd.read_csv(root / "report" / "claims.csv")
     assert set(claims.method) == {"drift:delta=-0.05", "aligned", "fgscore"}

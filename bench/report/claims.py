@@ -19,20 +19,23 @@ from bench.core.errors import BenchError
 from bench.methods import parse_variant
 from bench.methods.claims import Claim
 from bench.report.collect import seed_keyed
-from bench.report.stats import ALPHA, SAMPLER_LEVEL, UNPAIRED, PairedTest, holm, paired_test
+from bench.report.stats import (ALPHA, SAMPLER_LEVEL, UNPAIRED, PairedTest, holm, paired_test,
+                                smallest_exact_p)
 
 AGREES, CONTRADICTS, INCONCLUSIVE = "agrees", "contradicts", "inconclusive"
 NO_VERDICT_ONE_MODEL = "no verdict: one trained model per method"
 NO_VERDICT_UNPAIRED = "no verdict: not measured"
 NO_VERDICT_UNTESTABLE = "no verdict: not testable here"
+NO_VERDICT_TOO_FEW = "no verdict: too few trained models"
 VERDICT_RULES = (
     f"Verdict, significant meaning p (Holm) < {ALPHA:g}: {AGREES} = a significant Δ in the claimed "
     f"direction; {CONTRADICTS} = a significant Δ opposite to it, or a non-significant Δ whose 95% CI, "
     "at its end in the claimed direction, falls short of the effect the claim needs (the paper's "
     "magnitude where it reports one, else the design's detectable Δ): the data rule out an effect of "
     f"that size; {INCONCLUSIVE} = a non-significant Δ whose CI still holds that effect. No verdict with one "
-    "trained model per method (the Δ then measures the sampler's noise, not the method), where a variant "
-    "or the metric is missing, or where the claim cannot be tested as a Δ here.")
+    "trained model per method (the Δ then measures the sampler's noise, not the method), with too few "
+    f"trained models for the exact test to reach p < {ALPHA:g} whatever the Δ (fewer than 6), where a "
+    "variant or the metric is missing, or where the claim cannot be tested as a Δ here.")
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,9 @@ def verdict(claim: Claim, test: PairedTest, p_holm: float) -> tuple[str, str]:
         return NO_VERDICT_UNPAIRED, "no paired observations of both variants on this metric"
     if test.level == SAMPLER_LEVEL:
         return NO_VERDICT_ONE_MODEL, "train several models per method (--train-seeds) to test it"
+    if smallest_exact_p(test.n_units) > ALPHA:   # no Δ could agree: a CI-based "contradicts" alone would be lopsided
+        return NO_VERDICT_TOO_FEW, (f"with {test.n_units} trained models the exact test's smallest p is "
+                                    f"{smallest_exact_p(test.n_units):.3g}; train more (--train-seeds)")
     signed = claim.sign * test.delta
     if p_holm < ALPHA:
         return ((AGREES, "significant Δ in the claimed direction") if signed > 0
