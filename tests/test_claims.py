@@ -11,8 +11,10 @@ from bench.report import build_report
 from bench.report.claims import (AGREES, CONTRADICTS, INCONCLUSIVE, NO_VERDICT_ONE_MODEL,
                                  NO_VERDICT_TOO_FEW, NO_VERDICT_UNPAIRED, NO_VERDICT_UNTESTABLE, dataset_claims,
                                  reference_variant, variant_claims, verdict)
+from bench.report.claims_table import UNINFORMATIVE_CAVEAT
 from bench.report.stats import MODEL_LEVEL, SAMPLER_LEVEL, PairedTest
 from test_report import make_store
+from test_report_levels import _baseline_at_chance
 
 BASE = 0.5
 METRIC = "acc[expert]"    # aligned's claim: higher, by 0.09 (Nair 2024)
@@ -137,3 +139,15 @@ def test_every_format_shows_the_claims_and_claims_csv_holds_them(tmp_path):
         assert "What the papers claim" in text and "Nair et al. 2024" in text
         assert "paper: Kather 2016, 64 px grayscale" in text and "here:" in text
     assert report.tables[0].claims and all(r.verdict for r in report.tables[0].claims)
+
+
+def read_md(report_dir):
+    """leaderboard.md with markdown's escapes undone, as a reader sees it."""
+    return (report_dir / "leaderboard.md").read_text().replace("\\", "")
+
+
+def test_claims_on_an_uninformative_comparison_say_so(tmp_path):
+    informative = make_store(tmp_path / "a", train_seeds=(0, 1))
+    at_chance = make_store(tmp_path / "b", train_seeds=(0, 1), value_of=_baseline_at_chance)
+    assert UNINFORMATIVE_CAVEAT not in read_md(build_report(informative, ("md",)).report_dir)
+    assert UNINFORMATIVE_CAVEAT in read_md(build_report(at_chance, ("md",)).report_dir)

@@ -8,12 +8,16 @@ from bench.report.claims import VERDICT_RULES, regime_here
 from bench.report.collect import SuiteData
 from bench.report.render import fmt, fmt_p, metric_places
 from bench.report.tables import DatasetTables
+from bench.report.verdict import uninformative_reasons
 
 CLAIMS_TITLE = "What the papers claim, against what this suite measured"
 CLAIMS_NOTE = ("Each method declares its paper's claims (bench.methods.claims). Δ = the method − the "
                "variant it is compared against (\"vs\"), on the metric's values as the paper measured "
                "them (SSIM: the value itself, not its distance to real), paired by (train seed, generation "
                "seed) as in the leaderboard; p Holm-corrected across this data set's claims. " + VERDICT_RULES)
+
+UNINFORMATIVE_CAVEAT = ("This data set's comparison is uninformative (see the warning at the top): "
+                        "read these verdicts as about models that have not learned, not about the papers.")
 
 
 def _claimed(claim) -> str:
@@ -38,8 +42,10 @@ def claims_table(t: DatasetTables) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def regime_lines(data: SuiteData, t: DatasetTables) -> list[str]:
-    """One line per paper: its regime beside this suite's, from plan.json."""
+def claims_notes(data: SuiteData, t: DatasetTables) -> list[str]:
+    """One line per paper, its regime beside this suite's (from plan.json); first, where the data set's
+    comparison is uninformative (bench/report/verdict.py), that every verdict stands on it."""
     here = regime_here(data.plan.get("config", {}))
     papers = dict.fromkeys((r.claim.citation, r.claim.regime) for r in t.claims)
-    return [f"{citation}: paper: {regime}; here: {here}." for citation, regime in papers]
+    caveat = [UNINFORMATIVE_CAVEAT] if t.claims and uninformative_reasons(t) else []
+    return caveat + [f"{citation}: paper: {regime}; here: {here}." for citation, regime in papers]

@@ -7,7 +7,7 @@ from html import escape
 
 from bench.report.collect import VOLATILE_PROVENANCE_KEYS, SuiteData
 from bench.report.figures import feature_accuracy
-from bench.report.claims_table import CLAIMS_NOTE, CLAIMS_TITLE, claims_table, regime_lines
+from bench.report.claims_table import CLAIMS_NOTE, CLAIMS_TITLE, claims_notes, claims_table
 from bench.report.headline import LEGEND, headline_table
 from bench.report.render import (DETECTABLE_TITLE, FULL_TITLE, HOW_TITLE, REFERENCE_LABEL, WARNING_LABEL,
                                  aggregation_text, ceiling_text, decimals, delta_parts, delta_title,
@@ -115,7 +115,7 @@ def _claims(data: SuiteData, t: DatasetTables) -> str:
     return (f"<h3>{escape(CLAIMS_TITLE)}</h3><p class=note>{escape(CLAIMS_NOTE)}</p>"
             + _table([*map(escape, header)], [[f'<td class="label">{escape(r[0])}</td>', *map(escape, r[1:])]
                                               for r in rows], kind="text")
-            + "<ul>" + "".join(f"<li>{escape(line)}</li>" for line in regime_lines(data, t)) + "</ul>")
+            + "<ul>" + "".join(f"<li>{escape(line)}</li>" for line in claims_notes(data, t)) + "</ul>")
 
 
 def _detectable(t: DatasetTables) -> str:

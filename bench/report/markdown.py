@@ -4,7 +4,7 @@ from __future__ import annotations
 import html
 import re
 
-from bench.report.claims_table import CLAIMS_NOTE, CLAIMS_TITLE, claims_table, regime_lines
+from bench.report.claims_table import CLAIMS_NOTE, CLAIMS_TITLE, claims_notes, claims_table
 from bench.report.collect import SuiteData
 from bench.report.headline import LEGEND, fixed_width, headline_table
 from bench.report.render import (DETECTABLE_TITLE, FULL_TITLE, HOW_TITLE, REFERENCE_LABEL, WARNING_LABEL,
@@ -89,7 +89,7 @@ def _md_claims(data: SuiteData, t: DatasetTables) -> list[str]:
         return []
     return [f"### {CLAIMS_TITLE}", "", md_text(CLAIMS_NOTE), "",
             *_md_table([*map(md_text, header)], [[*map(md_text, r)] for r in rows]), "",
-            *(f"- {md_text(line)}" for line in regime_lines(data, t)), ""]
+            *(f"- {md_text(line)}" for line in claims_notes(data, t)), ""]
 
 
 def markdown(data: SuiteData, tables: list[DatasetTables],

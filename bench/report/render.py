@@ -6,12 +6,10 @@ import math
 from dataclasses import dataclass
 
 from bench.report.collect import RunStatus, SuiteData
-from bench.report.setup import setup_text
 from bench.report.stats import (ALPHA, BOOTSTRAP_METHOD, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED,
                                 CONFIDENCE, MODEL_LEVEL, POWER, SAMPLER_LEVEL, T_METHOD,
                                 smallest_exact_p)
 from bench.report.tables import DISTANCE_TO_REAL, DatasetTables, arrow
-from bench.report.verdict import warnings_text
 
 REFERENCE_LABEL = "real data (reference)"
 WARNING_LABEL = "Uninformative comparison."

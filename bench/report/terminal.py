@@ -6,7 +6,7 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 
-from bench.report.claims_table import CLAIMS_TITLE, claims_table, regime_lines
+from bench.report.claims_table import CLAIMS_TITLE, claims_notes, claims_table
 from bench.report.headline import LEGEND, fixed_width, headline_table
 from bench.report.render import (DETECTABLE_TITLE, FULL_TITLE, REFERENCE_LABEL, WARNING_LABEL,
                                  ceiling_text, delta_cell, delta_title, detectable_table, method_label,
@@ -33,7 +33,7 @@ def print_leaderboard(report, console) -> None:
         for title, (header, rows) in ((DETECTABLE_TITLE, detectable_table(t)), (CLAIMS_TITLE, claims_table(t))):
             if rows:
                 console.print(_text_table(title, header, rows))
-        for line in regime_lines(report.data, t) if t.claims else ():
+        for line in claims_notes(report.data, t):
             console.print(Text(line), highlight=False)
     for r in problem_runs(report.data):
         console.print(Text.assemble((r.status, "red"),
