@@ -17,7 +17,8 @@ with g = [sample] guidance (g = 1: one conditional call). A method without a con
 `classifier_free_guidance = False`; the report names it.
 
 The plain class-conditional baseline is this class itself; a method subclass sets `name`,
-`paper`, a frozen `Params` dataclass, and overrides only the hooks where it differs.
+`paper`, a frozen `Params` dataclass, its paper's `claims` (bench.methods.claims), and overrides
+only the hooks where it differs.
 Defining a subclass registers it.
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ import torch
 from torch import nn
 
 from bench.core.errors import BenchError
+from bench.methods.claims import Claim
 from bench.models.unet import unet_forward
 
 if TYPE_CHECKING:
@@ -56,6 +58,7 @@ class ConditioningMethod:
     paper: ClassVar[str] = ""
     Params: ClassVar[type] = NoParams
     classifier_free_guidance: ClassVar[bool] = True  # False: the suite's p_uncond and guidance do not apply
+    claims: ClassVar[tuple[Claim, ...]] = ()  # the paper's findings, checked by the report's claims section
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -74,6 +77,12 @@ class ConditioningMethod:
         """Whether training or sampling with `params` uses the expert (`ctx.expert()`): the runner
         then trains it first and holds this method's jobs back until it exists. Default: no."""
         return False
+
+    @classmethod
+    def claims_for(cls, params) -> tuple[Claim, ...]:
+        """The claims a variant with `params` is held to. Default: all of `claims`; a method whose
+        paper claims nothing for some settings (drift at delta = 0) narrows them."""
+        return cls.claims
 
     @classmethod
     def check(cls, params, unet: nn.Module) -> None:
@@ -215,7 +224,7 @@ NAME_RESERVED = ":,="  # the variant syntax `name:key=value,...` splits on these
 
 def _check_declaration(cls: type) -> None:
     """What bench reads from a method class before running any of it: a `name` the variant syntax can
-    hold, `paper` text and `Params` a dataclass (BenchError naming the class and the fix)."""
+    hold, `paper` text, `Params` a dataclass and `claims` a tuple of Claim (BenchError naming the class and the fix)."""
     name = cls.__dict__["name"]
     if not isinstance(name, str) or name != name.strip() or any(c in name for c in NAME_RESERVED):
         raise BenchError(f"method name {name!r} of {method_class_path(cls)} must be a non-empty string without "
@@ -225,6 +234,9 @@ def _check_declaration(cls: type) -> None:
     if not (isinstance(cls.Params, type) and dataclasses.is_dataclass(cls.Params)):
         raise BenchError(f"Params of method {name!r} ({method_class_path(cls)}) must be a dataclass, got "
                          f"{cls.Params!r}; decorate it with @dataclass(frozen=True)")
+    if not (isinstance(cls.claims, tuple) and all(isinstance(c, Claim) for c in cls.claims)):
+        raise BenchError(f"claims of method {name!r} ({method_class_path(cls)}) must be a tuple of "
+                         f"bench.methods.claims.Claim, got {cls.claims!r}")
 
 
 def method_class_path(cls: type) -> str:

@@ -39,6 +39,7 @@ import torch
 
 from bench.diffusion import SAMPLERS
 from bench.methods.base import ConditioningMethod
+from bench.methods.claims import LOWER, Claim
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,16 @@ class Drift(ConditioningMethod):
     name = "drift"
     paper = "Yeganeh et al. 2024, Latent Drifting in Diffusion Models, arXiv 2412.20651"
     Params = DriftParams
+    # The paper reports FID/KID (Inception) of a shifted model against the unshifted one; bench's
+    # FID/KID in the scorer's feature space is the one every suite computes.
+    claims = tuple(Claim(f"a noise-mean shift delta != 0 lowers {kind.upper()}", f"{kind}[scorer]", LOWER,
+                         None, "Stable Diffusion 2.1 fine-tuned in its latent space to a medical domain, "
+                         "delta in {+-0.05, +-0.1}", "Yeganeh et al. 2024, arXiv 2412.20651")
+                   for kind in ("fid", "kid"))
+
+    @classmethod
+    def claims_for(cls, params):
+        return cls.claims if any(params.delta) else ()   # delta = 0 is the baseline itself
 
     def _delta(self, like: torch.Tensor) -> torch.Tensor:
         delta = torch.tensor(self.params.delta, dtype=like.dtype, device=like.device)

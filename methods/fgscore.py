@@ -55,6 +55,7 @@ from safetensors.torch import load, save
 from bench.core.store import FileLock, atomic_write_bytes
 from bench.methods.aligned import check_feature_maps, resolve_module
 from bench.methods.base import ConditioningMethod
+from bench.methods.claims import HIGHER, Claim
 
 STD_EPS = 1e-5
 FEATURE_LEVELS = (0.0, 0.1, 0.5, 0.9)  # fractions of the schedule at which evaluations store phi of real
@@ -151,6 +152,12 @@ class FGScore(ConditioningMethod):
     paper = ("Kadkhodaie, Mallat & Simoncelli 2024, Feature-guided score diffusion for sampling "
              "conditional densities, arXiv 2410.11646")
     Params = FGScoreParams
+    # No leaderboard metric compares feature clustering with the baseline's (which has no phi); the
+    # report's phi PCA figure and nearest-centroid table show it instead.
+    claims = (Claim("the features phi cluster by class", "", HIGHER, None, "the authors' network and "
+                    "stochastic coarse-to-fine sampler", "Kadkhodaie, Mallat & Simoncelli 2024, arXiv 2410.11646",
+                    untestable="no method-vs-baseline metric measures clustering (the baseline has no phi); see "
+                    "the phi PCA figure and the nearest-centroid accuracy table"),)
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.methods.base import ConditioningMethod
+from bench.methods.claims import HIGHER, Claim
 from bench.models.encoders import EncoderSpec, check_encoder, load_encoder
 
 
@@ -53,6 +54,9 @@ class SSL(ConditioningMethod):
 
     name = "ssl"
     paper = "Graikos et al. 2024, Learned representation-guided diffusion models for large-image generation, CVPR"
+    claims = (Claim("synthetic images conditioned on SSL embeddings help a classifier more as augmentation",
+                    "aug_gain", HIGHER, None, "an ImageNet-pretrained latent diffusion model fine-tuned on "
+                    "histopathology patches, SSL-encoder embeddings", "Graikos et al. 2024, CVPR"),)
     Params = SSLParams
 
     def __init__(self, params, ctx):

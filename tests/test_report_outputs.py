@@ -52,6 +52,6 @@ def test_formats_not_written_this_time_are_removed(tmp_path):
     build_report(root)
     assert {"leaderboard.md", "report.html", "figures", "observations.csv"} <= {p.name for p in out.iterdir()}
     build_report(root, ("csv",))
-    assert sorted(p.name for p in out.iterdir()) == ["leaderboard.csv", "observations.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["claims.csv", "leaderboard.csv", "observations.csv"]
     build_report(root, ("html",))
     assert sorted(p.name for p in out.iterdir()) == ["figures", "report.html"]

@@ -7,18 +7,21 @@ from pathlib import Path
 
 from bench.core.errors import BenchError
 from bench.core.store import SuiteStore, atomic_write_bytes
+from bench.report.claims import claims_frame
 from bench.report.collect import RunStatus, SuiteData, collect
 from bench.report.figures import FIGURES, slug
 from bench.report.html import page
-from bench.report.render import markdown, problem_runs
+from bench.report.markdown import markdown
+from bench.report.render import problem_runs
 from bench.report.tables import DatasetTables, csv_frame, dataset_tables
 
 # Every file a format writes under report/ (the one place these names live); md and html also
 # write FIGURES_DIR. A build removes what the formats it does not write left behind, so the folder
 # never mixes generations.
-LEADERBOARD_MD, LEADERBOARD_CSV, OBSERVATIONS_CSV, REPORT_HTML = (
-    "leaderboard.md", "leaderboard.csv", "observations.csv", "report.html")
-FORMAT_FILES = {"md": (LEADERBOARD_MD,), "csv": (LEADERBOARD_CSV, OBSERVATIONS_CSV), "html": (REPORT_HTML,)}
+LEADERBOARD_MD, LEADERBOARD_CSV, OBSERVATIONS_CSV, CLAIMS_CSV, REPORT_HTML = (
+    "leaderboard.md", "leaderboard.csv", "observations.csv", "claims.csv", "report.html")
+FORMAT_FILES = {"md": (LEADERBOARD_MD,), "csv": (LEADERBOARD_CSV, OBSERVATIONS_CSV, CLAIMS_CSV),
+                "html": (REPORT_HTML,)}
 FIGURES_DIR = "figures"
 FORMATS = tuple(FORMAT_FILES)
 
@@ -85,6 +88,7 @@ def build_report(suite_root: str | Path, formats: tuple[str, ...] = FORMATS) -> 
     texts = {LEADERBOARD_MD: lambda: markdown(data, tables, figures),
              LEADERBOARD_CSV: lambda: csv_frame(tables).to_csv(index=False),
              OBSERVATIONS_CSV: lambda: data.observations.to_csv(index=False),
+             CLAIMS_CSV: lambda: claims_frame({t.dataset: t.claims for t in tables}).to_csv(index=False),
              REPORT_HTML: lambda: page(data, tables, figures)}
     for fmt, names in FORMAT_FILES.items():
         for name in names:

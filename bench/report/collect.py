@@ -193,6 +193,13 @@ def observations_frame(evaluations: list[Evaluation]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=OBSERVATION_COLUMNS)
 
 
+def seed_keyed(rows: pd.DataFrame, values: pd.Series | None = None) -> dict[tuple[int, int], float]:
+    """{(train seed, generation seed): value} of observation rows, what paired tests pair by;
+    `values` (aligned with rows) replaces their "value" column, e.g. a distance to the real value."""
+    values = rows["value"] if values is None else values
+    return {(int(t), int(g)): float(v) for t, g, v in zip(rows["train_seed"], rows["gen_seed"], values)}
+
+
 def _describe(evals: list[Evaluation], limit: int = 4) -> str:
     runs = sorted({(e.method, e.train_seed, e.run_id) for e in evals})
     names = [f"{m} (train seed {k}, run {r})" for m, k, r in runs]

@@ -7,7 +7,9 @@ from html import escape
 
 from bench.report.collect import VOLATILE_PROVENANCE_KEYS, SuiteData
 from bench.report.figures import feature_accuracy
-from bench.report.render import (DETECTABLE_TITLE, REFERENCE_LABEL, WARNING_LABEL,
+from bench.report.claims_table import CLAIMS_NOTE, CLAIMS_TITLE, claims_notes, claims_table
+from bench.report.headline import LEGEND, headline_table
+from bench.report.render import (DETECTABLE_TITLE, FULL_TITLE, HOW_TITLE, REFERENCE_LABEL, WARNING_LABEL,
                                  aggregation_text, ceiling_text, decimals, delta_parts, delta_title,
                                  detectable_table, fmt, method_label, metric_cell, per_class_n_row,
                                  per_class_note, per_class_title, per_class_value, problem_runs,
@@ -37,6 +39,7 @@ summary{cursor:pointer;font-weight:600}
 pre{background:#f6f8fa;padding:.6rem;overflow:auto;font-size:12px;max-height:40rem}
 nav a{margin-right:1rem}div.wide{overflow-x:auto}table.text td{text-align:left}
 div.warn{border:2px solid #b3261e;background:#fdecea;padding:.4rem 1rem;margin:1rem 0;max-width:1100px}
+table.headline{font-family:ui-monospace,Menlo,Consolas,monospace;white-space:pre}
 div.prov{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:0 1rem}
 """
 
@@ -96,6 +99,23 @@ def _per_class(t: DatasetTables, key: str) -> str:
     note = f'<p class="note">{escape(text)}</p>' if (text := per_class_note(t, key)) else ""
     return (f"<h3>{escape(per_class_title(key))}</h3>" + note
             + _table(["method", *map(escape, t.classes)], rows))
+
+
+def _headline(t: DatasetTables) -> str:
+    header, rows = headline_table(t)
+    return (_table([*map(escape, header)], [[f'<td class="label">{escape(r[0])}</td>', *map(escape, r[1:])]
+                                            for r in rows], kind="headline")
+            + f"<p class=note>{escape(LEGEND)}</p>")
+
+
+def _claims(data: SuiteData, t: DatasetTables) -> str:
+    header, rows = claims_table(t)
+    if not rows:
+        return ""
+    return (f"<h3>{escape(CLAIMS_TITLE)}</h3><p class=note>{escape(CLAIMS_NOTE)}</p>"
+            + _table([*map(escape, header)], [[f'<td class="label">{escape(r[0])}</td>', *map(escape, r[1:])]
+                                              for r in rows], kind="text")
+            + "<ul>" + "".join(f"<li>{escape(line)}</li>" for line in claims_notes(data, t)) + "</ul>")
 
 
 def _detectable(t: DatasetTables) -> str:
@@ -173,19 +193,20 @@ def page(data: SuiteData, tables: list[DatasetTables],
             f"<nav>{nav}<a href=\"#problems\">failed/missing runs</a>"
             "<a href=\"#provenance\">provenance</a></nav>",
             *(f"<div class=warn><p><b>{escape(WARNING_LABEL)}</b> {escape(text)}</p></div>"
-              for text in warnings_text(tables)),
-            f"<p class=note>{escape(aggregation_text(data, tables))}</p>",
-            f"<p class=note>{escape(setup_text(data))}</p>"]
+              for text in warnings_text(tables))]
     for i, t in enumerate(tables):
-        body += [f'<h2 id="ds-{i}">{escape(t.dataset)}</h2>', _leaderboard(t)]
+        body += [f'<h2 id="ds-{i}">{escape(t.dataset)}</h2>', _headline(t),
+                 f"<h3>{escape(FULL_TITLE)}</h3>", _leaderboard(t)]
         if t.reference:
             body.append(f"<p class=note>{escape(reference_note(data))}</p>")
         if ceiling := ceiling_text(t):
             body.append(f"<p class=note>{escape(ceiling)}</p>")
-        body.append(_detectable(t))
+        body += [_detectable(t), _claims(data, t)]
         body += [_per_class(t, key) for key in t.per_class]
         body.append(_feature_accuracy(data, t))
         body.append(_figures(figures.get(t.dataset, [])))
+    body += [f"<h2>{escape(HOW_TITLE)}</h2>", f"<p class=note>{escape(aggregation_text(data, tables))}</p>",
+             f"<p class=note>{escape(setup_text(data))}</p>"]
     problems = problem_runs(data)
     body.append('<h2 id="problems">Failed and missing runs</h2>')
     body.append(_table(["dataset", "method", "train seed", "run", "status", "reason"],

@@ -1,22 +1,23 @@
-"""Text forms of the tables: the cell formatting every output shares, markdown, the terminal."""
+"""Text forms of the tables: the cell formatting and the words every output (markdown.py, html.py,
+terminal.py) shares."""
 from __future__ import annotations
 
-import html
 import math
-import re
 from dataclasses import dataclass
 
 from bench.report.collect import RunStatus, SuiteData
-from bench.report.setup import setup_text
 from bench.report.stats import (ALPHA, BOOTSTRAP_METHOD, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED,
                                 CONFIDENCE, MODEL_LEVEL, POWER, SAMPLER_LEVEL, T_METHOD,
                                 smallest_exact_p)
 from bench.report.tables import DISTANCE_TO_REAL, DatasetTables, arrow
-from bench.report.verdict import warnings_text
 
 REFERENCE_LABEL = "real data (reference)"
 WARNING_LABEL = "Uninformative comparison."
 DETECTABLE_TITLE = f"Smallest detectable Δ (α = {ALPHA:g} two-sided, power {POWER:g}, paired t)"
+FULL_TITLE = "Every metric: mean ± std, 95% CI, Δ vs the baseline with its CI and p"
+HOW_TITLE = "How the numbers were computed"
+
+
 def reference_note(data: SuiteData) -> str:
     return (f"The reference row holds the same statistic on real {data.eval_split} images (accuracies: the "
             "ceiling; SSIM: the real data's diversity, the value to be closest to; density: 1, its expectation "
@@ -266,136 +267,3 @@ def split_text(data: SuiteData) -> str:
 
 def problem_runs(data: SuiteData) -> list[RunStatus]:
     return [r for r in data.runs if r.status != "done"]
-
-
-_MD_PUNCTUATION = re.compile(r"([\\`*_\[\]|])")
-
-
-def md_text(text) -> str:
-    """Text from the store (names, reasons, paths) as literal markdown on one line: HTML escaped,
-    markdown punctuation and table pipes backslash-escaped, line breaks made spaces."""
-    one_line = " ".join(str(text).splitlines())
-    return _MD_PUNCTUATION.sub(r"\\\1", html.escape(one_line, quote=False))
-
-
-def _md_row(cells) -> str:
-    """cells: ready markdown (store text through md_text)."""
-    return "| " + " | ".join(cells) + " |"
-
-
-def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return [_md_row(header), _md_row(["---"] * len(header)), *(_md_row(r) for r in rows)]
-
-
-def _md_leaderboard(t: DatasetTables) -> list[str]:
-    header = ["method", "N"]
-    for metric in t.metrics:
-        header += [md_text(f"{metric} {arrow(metric)}".strip()),
-                   f"{md_text(delta_title(t, metric))} [CI] (p Holm)"]
-    rows = []
-    for method in t.methods:
-        row = [md_text(method_label(t, method)), str(t.row_n[method])]
-        for metric in t.metrics:
-            c = metric_cell(t, method, metric)
-            main = f"**{c.main}**" if c.bold else c.main  # numbers bench formatted: nothing to escape
-            row += [" ".join(x for x in (main, c.ci, f"({c.note})" if c.note else "") if x),
-                    delta_cell(t, method, metric)]
-        rows.append(row)
-    if t.reference:
-        rows.append([f"*{REFERENCE_LABEL}*", ""]
-                    + [x for m in t.metrics for x in (reference_cell(t, m), "")])
-    return _md_table(header, rows)
-
-
-def _md_per_class(t: DatasetTables, key: str) -> list[str]:
-    frame = t.per_class[key]
-    if frame.empty:
-        return []
-    rows, places = [], decimals(frame["mean"])
-    for method in t.methods:
-        sub = frame[frame.method == method].set_index("class")
-        rows.append([md_text(method)] + [" ".join(x for x in per_class_value(sub, c, places) if x)
-                                         for c in t.classes])
-    if n_row := per_class_n_row(t, key):
-        rows.append(["*N*", *n_row])
-    note = [md_text(text), ""] if (text := per_class_note(t, key)) else []
-    return [f"### {md_text(per_class_title(key))}", "", *note,
-            *_md_table(["method", *map(md_text, t.classes)], rows), ""]
-
-
-def markdown(data: SuiteData, tables: list[DatasetTables],
-             figures: dict[str, list[tuple[str, str, bytes]]]) -> str:
-    """leaderboard.md: the aggregation, one leaderboard per data set, per-class tables,
-    links to the figures (dataset -> (title, file name, PNG)), failed/missing runs."""
-    lines = [f"# bench report — suite {md_text(data.suite)}", "", f"**{md_text(split_text(data))}**", ""]
-    lines += [x for text in warnings_text(tables) for x in (f"> **{WARNING_LABEL}** {md_text(text)}", "")]
-    lines += [aggregation_text(data, tables), ""]
-    lines += [md_text(setup_text(data)), ""]
-    for t in tables:
-        lines += [f"## {md_text(t.dataset)}", "", *_md_leaderboard(t), ""]
-        if t.reference:
-            lines += [reference_note(data), ""]
-        if ceiling := ceiling_text(t):
-            lines += [md_text(ceiling), ""]
-        header, rows = detectable_table(t)
-        if rows:
-            lines += [f"### {DETECTABLE_TITLE}", "",
-                      *_md_table([*map(md_text, header)], [[*map(md_text, r)] for r in rows]), ""]
-        for key in t.per_class:
-            lines += _md_per_class(t, key)
-        for title, name, _ in figures.get(t.dataset, []):
-            lines += [f"![{title}](figures/{name})", ""]
-    problems = problem_runs(data)
-    lines += ["## Failed and missing runs", ""]
-    lines += (_md_table(["dataset", "method", "train seed", "run", "status", "reason"],
-                        [[*map(md_text, (r.dataset, r.method, r.train_seed, r.run_id, r.status, r.reason))]
-                         for r in problems]) if problems else ["None: every planned run is done."])
-    if data.unplanned:
-        lines += ["", "## Run folders not in plan.json (not scored)", "",
-                  *(f"- {md_text(p.relative_to(data.root))}" for p in data.unplanned)]
-    return "\n".join(lines) + "\n"
-
-
-CONSOLE_LABEL_WIDTH, CONSOLE_CELL_WIDTH = 24, 22   # characters of the method and N columns; of a metric's cell
-
-
-def print_leaderboard(report, console) -> None:
-    """Rich tables per data set, as many metrics side by side as the terminal shows legibly, then the
-    failed and missing runs."""
-    from rich.text import Text
-
-    for text in warnings_text(list(report.tables)):
-        console.print(Text.assemble((WARNING_LABEL, "bold red"), " ", text), highlight=False)
-    per_table = max(1, (console.width - CONSOLE_LABEL_WIDTH) // CONSOLE_CELL_WIDTH)  # metric columns that stay legible
-    for t in report.tables:
-        for start in range(0, len(t.metrics), per_table):
-            console.print(_console_table(t, f"{report.suite} — {t.dataset}", t.metrics[start:start + per_table]))
-        if ceiling := ceiling_text(t):
-            console.print(Text(ceiling), highlight=False)
-    for r in problem_runs(report.data):
-        console.print(Text.assemble((r.status, "red"),
-                                    f" {r.dataset} {r.method} train seed {r.train_seed} ({r.run_id}): {r.reason}"),
-                      highlight=False)
-
-
-def _console_table(t, title: str, metrics):
-    """The rich table of `metrics` (a slice of t.metrics) for every method of leaderboard table `t`."""
-    from rich.table import Table
-    from rich.text import Text
-    table = Table(title=Text(title), show_lines=True)
-    table.add_column("method")
-    table.add_column("N", justify="right")
-    for metric in metrics:
-        table.add_column(Text(f"{metric} {arrow(metric)}".strip()), justify="right")
-    for method in t.methods:
-        cells = []
-        for metric in metrics:
-            c = metric_cell(t, method, metric)
-            extra = [c.ci, c.note, "" if method == t.baseline or t.cell(method, metric).n == 0
-                     else f"{delta_title(t, metric)} {delta_cell(t, method, metric)}"]
-            lines = [Text(c.main, style="bold" if c.bold else ""), *map(Text, extra)]
-            cells.append(Text("\n").join(line for line in lines if line.plain))
-        table.add_row(Text(method_label(t, method)), str(t.row_n[method]), *cells)
-    if t.reference:
-        table.add_row(Text(REFERENCE_LABEL, style="italic"), "", *(reference_cell(t, m) for m in metrics))
-    return table

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bench.report.collect import SuiteData, store_number
+from bench.report.claims import ClaimResult, dataset_claims
+from bench.report.collect import SuiteData, seed_keyed, store_number
 from bench.report.stats import UNPAIRED, holm, paired_test, summarize
 
 HIGHER, LOWER, CLOSEST_TO_REAL = "higher", "lower", "closest to real"
@@ -84,6 +85,7 @@ class DatasetTables:
     classes: tuple[str, ...]          # scored classes in label order
     reference: dict[str, float]       # the same statistics on the real images of the scored split
     provenance: dict[str, dict]       # metric -> provenance of its first evaluation
+    claims: tuple[ClaimResult, ...]   # every method variant's paper claims, tested (bench/report/claims.py)
 
     def cell(self, method: str, metric: str) -> pd.Series:
         lb = self.leaderboard
@@ -118,9 +120,7 @@ def _leaderboard(obs: pd.DataFrame, methods: tuple[str, ...], baseline: str,
     for metric in metrics:
         m_obs = obs[obs.metric == metric]
         judged, delta_of = _judged_values(metric, m_obs["value"], reference)
-        keyed = {m: {(int(t), int(g)): v for t, g, v in zip(
-                     m_obs.train_seed[m_obs.method == m], m_obs.gen_seed[m_obs.method == m],
-                     judged[m_obs.method == m])} for m in methods}
+        keyed = {m: seed_keyed(m_obs[m_obs.method == m], judged[m_obs.method == m]) for m in methods}
         block = []
         for method in methods:
             cell = m_obs[m_obs.method == method]
@@ -199,7 +199,8 @@ def dataset_tables(data: SuiteData, dataset: str) -> DatasetTables:
         per_class={k: _per_class(data, dataset, methods, k) for k in per_class_keys},
         classes=_class_names(evals[0].record) if evals else (),
         reference=reference,
-        provenance={m: provenance[m] for m in ordered_metrics(provenance)})
+        provenance={m: provenance[m] for m in ordered_metrics(provenance)},
+        claims=dataset_claims(obs, methods, data.baseline))
 
 
 def csv_frame(tables: list[DatasetTables]) -> pd.DataFrame:
