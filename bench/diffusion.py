@@ -1,7 +1,9 @@
 """The DDPM training schedule, and the diffusers schedulers that sample it, chosen by name.
 
 Notation (Ho et al. 2020):  abar_t = alphas_cumprod[t],  a_t = sqrt(abar_t),  s_t = sqrt(1 - abar_t),
-  x_t = a_t (x0 - mu) + s_t eps + mu,  snr_t = abar_t / (1 - abar_t).
+  x_t = a_t (x0 - mu) + s_t eps + mu,  snr_t = abar_t / (1 - abar_t),  v = a_t eps - s_t (x0 - mu).
+The network predicts eps or v (`[train] prediction`; v: Salimans & Ho 2022, Sec. 4 and App. D); the
+Schedule turns its output into eps_hat, so methods, losses and samplers all see eps_hat whichever it is.
 mu is the data's per-channel mean (`[train] center_data`; 0 when off): the diffusion runs on x0 - mu, so
 x_T ~ N(mu, I) and a model that shrinks its estimates towards the prior shrinks them towards the data's
 mean colour, not towards mid-grey. Every sampler steps y = x - mu and returns y + mu.
@@ -23,13 +25,14 @@ class Schedule:
     """Forward process and loss weighting over `num_train_timesteps` steps."""
 
     def __init__(self, num_train_timesteps: int = 1000, beta_schedule: str = "linear",
-                 min_snr_gamma: float = 0.0, mean: tuple[float, ...] = (0.0,)):
+                 min_snr_gamma: float = 0.0, mean: tuple[float, ...] = (0.0,), prediction: str = "epsilon"):
         from diffusers import DDPMScheduler  # imported on use: the config reads SAMPLERS, and CLI start stays fast
         betas = DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule).betas
         self.alphas_cumprod = torch.cumprod(1.0 - betas.double(), 0).float()
         self.num_train_timesteps = num_train_timesteps
         self.beta_schedule = beta_schedule
         self.min_snr_gamma = min_snr_gamma
+        self.prediction = prediction
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)   # mu, model space
 
     def mu(self, like: torch.Tensor) -> torch.Tensor:
@@ -38,16 +41,38 @@ class Schedule:
     def _abar(self, t, like):
         return self.alphas_cumprod.to(like.device)[t].view(-1, *([1] * (like.ndim - 1)))
 
+    def _abar_between(self, t, like):
+        """abar at timesteps that may lie between the table's (a sampler of sigmas, e.g. euler, steps at
+        fractional t): sigma = sqrt((1 - abar) / abar) interpolated linearly in t, as diffusers does."""
+        if not t.is_floating_point():
+            return self._abar(t, like)
+        sigmas = ((1 - self.alphas_cumprod) / self.alphas_cumprod).sqrt().to(like.device)
+        t = t.to(like.device, torch.float32)
+        lo = t.floor().long().clamp(0, len(sigmas) - 1)
+        hi = (lo + 1).clamp(max=len(sigmas) - 1)
+        sigma = torch.lerp(sigmas[lo], sigmas[hi], t - lo)
+        return (1 / (1 + sigma**2)).view(-1, *([1] * (like.ndim - 1)))
+
     def add_noise(self, x0, eps, t):
         abar, mu = self._abar(t, x0), self.mu(x0)
         return abar.sqrt() * (x0 - mu) + (1 - abar).sqrt() * eps + mu
+
+    def eps_from_output(self, out, xt, t):
+        """eps_hat from the network's output: itself, or from v_hat: eps_hat = a_t v_hat + s_t (x_t - mu)
+        (x_t - mu = a_t (x0 - mu) + s_t eps and a_t^2 + s_t^2 = 1)."""
+        if self.prediction == "epsilon":
+            return out
+        abar = self._abar_between(t, xt).to(out.dtype)
+        return abar.sqrt() * out + (1 - abar).sqrt() * (xt - self.mu(xt)).to(out.dtype)
 
     def sample_timesteps(self, n: int, generator, device):
         return torch.randint(0, self.num_train_timesteps, (n,), generator=generator, device=device)
 
     def weighted_mse(self, eps_hat, target, t):
         """Per-sample MSE, min-SNR-gamma weighted for epsilon prediction (Hang et al. 2023, Eq. 9):
-        w_t = min(snr_t, gamma) / snr_t. Early convergence per FLOP is what the CPU budget needs."""
+        w_t = min(snr_t, gamma) / snr_t. Early convergence per FLOP is what the CPU budget needs. It serves v
+        prediction unchanged: eps_hat - eps = a_t (v_hat - v), so this is the paper's v weight
+        min(snr_t, gamma) / (snr_t + 1) on the v error (Eq. 10), both min(snr_t, gamma) on the x0 error."""
         per_sample = (eps_hat.float() - target.float()).pow(2).flatten(1).mean(1)
         if self.min_snr_gamma > 0:
             abar = self.alphas_cumprod.to(t.device)[t]

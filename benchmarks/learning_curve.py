@@ -10,10 +10,10 @@ busy machine slows the run but not the numbers; sampling time is reported apart,
 
 A recipe whose learning rate decays to 0 at `train.steps` (lr_schedule = "cosine") is a different run per
 horizon: it is trained once per checkpoint, each to its own end. A constant-rate recipe is one run read at
-every checkpoint.
+every checkpoint. Candidates that differ only in [sample] (guidance, sampler) share one training.
 
-    python benchmarks/learning_curve.py [--config bench.toml] [--checkpoints 270,405,540] [--jobs 2]
-        [--candidates today,cosine,...] [--samples-per-class 40] [--cache results/.learning-curve]
+    python benchmarks/learning_curve.py [--config bench.toml] [--checkpoints 135,270,405,540] [--jobs 2]
+        [--candidates suite,before,...] [--samples-per-class 60] [--cache results/.learning-curve]
 """
 from __future__ import annotations
 
@@ -34,26 +34,26 @@ from bench.engine.train import Trainer, build
 
 # name -> (what it changes, override tables on top of the suite's config)
 CANDIDATES: dict[str, tuple[str, dict]] = {
-    "today": ("the suite's recipe", {}),
-    "cosine": ("cosine lr decay to 0", {"train": {"lr_schedule": "cosine"}}),
-    "cosine-lr3e-3": ("cosine decay, peak lr 3e-3", {"train": {"lr_schedule": "cosine", "lr": 3e-3}}),
-    "cosine-batch64": ("cosine decay, batch 64, peak lr 2e-3",
-                       {"train": {"lr_schedule": "cosine", "batch_size": 64, "lr": 2e-3}}),
-    "cosine-ddim50": ("cosine decay, 50 DDIM steps", {"train": {"lr_schedule": "cosine"}, "sample": {"steps": 50}}),
-    "cosine-snr1": ("cosine decay, min-SNR gamma 1", {"train": {"lr_schedule": "cosine", "min_snr_gamma": 1.0}}),
-    "cosine-tiny": ("cosine decay, tiny U-Net", {"train": {"lr_schedule": "cosine"}, "model": {"size": "tiny"}}),
-    "cosine-g2.5": ("cosine decay, guidance 2.5", {"train": {"lr_schedule": "cosine"}, "sample": {"guidance": 2.5}}),
-    "cosine-snr0": ("cosine decay, unweighted eps loss", {"train": {"lr_schedule": "cosine", "min_snr_gamma": 0.0}}),
-    "cosine-puncond0.2": ("cosine decay, label dropout 0.2", {"train": {"lr_schedule": "cosine", "p_uncond": 0.2}}),
-    "cosine-ema0": ("cosine decay, no EMA", {"train": {"lr_schedule": "cosine", "ema_decay": 0.0}}),
-    "batch16": ("batch 16 (twice the steps per CPU-minute)", {"train": {"batch_size": 16}}),
-    "g3": ("guidance 3 (sampling only)", {"sample": {"guidance": 3.0}}),
-    "cosine-g3": ("cosine decay, guidance 3", {"train": {"lr_schedule": "cosine"}, "sample": {"guidance": 3.0}}),
-    "cosine-eta0": ("cosine decay, deterministic DDIM", {"train": {"lr_schedule": "cosine"}, "sample": {"eta": 0.0}}),
-    "cosine-ddpm50": ("cosine decay, 50 DDPM steps",
-                      {"train": {"lr_schedule": "cosine"}, "sample": {"sampler": "ddpm", "steps": 50}}),
-    "cosine-dpm20": ("cosine decay, DPM-Solver++ 20 steps",
-                     {"train": {"lr_schedule": "cosine"}, "sample": {"sampler": "dpmsolver++", "eta": 0.0}}),
+    "suite": ("bench.toml's recipe", {}),
+    "before": ("eps prediction, guidance 2 (before issue 28)",
+               {"train": {"prediction": "epsilon"}, "sample": {"guidance": 2.0}}),
+    "eps": ("eps prediction", {"train": {"prediction": "epsilon"}}),
+    "cosine": ("cosine lr decay to 0 at the last step", {"train": {"lr_schedule": "cosine"}}),
+    "g2": ("guidance 2", {"sample": {"guidance": 2.0}}),
+    "g1": ("guidance 1 (conditional only)", {"sample": {"guidance": 1.0}}),
+    "g2.5": ("guidance 2.5", {"sample": {"guidance": 2.5}}),
+    "g3": ("guidance 3", {"sample": {"guidance": 3.0}}),
+    "eta0": ("deterministic DDIM", {"sample": {"eta": 0.0}}),
+    "dpm20": ("DPM-Solver++, 20 steps", {"sample": {"sampler": "dpmsolver++", "eta": 0.0}}),
+    "ddpm50": ("50 DDPM steps", {"sample": {"sampler": "ddpm", "steps": 50}}),
+    "lr3e-3": ("peak lr 3e-3", {"train": {"lr": 3e-3}}),
+    "batch16": ("batch 16", {"train": {"batch_size": 16}}),
+    "batch64": ("batch 64, peak lr 2e-3", {"train": {"batch_size": 64, "lr": 2e-3}}),
+    "snr0": ("unweighted eps loss (min-SNR off)", {"train": {"min_snr_gamma": 0.0}}),
+    "snr1": ("min-SNR gamma 1", {"train": {"min_snr_gamma": 1.0}}),
+    "puncond0.2": ("label dropout 0.2", {"train": {"p_uncond": 0.2}}),
+    "ema0": ("no EMA", {"train": {"ema_decay": 0.0}}),
+    "tiny": ("tiny U-Net", {"model": {"size": "tiny"}}),
 }
 
 
@@ -129,9 +129,10 @@ def _with_steps(overrides: dict, steps: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="bench.toml")
-    ap.add_argument("--candidates", default=",".join(CANDIDATES))
+    ap.add_argument("--candidates", default="suite,before,eps,cosine,g1,g2,g2.5",
+                    help=f"comma-separated, of: {', '.join(CANDIDATES)}")
     ap.add_argument("--checkpoints", default="135,270,405,540", help="training steps at which to score")
-    ap.add_argument("--samples-per-class", type=int, default=40)
+    ap.add_argument("--samples-per-class", type=int, default=60)
     ap.add_argument("--jobs", type=int, default=2, help="trainings side by side, one core each")
     ap.add_argument("--cache", default="results/.learning-curve")
     args = ap.parse_args()

@@ -265,12 +265,14 @@ def format_value(v) -> str:
 
 
 class Denoiser(nn.Module):
-    """The U-Net plus a method's trainable modules: what is trained, EMA-averaged and saved."""
+    """The U-Net plus a method's trainable modules: what is trained, EMA-averaged and saved. Its output is
+    eps_hat, whatever the U-Net predicts ([train] prediction: the schedule converts)."""
 
-    def __init__(self, unet: nn.Module, modules: dict[str, nn.Module]):
+    def __init__(self, unet: nn.Module, modules: dict[str, nn.Module], schedule: "Schedule"):
         super().__init__()
         self.unet = unet
         self.modules_ = nn.ModuleDict(modules)
+        self.schedule = schedule
 
     def forward(self, xt, t, cond):
-        return unet_forward(self.unet, xt, t, cond)
+        return self.schedule.eps_from_output(unet_forward(self.unet, xt, t, cond), xt, t)

@@ -101,7 +101,7 @@ RUN = ("run", "--results", "results")
     ({"sample": {"guidance": -1}}, (), "sample.guidance in bench.toml must be a number >= 0"),
     ({"train": {"p_uncond": 1.5}}, (), "train.p_uncond in bench.toml must be in [0, 1)"),
     ({"train": {"p_uncond": 1}}, (), "train.p_uncond in bench.toml must be in [0, 1)"),
-    ({"train": {"p_uncond": 0}}, (), "method baseline would sample with sample.guidance = 2.0 from an untrained null"),
+    ({"train": {"p_uncond": 0}}, (), "method baseline would sample with sample.guidance = 1.5 from an untrained null"),
     ({"model": {"condition_path": "time"}}, (), "model.condition_path in bench.toml must be one of 'attention+time'"),
     ({}, ("--methods", "ssl:guidance=2"), "unknown parameter 'guidance' for method ssl"),
     ({}, ("--methods", "aligned:hook=__class__"), "method variant aligned:hook=__class__: no U-Net module"),

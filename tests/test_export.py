@@ -17,6 +17,7 @@ from bench.config import load_config
 from bench.core.errors import BenchError
 from bench.core.store import DONE, FAILED, folder_name
 from bench.engine.runner import run_suite
+from bench.models.init import check_prediction
 
 # the sampling states that differ: none, an embedding bank, centroids, a module only training uses
 METHODS = ("baseline", "ssl:simclr_steps=10", "fgscore", "aligned")
@@ -64,6 +65,9 @@ def test_exports_reproduce_the_stores_samples_in_a_fresh_process(monkeypatch, ca
         assert report[method]["dtype"] == "uint8" and report[method]["tumor"] == [[16, 16]] * 3
         assert report[method]["vae"] is None
     assert all(r["lonely"] for r in report.values())  # no Ray
+    for out in outs.values():   # the saved scheduler says what the U-Net predicts: the folder is a v suite's init
+        assert json.loads((out / "scheduler" / "scheduler_config.json").read_text())["prediction_type"] == "v_prediction"
+        check_prediction(str(out), "v")
 
 
 def test_latent_exports_carry_their_vae_and_reproduce_the_stores_samples(monkeypatch, capsys, latent_store,

@@ -87,7 +87,7 @@ class TokenEcho(nn.Module):
 @pytest.mark.parametrize("g", [0.0, 2.0, 3.5])
 def test_guidance_is_eps_u_plus_g_times_the_difference(toy_data, tiny_config, tmp_path, variant, g):
     built = built_for(with_cfg(tiny_config, guidance=g), toy_data, tmp_path, variant)
-    method, model = built.method, Denoiser(TokenEcho(), dict(built.model.modules_))
+    method, model = built.method, Denoiser(TokenEcho(), dict(built.model.modules_), built.schedule)
     labels = torch.tensor([0, 1, 2, 1])
     xt, t = torch.randn(4, 3, 16, 16), torch.full((4,), 500)
     with torch.no_grad():

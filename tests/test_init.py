@@ -144,6 +144,8 @@ def test_a_changed_init_changes_the_run_id(tmp_path):
     ({"block_out_channels": 64}, "{tmp}/json", "block_out_channels is an integer, not a list"),
     ({"cross_attention_dim": "abc"}, "{tmp}/json", "cross_attention_dim is 'abc', not an integer or a list"),
     ({"down_block_types": ["NoSuchBlock2D"] * 2}, "{tmp}/json", "its U-Net config.json does not build a U-Net"),
+    ("epsilon-pipeline", "{tmp}/pipe", "predicts 'epsilon' ({tmp}/pipe/scheduler/scheduler_config.json) but [train] "
+                                       "prediction is 'v'; set [train] prediction = \"epsilon\""),
 ])
 def test_an_unusable_init_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, make, init, message):
     import huggingface_hub.constants
@@ -164,6 +166,10 @@ def test_an_unusable_init_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, 
         save_unet(tmp_path / "misshapen")
         config = json.loads((tmp_path / "misshapen" / "config.json").read_text())
         (tmp_path / "misshapen" / "config.json").write_text(json.dumps({**config, "block_out_channels": [8, 32]}))
+    elif make == "epsilon-pipeline":  # a pipeline trained to predict eps, fine-tuned by a v suite
+        save_unet(tmp_path / "pipe" / "unet")
+        (tmp_path / "pipe" / "scheduler").mkdir()
+        (tmp_path / "pipe" / "scheduler" / "scheduler_config.json").write_text('{"prediction_type": "epsilon"}')
     elif isinstance(make, dict):  # a config.json of wrong types (issue 34, item 2)
         save_unet(tmp_path / "json")
         config = json.loads((tmp_path / "json" / "config.json").read_text())

@@ -11,7 +11,8 @@ from bench.diffusion import Schedule
 from bench.engine.data import prepare_data
 from bench.engine.plan import build_plan
 from bench.engine.tasks import train_task
-from bench.engine.train import CHECKPOINT_FILE, LOG_FILE, STATE_FILE, train_model
+from bench.engine.sample import generation_labels, sample_images
+from bench.engine.train import CHECKPOINT_FILE, LOG_FILE, STATE_FILE, load_model, train_model
 
 
 class Interrupt(Exception):
@@ -85,3 +86,34 @@ def test_lr_warms_up_linearly_then_follows_its_schedule(tiny_config, schedule):
         assert after == pytest.approx([1e-3] * 3)
     else:   # cosine: the peak right after warm-up, half of it midway, close to 0 at the end
         assert after[0] == pytest.approx(1e-3) and after[1] == pytest.approx(5e-4) and after[2] < 1e-6
+
+
+@pytest.mark.parametrize("t", [torch.tensor([0, 250, 999]), torch.tensor([0.0, 250.0, 999.0])])
+def test_v_prediction_gives_back_eps(t):
+    """eps_hat = a_t v + s_t (x_t - mu) is eps exactly when the network predicts the true v (integer
+    timesteps, and a sampler's float ones)."""
+    schedule = Schedule(1000, "squaredcos_cap_v2", mean=(0.3, -0.2, 0.1), prediction="v")
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.rand(3, 3, 8, 8, generator=g) * 2 - 1, torch.randn(3, 3, 8, 8, generator=g)
+    abar = schedule.alphas_cumprod[t.long()].view(-1, 1, 1, 1)
+    v = abar.sqrt() * eps - (1 - abar).sqrt() * (x0 - schedule.mean)
+    xt = schedule.add_noise(x0, eps, t.long())
+    assert torch.allclose(schedule.eps_from_output(v, xt, t), eps, atol=1e-4)
+
+
+def test_a_fractional_timestep_interpolates_sigma_between_its_neighbours():
+    schedule = Schedule(1000, prediction="v")
+    like = torch.zeros(1, 1, 1, 1)
+    sigma = lambda abar: ((1 - abar) / abar).sqrt().flatten()  # noqa: E731
+    lo, mid, hi = (sigma(schedule._abar_between(torch.tensor([x]), like)) for x in (400.0, 400.5, 401.0))
+    assert torch.allclose(mid, (lo + hi) / 2) and lo < mid < hi
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v"])
+def test_either_prediction_trains_and_samples(toy_data, tiny_config, tmp_path, prediction):
+    cfg = dataclasses.replace(tiny_config, train=dataclasses.replace(tiny_config.train, prediction=prediction))
+    train_model(cfg, "baseline", 0, toy_data, tmp_path)
+    built = load_model(cfg, "baseline", toy_data, tmp_path, torch.device("cpu"))
+    assert built.schedule.prediction == prediction
+    images = sample_images(built, cfg, generation_labels(toy_data.scored_classes, 2), 0, torch.device("cpu"))
+    assert images.std() > 0

@@ -45,7 +45,7 @@ PRESETS: dict[str, dict] = {
         "suite": {"name": "yeganeh2024", "methods": ["baseline", *DELTA_SWEEP]},
         "data": {"name": "kather2016", "image_size": 128, "exclude_classes": ["empty"]},
         "model": {"init": STABLE_DIFFUSION, "vae": STABLE_DIFFUSION, "condition_path": "attention"},
-        "train": {"steps": 3000, "batch_size": 16, "lr": 1e-5, "warmup_steps": 100},
+        "train": {"steps": 3000, "batch_size": 16, "lr": 1e-5, "warmup_steps": 100, "prediction": "epsilon"},
     },
     # The same protocol on the embedded data, on a CPU: a backbone pretrained (bench pretrain) on the
     # source domain, synth-tissue in IHC stain, then fine-tuned on the H&E target with and without delta.

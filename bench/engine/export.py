@@ -67,7 +67,10 @@ def _contents(run_dir: Path, store: SuiteStore):
     sampler = Sampler.from_config(built.schedule, sampler_settings(cfg))
     exported = Exported.of(built, sampler, cfg, data, source)
     vae = None if latents is None else latents.vae.model
-    return BenchPipeline(unet=built.model.unet, scheduler=sampler.scheduler, vae=vae), exported.files()
+    scheduler = sampler.scheduler   # bench feeds it eps_hat; the saved one says what the U-Net predicts
+    if built.schedule.prediction == "v":
+        scheduler = type(scheduler).from_config(scheduler.config, prediction_type="v_prediction")
+    return BenchPipeline(unet=built.model.unet, scheduler=scheduler, vae=vae), exported.files()
 
 
 def _check_vae(spec: str, trained_with: str | None, run_dir: Path) -> None:

@@ -125,7 +125,7 @@ def rebuild(unet, exported, device: torch.device, vae=None):
     method.load_export_state({k: v.to(device) for k, v in exported.state.items()}, exported.weights)
     with torch.random.fork_rng(devices=[]):     # module initialisation must not move the caller's RNG
         modules = method.build_modules(unet)
-    model = Denoiser(unet, modules).to(device)
+    model = Denoiser(unet, modules, method.ctx.schedule).to(device)
     model.modules_.load_state_dict(exported.weights)
     model.eval()
     method.prepare(model)

@@ -16,7 +16,7 @@ from bench.methods import canonical_variant, method_code, parse_variant
 from bench.methods.base import method_class_path
 from bench.metrics import check_metric_names
 from bench.models.expert import ROLES, check_weights
-from bench.models.init import PRETRAIN, init_architecture, init_stamp
+from bench.models.init import PRETRAIN, check_prediction, init_architecture, init_stamp
 from bench.models.latent import latent_shape, weights_hash
 from bench.models.unet import build_unet
 
@@ -103,6 +103,8 @@ def _architecture(cfg: Config):
         channels, size = latent_shape(cfg.model.vae, channels, size)
     if cfg.model.init == PRETRAIN:
         check_source(cfg)  # fails now, not in its task
+    if cfg.model.init not in ("", PRETRAIN):
+        check_prediction(cfg.model.init, cfg.train.prediction)
     with torch.device("meta"):
         if cfg.model.init not in ("", PRETRAIN):
             return init_architecture(cfg.model.init, channels, size, cfg.model.condition_path)

@@ -78,7 +78,7 @@ def build(cfg: Config, variant: str, data: PreparedData, device: torch.device,
         unet, init = load_init_unet(cfg.model.init, channels, size, cfg.model.condition_path)
     else:
         unet, init = build_unet(cfg.model.size, channels, size, cfg.model.condition_path), None
-    model = Denoiser(unet, method.build_modules(unet)).to(device)
+    model = Denoiser(unet, method.build_modules(unet), method.ctx.schedule).to(device)
     if device.type == "cuda" and cfg.execution.channels_last:
         model = model.to(memory_format=torch.channels_last)
     method.prepare(model)
@@ -92,7 +92,8 @@ def new_method(cfg: Config, variant: str, data: PreparedData, mean: tuple[float,
     on `mean` (the schedule's mu), the U-Net's `channels`, `image_size` and `token_dim`, [train] p_uncond and
     [sample] guidance. `build` and an exported model's rebuild (bench/engine/pipeline.py) both make it here."""
     cls, params = parse_variant(variant)
-    schedule = Schedule(cfg.train.num_train_timesteps, cfg.train.beta_schedule, cfg.train.min_snr_gamma, mean)
+    schedule = Schedule(cfg.train.num_train_timesteps, cfg.train.beta_schedule, cfg.train.min_snr_gamma, mean,
+                        cfg.train.prediction)
     ctx = MethodContext(num_classes=data.num_classes, channels=channels, image_size=image_size, token_dim=token_dim,
                         device=device, data=data, schedule=schedule, expert_loader=expert_loader, cache_dir=cache_dir,
                         p_uncond=cfg.train.p_uncond, guidance=cfg.sample.guidance, latents=latents)

@@ -112,6 +112,26 @@ def init_structure(spec: str, channels: int, image_size: int, condition_path: st
                          f"{str(err).splitlines()[0][:200]}); {FIX}") from None
 
 
+PREDICTIONS = {"epsilon": "epsilon", "v_prediction": "v"}   # diffusers' prediction_type -> [train] prediction
+
+
+def check_prediction(spec: str, prediction: str) -> None:
+    """BenchError when a pipeline folder's scheduler says its U-Net predicts other than [train] prediction:
+    fine-tuning it to the other target would first unlearn what it was trained for. A folder without a
+    scheduler config says nothing, and is taken as the suite's."""
+    folder, subfolder, _ = resolve_init(spec)
+    path = folder / "scheduler" / "scheduler_config.json"
+    if subfolder is None or not path.is_file():
+        return
+    try:
+        theirs = json.loads(path.read_text()).get("prediction_type", "epsilon")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as err:
+        raise BenchError(f"model.init {spec}: {path} is unreadable ({err}); {FIX}") from None
+    if PREDICTIONS.get(theirs, theirs) != prediction:
+        raise BenchError(f"model.init {spec} predicts {theirs!r} ({path}) but [train] prediction is {prediction!r}; "
+                         f"set [train] prediction = \"{PREDICTIONS.get(theirs, theirs)}\" to fine-tune it as it was trained")
+
+
 def init_architecture(spec: str, channels: int, image_size: int, condition_path: str) -> UNet2DConditionModel:
     """`init_structure`, its weights file checked against it by the safetensors header (BenchError when
     they do not fit)."""
