@@ -35,3 +35,13 @@ def test_a_preset_whose_weights_are_missing_names_them_in_one_line(preset, tmp_p
     assert_refused(monkeypatch, capsys, "run", "--preset", preset, "--executor", "local", store=tmp_path / "results",
                    says=f"is not in the local Hugging Face cache and bench does not download; fetch it once "
                         f"(huggingface-cli download {STABLE_DIFFUSION})")
+
+
+def test_the_powered_preset_trains_six_paired_models_of_every_built_in_method():
+    from bench.methods import REGISTRY
+    cfg = load_config(None, "powered")
+    built_in = {n for n, c in REGISTRY.items() if c.__module__.startswith("bench.methods.")}
+    assert set(cfg.suite.methods) == built_in and cfg.suite.train_seeds >= 6
+    plan = build_plan(cfg)
+    assert len(plan) == len(built_in) * cfg.suite.train_seeds
+    assert {s.train_seed for s in plan if s.variant == "baseline"} == {s.train_seed for s in plan if s.variant == "drift"}

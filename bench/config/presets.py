@@ -29,6 +29,13 @@ PRESETS: dict[str, dict] = {
         "metrics": {"kid_subset_size": 8},
         "pretrain": {"steps": 4, "batch_size": 8},
     },
+    # The default suite with enough independently trained models per method (paired across methods) for
+    # model-level tests: the exact sign-flip test over 6 models can reach p = 0.031 (over 3, never below
+    # 0.25). Every built-in method, whatever bench.toml lists. Not yet run end to end (issue 29).
+    "powered": {
+        "suite": {"name": "powered", "train_seeds": 6, "seeds": 3,
+                  "methods": ["baseline", "aligned", "aligned-clean", "drift", "ssl", "fgscore"]},
+    },
     # Feature alignment (Nair 2024): pixel space, Kather 2016 in grayscale at 64 px without "empty",
     # the tiny-sd U-Net's layout, 10 images per class, 15 generation seeds.
     "nair2024": {
