@@ -31,6 +31,7 @@ from bench.engine.data import prepare_data
 from bench.engine.sample import generation_labels, sample_images
 from bench.engine.tasks import classifier_loader
 from bench.engine.train import Trainer, build
+from bench.models.expert import to_model_space
 
 # name -> (what it changes, override tables on top of the suite's config)
 CANDIDATES: dict[str, tuple[str, dict]] = {
@@ -69,7 +70,7 @@ def _score(cfg: Config, built, data: PreparedData, scorer, samples_per_class: in
     images = sample_images(built, cfg, labels, gen_seed=0, device=torch.device("cpu"))
     sample_s = time.process_time() - t0
     with torch.no_grad():
-        pred = scorer(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1).argmax(1).numpy()
+        pred = scorer(to_model_space(images)).argmax(1).numpy()
     real_x, real_y = data.split("val")
     offset = (np.mean([images[labels == c].reshape(-1, images.shape[-1]).mean(0) for c in data.scored_classes], 0)
               - np.mean([real_x[real_y == c].reshape(-1, real_x.shape[-1]).mean(0) for c in data.scored_classes], 0))
