@@ -9,7 +9,7 @@ import torch
 from conftest import make_data
 
 from bench.core.errors import BenchError
-from bench.models.expert import Classifier, ClassifierConfig, get_classifier, to_model_space
+from bench.models.expert import Classifier, ClassifierConfig, ScorerConfig, get_classifier, resized_up, to_model_space
 
 TINY = ClassifierConfig(backbone="tiny", epochs=3, batch_size=8, lr=1e-2)
 
@@ -55,6 +55,30 @@ def test_frozen_and_always_eval(tmp_path):
     x.requires_grad_(True)
     expert.features(x).sum().backward()
     assert x.grad is not None and all(p.grad is None for p in expert.parameters())
+
+
+def test_resized_up_only_below_min_side():
+    x = torch.rand(2, 3, 16, 24)
+    assert resized_up(x, 32).shape == (2, 3, 32, 48)       # the smaller side reaches 32, the aspect kept
+    assert resized_up(x, 16) is x and resized_up(x, 0) is x
+    flat = torch.full((1, 1, 8, 8), 0.25)
+    torch.testing.assert_close(resized_up(flat, 20), torch.full((1, 1, 20, 20), 0.25))  # bilinear: no new values
+
+
+def test_min_side_reaches_the_network_in_training_and_use(tmp_path):
+    """A classifier trained on 16-px images at min_side 32 sees 32-px inputs, and so does its loaded copy."""
+    assert ScorerConfig().min_side == 32 and ClassifierConfig().min_side == 0
+    data = make_data(num_classes=3, per_class=16, size=16)
+    scorer = get_classifier("scorer", data, dataclasses.replace(TINY, min_side=32), tmp_path)
+    assert scorer.test_accuracy > 0.9 and scorer.min_side == 32 and scorer.image_size == 16
+    seen = []
+    stem = next(m for m in scorer.net.modules() if isinstance(m, torch.nn.Conv2d))
+    stem.register_forward_pre_hook(lambda _, args: seen.append(tuple(args[0].shape[-2:])))
+    x = to_model_space(data.test_x)
+    scorer(x), scorer.features(x)
+    assert seen == [(32, 32), (32, 32)]
+    plain = get_classifier("scorer", data, TINY, tmp_path)
+    assert plain.min_side == 0 and not torch.equal(plain(x), scorer(x))
 
 
 def test_distinct_configs_get_distinct_entries(tmp_path):

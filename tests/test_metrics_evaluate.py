@@ -1,11 +1,12 @@
 """evaluate_samples: the one entry point of `bench run` and `bench eval`."""
 import numpy as np
 import pytest
+import torch
 from conftest import make_data
 
 from bench.core.errors import BenchError
 from bench.metrics import METRIC_NAMES, evaluate_samples
-from bench.models.expert import ClassifierConfig, ScorerConfig, get_classifier
+from bench.models.expert import ClassifierConfig, ScorerConfig, get_classifier, to_model_space
 
 METRICS = ["acc[scorer]", "acc[expert]", "ssim", "fid[scorer]", "kid[scorer]", "precision[scorer]",
            "recall[scorer]", "density[scorer]", "coverage[scorer]"]
@@ -38,8 +39,15 @@ def test_real_images_as_samples(setup):
         assert set(out["per_class"][f"acc[{net}]"]) == {"c0", "c1"}  # class 2 is not scored
         assert out["provenance"][f"acc[{net}]"]["network"].startswith(net)
     assert abs(m["fid[scorer]"]) < 1e-4   # may dip below 0: noise
-    # The unbiased MMD^2 of a set against itself is -2 (mean k(x, x) - mean k(x, y)) / m < 0: kept, not clipped.
-    assert -0.2 < m["kid[scorer]"] < 0
+    # The unbiased MMD^2 of a set against itself, 2 mean_{i != j} k(x_i, x_j) - 2 mean_{i, j} k(x_i, x_j) < 0
+    # (torch-fidelity's cubic kernel on the scorer's features): kept, not clipped.
+    scored = np.isin(data.test_y, (0, 1))
+    with torch.no_grad():
+        f = classifiers["scorer"].features(to_model_space(data.test_x[scored])).double().numpy()
+    k = (f @ f.T / f.shape[1] + 1) ** 3
+    n = len(f)
+    expected = 2 * (k.sum() - np.trace(k)) / (n * (n - 1)) - 2 * k.mean()
+    assert m["kid[scorer]"] < 0 and m["kid[scorer]"] == pytest.approx(expected, rel=1e-3)
     assert m["ssim"] == pytest.approx(out["reference"]["ssim"])
     assert m["density[scorer]"] == m["coverage[scorer]"] == m["precision[scorer]"] == 1.0   # identical sets
     assert out["reference"]["density[scorer]"] == 1.0

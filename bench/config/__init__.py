@@ -200,6 +200,7 @@ _RANGES = {
         "lr": _POSITIVE,
         "weight_decay": _NON_NEGATIVE,
         "weights": (lambda v: not v or Path(v).expanduser().is_file(), 'an existing file, or ""'),
+        "min_side": _ints(0, 4096),
     }.items()},
     ("execution", "device"): (DEVICE.fullmatch, "auto, cpu, cuda or cuda:N"),
     ("execution", "num_cpus"): (lambda v: v >= 0, "a number >= 0"),

@@ -47,8 +47,10 @@ class UtilityRecipe(FitRecipe):
     width: int = 16                     # channels of the first conv, doubled by each of two stride-2 convs
     held_out: float = 0.2               # fraction of each class's training images that stops the training
     epochs: int = 15                    # at most; trained to convergence whatever the set's size, so aug_gain
-    patience: int = 3                   # measures data, not extra training (default suite, 10 real images a
-    #                                     class: test accuracy 0.89 in at most 450 steps; 60 fixed steps: 0.84)
+    patience: int = 5                   # measures data, not extra training (default suite, 10 real images a
+    #                                     class: test accuracy 0.89 in at most 450 steps; 60 fixed steps: 0.84).
+    #                                     On all of synth-tissue's train split, 5 seeds: 0.95-0.99 at patience 3,
+    #                                     0.97-0.99 at 5 (reference CNN 0.98)
     batch_size: int = 32
     augment: bool = False               # no flips: not every data set is orientation-free
     seed: int = 0                       # initialisation, held-out images and batch order, the same for every
