@@ -113,7 +113,7 @@ class Classifier(nn.Module):
         self.feature_dim = int(net.num_features)
         self.image_size = int(info["image_size"])     # the side of its data set
         self.min_side = int(info["config"].get("min_side", 0))  # resized_up before the network, as in training
-        # The weights' own normalisation, applied to [0, 1] pixels: x01 = (x + 1) / 2.
+        # The weights' own normalisation (backbone_input).
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
         self.test_accuracy = float(info["test_accuracy"])
@@ -127,7 +127,7 @@ class Classifier(nn.Module):
         return super().train(False)
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
-        return resized_up(((x + 1) / 2 - self.mean) / self.std, self.min_side)
+        return backbone_input(x, self.mean, self.std, self.min_side)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits (B, num_classes)."""
@@ -155,12 +155,16 @@ def _cache_key(data: PreparedData, cfg: ClassifierConfig) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def backbone_input(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, min_side: int) -> torch.Tensor:
+    """Model-space images normalised the way the backbone's initial weights expect (on [0, 1] pixels,
+    x01 = (x + 1) / 2) and resized up to `min_side`: the one input transform of training and use."""
+    return resized_up(((x + 1) / 2 - mean) / std, min_side)
+
+
 def _network_input(images: np.ndarray, init: dict, min_side: int, device) -> torch.Tensor:
-    """uint8 images normalised the way the backbone's initial weights expect and resized up to `min_side`
-    (see Classifier._normalise)."""
-    mean = torch.tensor(init["mean"]).view(1, -1, 1, 1)
-    std = torch.tensor(init["std"]).view(1, -1, 1, 1)
-    return resized_up(((to_model_space(images) + 1) / 2 - mean) / std, min_side).to(device)
+    """uint8 images as the backbone takes them (backbone_input)."""
+    return backbone_input(to_model_space(images), torch.tensor(init["mean"]).view(1, -1, 1, 1),
+                          torch.tensor(init["std"]).view(1, -1, 1, 1), min_side).to(device)
 
 
 def _train(role: str, data: PreparedData, cfg: ClassifierConfig, device) -> tuple[nn.Module, dict, list[dict]]:
