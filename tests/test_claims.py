@@ -51,7 +51,7 @@ def test_a_significant_delta_against_the_claim_contradicts():
 def test_a_null_delta_whose_ci_excludes_the_papers_magnitude_contradicts():
     r = aligned_expert_claim(observations([0.01, -0.01, 0.02, -0.02, 0.005, -0.005]))
     assert r.p_holm > 0.05 and r.test.ci_high < 0.09
-    assert r.verdict == CONTRADICTS and "paper's magnitude" in r.reason
+    assert r.verdict == CONTRADICTS and "paper's magnitude (0.09)" in r.reason
 
 
 def test_a_null_delta_whose_ci_still_holds_the_claimed_effect_is_inconclusive():
@@ -73,14 +73,23 @@ def test_too_few_trained_models_for_the_exact_test_to_reach_significance_get_no_
     assert r.test.level == MODEL_LEVEL and r.test.ci_high < 0.09 and r.verdict == NO_VERDICT_TOO_FEW
 
 
-def test_without_a_magnitude_the_detectable_delta_decides():
+def test_without_a_magnitude_a_null_delta_is_inconclusive_however_wide_the_design():
     claim = Claim("x lowers fid", "fid[scorer]", LOWER, None, "paper regime", "someone 2024")
-    test = PairedTest(12, MODEL_LEVEL, 6, "", delta=0.1, ci_low=-0.2, ci_high=0.4, p=0.6, detectable=0.5)
-    # the CI's end in the claimed direction, -0.2, stops short of -0.5: an effect that large is ruled out
-    assert verdict(claim, test, 0.6) == (CONTRADICTS, "not significant, and the CI excludes the detectable "
-                                                      "Δ (0.5) in the claimed direction")
-    test = PairedTest(12, MODEL_LEVEL, 6, "", delta=0.1, ci_low=-0.2, ci_high=0.4, p=0.6, detectable=0.1)
-    assert verdict(claim, test, 0.6)[0] == INCONCLUSIVE         # -0.2 lies beyond -0.1: still possible
+    # drift's FID in the first powered run: a CI far inside a detectable Δ of 216 rules nothing out
+    test = PairedTest(18, MODEL_LEVEL, 6, "", delta=-27.2, ci_low=-150.4, ci_high=86.5, p=1.0, detectable=216)
+    verdict_, reason = verdict(claim, test, 1.0)
+    assert verdict_ == INCONCLUSIVE and "any effect" in reason and "216" in reason
+    # a tight CI around 0 that still reaches into the claimed direction: no effect is ruled out either
+    test = PairedTest(18, MODEL_LEVEL, 6, "", delta=0.1, ci_low=-0.2, ci_high=0.4, p=0.6, detectable=0.5)
+    assert verdict(claim, test, 0.6)[0] == INCONCLUSIVE
+
+
+def test_without_a_magnitude_a_ci_wholly_against_the_claim_contradicts():
+    claim = Claim("x lowers fid", "fid[scorer]", LOWER, None, "paper regime", "someone 2024")
+    # not significant after Holm, yet the CI lies wholly above 0: no lowering at all is left
+    test = PairedTest(18, MODEL_LEVEL, 6, "", delta=0.3, ci_low=0.05, ci_high=0.55, p=0.03, detectable=0.4)
+    assert verdict(claim, test, 0.09) == (CONTRADICTS, "not significant, and the CI excludes any effect in "
+                                                       "the claimed direction")
 
 
 def test_missing_metric_or_variant_and_untestable_claims_get_no_verdict():

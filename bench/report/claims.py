@@ -31,9 +31,10 @@ VERDICT_RULES = (
     f"Verdict, significant meaning p (Holm) < {ALPHA:g}: {AGREES} = a significant Δ in the claimed "
     f"direction; {CONTRADICTS} = a significant Δ opposite to it, or a non-significant Δ whose 95% CI, "
     "at its end in the claimed direction, falls short of the effect the claim needs (the paper's "
-    "magnitude where it reports one, else the design's detectable Δ): the data rule out an effect of "
-    f"that size; {INCONCLUSIVE} = a non-significant Δ whose CI still holds that effect. No verdict with one "
-    "trained model per method (the Δ then measures the sampler's noise, not the method), with too few "
+    "magnitude where it reports one, else any effect at all in the claimed direction): the data rule out "
+    f"the claimed effect; {INCONCLUSIVE} = a non-significant Δ whose CI still holds that effect (the "
+    "design's detectable Δ says how large an effect it would have seen). No verdict with one trained "
+    "model per method (the Δ then measures the sampler's noise, not the method), with too few "
     f"trained models for the exact test to reach p < {ALPHA:g} whatever the Δ (fewer than 6), where a "
     "variant or the metric is missing, or where the claim cannot be tested as a Δ here.")
 
@@ -82,12 +83,15 @@ def verdict(claim: Claim, test: PairedTest, p_holm: float) -> tuple[str, str]:
     if p_holm < ALPHA:
         return ((AGREES, "significant Δ in the claimed direction") if signed > 0
                 else (CONTRADICTS, "significant Δ opposite to the claimed direction"))
-    needed, what = ((claim.magnitude, "the paper's magnitude") if claim.magnitude is not None
-                    else (test.detectable, "the detectable Δ"))
+    # The effect the claim needs: the paper's magnitude, else any effect in its direction. Not the
+    # design's detectable Δ: a null Δ's CI nearly always falls short of that, however weak the design.
+    needed, what = ((claim.magnitude, f"the paper's magnitude ({claim.magnitude:g})")
+                    if claim.magnitude is not None else (0.0, "any effect"))
     reach = claim.sign * (test.ci_high if claim.sign > 0 else test.ci_low)
-    if math.isfinite(reach) and math.isfinite(needed) and reach < needed:
-        return CONTRADICTS, f"not significant, and the CI excludes {what} ({needed:g}) in the claimed direction"
-    return INCONCLUSIVE, f"not significant, and the CI still holds {what} in the claimed direction"
+    if math.isfinite(reach) and reach < needed:
+        return CONTRADICTS, f"not significant, and the CI excludes {what} in the claimed direction"
+    return INCONCLUSIVE, (f"not significant, and the CI still holds {what} in the claimed direction; "
+                          f"this design detects |Δ| >= {test.detectable:.3g}")
 
 
 def dataset_claims(obs: pd.DataFrame, methods: tuple[str, ...], baseline: str) -> tuple[ClaimResult, ...]:
