@@ -18,6 +18,7 @@ import torch
 
 from bench.config import Config, load_config
 from bench.core.errors import BenchError
+from bench.core.pixels import to_model_space
 from bench.datasets.base import PreparedData
 from bench.diffusion import Sampler
 from bench.engine.exported import Exported
@@ -89,7 +90,7 @@ class Setup:
 
 def loss_is_finite_and_falls_on_a_fixed_batch(setup: Setup) -> None:
     built, data = setup.build(), setup.data
-    x0 = torch.from_numpy(data.train_x[:8]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    x0 = to_model_space(data.train_x[:8])
     labels = torch.from_numpy(data.train_y[:8])
     params = [p for p in built.model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=2e-3)
@@ -162,7 +163,7 @@ def trains_samples_and_scores_under_bf16_autocast(setup: Setup) -> None:
     as CUDA's does, so a method that mixes dtypes (a float32 weight meeting a bf16 activation, a statistic
     computed under autocast and used after it) fails here, without a GPU."""
     built, data = setup.build(), setup.data
-    x0 = torch.from_numpy(data.train_x[:8]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    x0 = to_model_space(data.train_x[:8])
     labels = torch.from_numpy(data.train_y[:8])
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss = built.method.loss(built.model, built.schedule, x0, labels, torch.Generator().manual_seed(0))["loss"]
@@ -216,24 +217,19 @@ def plugin_methods(source: str) -> list[str]:
 
 
 class MethodConformance:
-    """Inherit and set `variant` (e.g. "offset-noise:strength=0.2"): pytest runs every check on it."""
+    """Inherit and set `variant` (e.g. "offset-noise:strength=0.2"): pytest runs every check of CHECKS on
+    it, as test_<check name>."""
 
     variant: str = ""
 
-    def test_loss_finite_and_falls_on_a_fixed_batch(self, tmp_path):
-        loss_is_finite_and_falls_on_a_fixed_batch(Setup.make(self.variant, tmp_path))
 
-    def test_samples_have_the_right_shape_and_range(self, tmp_path):
-        samples_have_the_right_shape_and_range(Setup.make(self.variant, tmp_path))
+def _conformance_test(check: Callable[[Setup], None]):
+    def test(self, tmp_path):
+        check(Setup.make(self.variant, tmp_path))
+    test.__name__, test.__doc__ = f"test_{check.__name__}", check.__doc__
+    return test
 
-    def test_same_seed_gives_identical_samples(self, tmp_path):
-        same_seed_gives_identical_samples(Setup.make(self.variant, tmp_path))
 
-    def test_checkpoint_round_trip(self, tmp_path):
-        checkpoint_round_trip(Setup.make(self.variant, tmp_path))
-
-    def test_export_samples_the_same(self, tmp_path):
-        export_samples_the_same(Setup.make(self.variant, tmp_path))
-
-    def test_trains_samples_and_scores_under_bf16_autocast(self, tmp_path):
-        trains_samples_and_scores_under_bf16_autocast(Setup.make(self.variant, tmp_path))
+for _check in CHECKS:
+    setattr(MethodConformance, f"test_{_check.__name__}", _conformance_test(_check))
+del _check

@@ -31,7 +31,7 @@ from bench.engine.data import prepare_data
 from bench.engine.sample import generation_labels, sample_images
 from bench.engine.tasks import classifier_loader
 from bench.engine.train import Trainer, build
-from bench.models.expert import to_model_space
+from bench.core.pixels import to_model_space
 
 # name -> (what it changes, override tables on top of the suite's config)
 CANDIDATES: dict[str, tuple[str, dict]] = {

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.core.store import SuiteStore
+from bench.core.store import RUN_CONFIG_FILE, SuiteStore
 from bench.datasets import DataConfig, PreparedData, load_prepared
 from bench.datasets.manifest import KATHER, KNOWN
 from bench.engine.data import prepare_data
@@ -89,7 +89,7 @@ def test_orientation_dependent_data_trains_without_flips_synth_tissue_with_them(
     data_path = prepare_data(cfg, store.cache)
     assert train_task(cfg, spec, tmp_path / "results", data_path)["status"] == "done"
     run_dir = store.run_dir(spec.dataset, spec.variant, spec.train_seed, spec.run_id)
-    assert json.loads((run_dir / "config.json").read_text())["augment"] == "dihedral"
+    assert json.loads((run_dir / RUN_CONFIG_FILE).read_text())["augment"] == "dihedral"
     plain = _unaugmented(PreparedData.load(data_path), cfg, 8)
     assert all(any(torch.equal(a, d) for d in _dihedral_images(b)) for a, b in zip(seen, plain, strict=True))
     assert sum(not torch.equal(a, b) for a, b in zip(seen, plain)) >= 4  # most steps draw a non-identity

@@ -9,7 +9,7 @@ from cli_runner import assert_refused, run_cli
 from PIL import Image
 
 from bench.config import load_config
-from bench.core.store import SuiteStore
+from bench.core.store import METRICS_FILE, PLAN_FILE, RUN_CONFIG_FILE, SuiteStore
 from bench.engine.data import prepare_data
 from bench.engine.plan import build_plan
 
@@ -192,7 +192,7 @@ def test_corrupt_plan_json_and_config_json(monkeypatch, capsys, tmp_path):
     store = SuiteStore(tmp_path / "results", "t")
     prepare_data(cfg, store.cache)                      # what the earlier run left, besides:
     (spec,) = build_plan(cfg)
-    config = store.run_dir(spec.dataset, spec.variant, spec.train_seed, spec.run_id) / "config.json"
+    config = store.run_dir(spec.dataset, spec.variant, spec.train_seed, spec.run_id) / RUN_CONFIG_FILE
     config.parent.mkdir(parents=True)
     config.write_text('{"run_id": "torn')
     assert_refused(monkeypatch, capsys, *RUN, store=tmp_path / "results",
@@ -220,7 +220,7 @@ def test_dollar_signs_in_class_names_are_drawn_as_text(monkeypatch, capsys, tmp_
             return [rename(v) for v in obj]
         return names.get(obj, obj) if isinstance(obj, str) else obj
 
-    for path in root.rglob("metrics.json"):
+    for path in root.rglob(METRICS_FILE):
         path.write_text(json.dumps(rename(json.loads(path.read_text()))))
     code, _, err = run_cli(monkeypatch, capsys, "report", "--results", str(tmp_path / "results"))
     assert code in (0, None), err
@@ -270,7 +270,7 @@ def test_report_refuses_store_json_of_another_shape(monkeypatch, capsys, tmp_pat
     """Store files edited by hand or written by another tool: named with the field and the fix (issue 34)."""
     from test_report import make_store
     root = make_store(tmp_path, methods=("baseline", "drift:delta=-0.05"))
-    path = root / "plan.json" if file == "plan.json" else sorted(root.rglob(file))[0]
+    path = root / PLAN_FILE if file == "plan.json" else sorted(root.rglob(file))[0]
     path.write_text(json.dumps(change(json.loads(path.read_text()))))
     assert_refused(monkeypatch, capsys, "report", "--results", str(tmp_path / "results"), store=tmp_path,
                    says=(str(path), fragment))

@@ -29,9 +29,9 @@ from bench.config import ExecutionConfig, load_config
 from bench.config.presets import PRESETS
 from bench.core.console import make_console
 from bench.core.errors import BenchError
-from bench.core.store import DONE, FAILED
+from bench.core.store import DONE, FAILED, LOG_FILE, METRICS_FILE, PROGRESS_FILE, RUN_CONFIG_FILE
 from bench.engine.executors import RayExecutor, ray_address
-from bench.engine.progress import PROGRESS_FILE, GridView, ProgressWriter, read_progress
+from bench.engine.progress import GridView, ProgressWriter, read_progress
 from bench.engine.runner import UNRECORDED, run_suite
 from bench.methods import REGISTRY, load_plugin
 
@@ -193,7 +193,7 @@ def test_killed_worker_and_ctrl_c_resume_to_identical_samples(tmp_path):
     load_plugin(str(plugin))
     try:
         redo = sorted(d for d in {killed_dir, *unfinished} if (d / DONE).exists())  # not the diverging one
-        variants = [json.loads((d / "config.json").read_text())["method"] for d in redo]
+        variants = [json.loads((d / RUN_CONFIG_FILE).read_text())["method"] for d in redo]
         cfg = load_config(config, None, {"suite": {"name": "reference", "methods": variants},
                                          "execution": {"executor": "local"}})
         summary = run_suite(cfg, tmp_path / "results", make_console(file=open(os.devnull, "w")))
@@ -313,8 +313,8 @@ def test_two_node_cluster_two_drivers_and_a_lost_node(tmp_path):
     runs = sorted(p.parent for p in root.glob(f"runs/*/*/train-seed=*/*/{DONE}"))
     assert len(runs) == len(methods) and not list(root.glob(f"runs/**/{FAILED}"))
     for run in runs:
-        assert len((run / "train_log.jsonl").read_text().splitlines()) == steps  # log_every = 1
-        metrics = json.loads((run / "eval" / "seed=0" / "metrics.json").read_text())
+        assert len((run / LOG_FILE).read_text().splitlines()) == steps  # log_every = 1
+        metrics = json.loads((run / "eval" / "seed=0" / METRICS_FILE).read_text())
         assert {"acc[expert]", "ssim"} <= set(metrics["metrics"])
     assert len(list((root / "cache").glob("expert-*/classifier.json"))) == 1
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from bench.config import load_config
 from bench.core.errors import BenchError
-from bench.core.store import MAX_NAME_BYTES, SuiteStore, folder_split, is_suite_name, suite_folder
+from bench.core.store import MAX_NAME_BYTES, PLAN_FILE, SuiteStore, folder_split, is_suite_name, suite_folder
 from bench.datasets.base import PreparedData
 from bench.report.collect import collect
 from bench.report.figures import real_images, sample_grids
@@ -117,7 +117,7 @@ def test_val_suite_scores_on_val_beside_an_untouched_test_suite(monkeypatch, cap
     # the samples figure: the real panel comes first and holds the scored split's images
     data = collect(val_root)
     t = dataset_tables(data, next(iter(data.methods)))
-    plan = json.loads((val_root / "plan.json").read_text())
+    plan = json.loads((val_root / PLAN_FILE).read_text())
     prepared = PreparedData.load(val_root / "cache" / plan["prepared_data"][t.dataset])
     x, y = real_images(data, t.dataset)
     assert np.array_equal(x, prepared.val_x) and np.array_equal(y, prepared.val_y)

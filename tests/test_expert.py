@@ -9,7 +9,8 @@ import torch
 from conftest import make_data
 
 from bench.core.errors import BenchError
-from bench.models.expert import Classifier, ClassifierConfig, ScorerConfig, get_classifier, resized_up, to_model_space
+from bench.core.pixels import to_model_space
+from bench.models.expert import Classifier, ClassifierConfig, ScorerConfig, get_classifier, resized_up
 
 TINY = ClassifierConfig(backbone="tiny", epochs=3, batch_size=8, lr=1e-2)
 

@@ -15,7 +15,7 @@ from tiny_vae import save_vae
 
 from bench.config import load_config
 from bench.core.errors import BenchError
-from bench.core.store import DONE, FAILED, folder_name
+from bench.core.store import CHECKPOINT_FILE, DONE, FAILED, RUN_CONFIG_FILE, folder_name
 from bench.engine.runner import run_suite
 from bench.models.init import check_prediction
 
@@ -91,7 +91,7 @@ def test_latent_exports_carry_their_vae_and_reproduce_the_stores_samples(monkeyp
 def test_a_latent_run_whose_vae_is_gone_or_changed_is_refused_and_nothing_written(monkeypatch, capsys, latent_store,
                                                                                   tmp_path, case, fragment):
     source = run_dir(latent_store, LATENT_METHODS[0])
-    vae = Path(json.loads((source / "config.json").read_text())["config"]["model"]["vae"])
+    vae = Path(json.loads((source / RUN_CONFIG_FILE).read_text())["config"]["model"]["vae"])
     kept = vae.with_name("kept")
     vae.rename(kept)
     if case == "other-weights":
@@ -196,19 +196,19 @@ def test_bad_export_is_one_line_exit_2_and_writes_nothing(monkeypatch, capsys, s
         (broken / DONE).unlink()
         (broken / FAILED).write_text("loss became nan at step 3\n")
     elif case == "no-checkpoint":
-        (broken / "checkpoint.safetensors").unlink()
+        (broken / CHECKPOINT_FILE).unlink()
     elif case == "torn-checkpoint":
-        (broken / "checkpoint.safetensors").write_bytes(b"\x00" * 7)
+        (broken / CHECKPOINT_FILE).write_bytes(b"\x00" * 7)
     elif case == "other-weights":
-        save_file({"conv.weight": torch.zeros(2, 2)}, broken / "checkpoint.safetensors")
+        save_file({"conv.weight": torch.zeros(2, 2)}, broken / CHECKPOINT_FILE)
     elif case == "linked-checkpoint":  # another run's weights, here the run's own: a link bench never writes
-        (broken / "checkpoint.safetensors").unlink()
-        (broken / "checkpoint.safetensors").symlink_to(source / "checkpoint.safetensors")
+        (broken / CHECKPOINT_FILE).unlink()
+        (broken / CHECKPOINT_FILE).symlink_to(source / CHECKPOINT_FILE)
     elif case == "empty-config":
-        (broken / "config.json").write_text("{}")
+        (broken / RUN_CONFIG_FILE).write_text("{}")
     elif case == "config-oops":
-        config = json.loads((broken / "config.json").read_text())
-        (broken / "config.json").write_text(json.dumps({**config, "config": "oops"}))
+        config = json.loads((broken / RUN_CONFIG_FILE).read_text())
+        (broken / RUN_CONFIG_FILE).write_text(json.dumps({**config, "config": "oops"}))
     elif case == "out-not-empty":
         out.mkdir(parents=True)
         (out / "mine.txt").write_text("keep")

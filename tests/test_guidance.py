@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from bench.config import load_config
-from bench.core.store import atomic_write_json
+from bench.core.pixels import to_model_space
+from bench.core.store import PLAN_FILE, atomic_write_json
 from bench.engine.plan import run_id
 from bench.engine.sample import generation_labels, sample_images
 from bench.engine.tasks import expert_loader
@@ -37,7 +38,7 @@ def built_for(cfg, data, tmp_path, variant):
 
 def train_batch(data, n=24):
     index = np.linspace(0, len(data.train_y) - 1, n).astype(int)
-    return (torch.from_numpy(data.train_x[index]).permute(0, 3, 1, 2).float() / 127.5 - 1,
+    return (to_model_space(data.train_x[index]),
             torch.from_numpy(data.train_y[index]).long())
 
 
@@ -185,12 +186,12 @@ def test_defaults_guide_with_the_ssl_authors_dropout():
 def test_the_report_states_the_guidance_and_the_condition_path(tmp_path, monkeypatch):
     from test_report import make_store
     root = make_store(tmp_path)  # baseline, drift, aligned and fgscore
-    plan = json.loads((root / "plan.json").read_text())
+    plan = json.loads((root / PLAN_FILE).read_text())
     old = build_report(root)  # a store from before these settings existed
     assert "Classifier-free guidance: not recorded" in (old.report_dir / "leaderboard.md").read_text()
     plan["config"].update(model={"size": "small", "condition_path": "attention"}, train={"p_uncond": 0.25},
                           sample={**plan["config"]["sample"], "guidance": 1.5})
-    atomic_write_json(root / "plan.json", plan)
+    atomic_write_json(root / PLAN_FILE, plan)
     report = build_report(root)
     for name in ("leaderboard.md", "report.html"):
         text = (report.report_dir / name).read_text().replace("\\_", "_")

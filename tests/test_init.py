@@ -8,9 +8,10 @@ import pytest
 import torch
 from cli_runner import assert_refused, run_cli
 
+from bench.core.store import INIT_FILE, LOG_FILE
 from bench.datasets.base import PreparedData
 from bench.engine.plan import run_id
-from bench.engine.train import INIT_FILE, LOG_FILE, BatchStream, augment, build, load_model, step_seed, train_model
+from bench.engine.train import BatchStream, augment, build, load_model, step_seed, train_model
 from bench.models.init import load_init_unet
 from bench.models.unet import build_unet
 from bench.testing import tiny_config

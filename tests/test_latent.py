@@ -14,13 +14,13 @@ from tiny_vae import save_vae
 
 from bench import cli
 from bench.config import load_config
-from bench.core.store import SuiteStore
+from bench.core.store import FEATURES_FILE, METRICS_FILE, SAMPLES_FILE, SuiteStore
 from bench.datasets.base import PreparedData
 from bench.engine.sample import generation_labels, sample_model_space, to_uint8
-from bench.engine.tasks import FEATURES_FILE, METRICS_FILE, SAMPLES_FILE, classifier_loader, expert_loader
+from bench.engine.tasks import classifier_loader, expert_loader
 from bench.engine.train import build, load_model
 from bench.metrics import classifiers_needed, evaluate_samples
-from bench.models.expert import to_model_space
+from bench.core.pixels import to_model_space
 from bench.models.latent import load_latents, prepare_latents, vae_folder
 from bench.testing import tiny_config, toy_data
 

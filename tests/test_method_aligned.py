@@ -3,6 +3,7 @@ import dataclasses
 
 import torch
 
+from bench.core.pixels import to_model_space
 from bench.engine.tasks import expert_loader
 from bench.engine.train import build, train_model
 from bench.testing import MethodConformance
@@ -23,7 +24,7 @@ def _setup(toy_data, tiny_config, tmp_path, variant):
 
 
 def _batch(data, n=4):
-    x0 = torch.from_numpy(data.train_x[:n]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    x0 = to_model_space(data.train_x[:n])
     return x0, torch.from_numpy(data.train_y[:n])
 
 

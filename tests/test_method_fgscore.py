@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from bench.core.errors import BenchError
+from bench.core.pixels import to_model_space
 from bench.engine.train import augment, build
 from bench.methods import parse_variant
 from bench.methods.aligned import resolve_module
@@ -24,7 +25,7 @@ def _built(toy_data, tiny_config, variant="fgscore"):
 def _train_batch(data, n=6):
     """n train images spread over every class (the split is sorted by class)."""
     index = torch.linspace(0, len(data.train_y) - 1, n).long().numpy()
-    x0 = torch.from_numpy(data.train_x[index]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    x0 = to_model_space(data.train_x[index])
     return x0, torch.from_numpy(data.train_y[index]), index
 
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from bench.core.errors import BenchError
+from bench.core.pixels import to_model_space
 from bench.engine.tasks import expert_loader
 from bench.engine.train import build
 from bench.methods.ssl import SSLParams
@@ -30,7 +31,7 @@ def _built(toy_data, tiny_config, tmp_path, variant=FAST):
 
 def _images(data, n=12):
     index = np.linspace(0, len(data.train_y) - 1, n).astype(int)
-    return torch.from_numpy(data.train_x[index]).permute(0, 3, 1, 2).float() / 127.5 - 1, \
+    return to_model_space(data.train_x[index]), \
         torch.from_numpy(data.train_y[index])
 
 

@@ -6,7 +6,8 @@ from conftest import make_data
 
 from bench.core.errors import BenchError
 from bench.metrics import METRIC_NAMES, evaluate_samples
-from bench.models.expert import ClassifierConfig, ScorerConfig, get_classifier, to_model_space
+from bench.core.pixels import to_model_space
+from bench.models.expert import ClassifierConfig, ScorerConfig, get_classifier
 
 METRICS = ["acc[scorer]", "acc[expert]", "ssim", "fid[scorer]", "kid[scorer]", "precision[scorer]",
            "recall[scorer]", "density[scorer]", "coverage[scorer]"]

@@ -7,10 +7,11 @@ import pytest
 
 from bench.config import load_config
 from bench.core.console import make_console
+from bench.core.store import NEAREST_FILE
 from bench.engine.runner import run_suite
 from bench.methods import REGISTRY, ConditioningMethod
 from bench.metrics.privacy import COPY_QUANTILE, NEIGHBOURS, copy_scores, nearest, pixels
-from bench.models.expert import to_model_space
+from bench.core.pixels import to_model_space
 from bench.report import build_report
 
 
@@ -49,7 +50,7 @@ def test_copy_rate_catches_a_method_that_returns_training_images(tmp_path, copie
     assert table.cell("test-copier", "copy_rate")["mean"] >= 0.9
     assert table.cell("baseline", "copy_rate")["mean"] <= 0.1     # 4 training steps: noise, far from any image
     copier_eval = report.data.evals_of(table.dataset, "test-copier")[0]
-    with np.load(copier_eval.eval_dir / "nearest.npz") as pairs:
+    with np.load(copier_eval.eval_dir / NEAREST_FILE) as pairs:
         for space in ("pixel", "scorer"):     # each shown pair: a generated image and its own source
             assert np.array_equal(pairs[f"{space}_generated"], pairs[f"{space}_train"])
     html = (report.report_dir / "report.html").read_text()

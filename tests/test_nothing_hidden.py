@@ -9,10 +9,10 @@ from safetensors.torch import load_file
 from test_cli import run_cli
 
 from bench.config import load_config
-from bench.core.store import DONE, FAILED, SuiteStore, atomic_write_bytes
+from bench.core.store import (CHECKPOINT_FILE, DONE, FAILED, METRICS_FILE, SAMPLES_FILE, STATE_FILE, SuiteStore,
+                              atomic_write_bytes)
 from bench.engine.plan import build_plan
-from bench.engine.tasks import METRICS_FILE
-from bench.engine.train import CHECKPOINT_FILE, STATE_FILE, train_model
+from bench.engine.train import train_model
 from bench.methods import REGISTRY
 
 EXPLODING_PLUGIN = '''
@@ -68,7 +68,7 @@ def test_non_finite_samples_fail_the_evaluation_and_are_not_scored(monkeypatch, 
     assert len(list(root.glob("runs/*/baseline/*/*/eval/seed=*/" + METRICS_FILE))) == 2
     exploding = list(root.glob("runs/*/exploding/*/*/eval/seed=*"))
     assert len(exploding) == 2 and all((d / FAILED).is_file() for d in exploding)
-    assert not [p for d in exploding for p in d.iterdir() if p.name in (METRICS_FILE, "samples.npz")]
+    assert not [p for d in exploding for p in d.iterdir() if p.name in (METRICS_FILE, SAMPLES_FILE)]
 
 
 @pytest.mark.parametrize("bad_state", [b"", b"not a checkpoint", b"PK\x03\x04 torn zip"])

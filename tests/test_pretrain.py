@@ -6,7 +6,7 @@ import torch
 from cli_runner import assert_refused, run_cli
 from diffusers import UNet2DConditionModel
 
-from bench.engine.train import INIT_FILE
+from bench.core.store import INIT_FILE
 
 WEIGHTS = Path("unet") / "diffusion_pytorch_model.safetensors"
 

@@ -10,7 +10,8 @@ from scipy import stats
 
 from bench.core.console import make_console
 from bench.core.errors import BenchError
-from bench.core.store import DONE, FAILED, LOG_FILE, STATE_FILE, SuiteStore, atomic_write_bytes, atomic_write_json
+from bench.core.store import (DONE, FAILED, FEATURES_FILE, LOG_FILE, METRICS_FILE, PLAN_FILE, RUN_CONFIG_FILE,
+                              SAMPLES_FILE, STATE_FILE, SuiteStore, atomic_write_bytes, atomic_write_json)
 from bench.report import build_report, print_leaderboard
 from bench.report.stats import holm, two_level_bootstrap
 
@@ -60,27 +61,27 @@ def make_store(tmp_path, methods=METHODS, train_seeds=(0,), gen_seeds=(0, 1, 2),
             if (method, k) in missing:
                 continue
             run_dir = store.run_dir(DATASET, method, k, run_id(method, k))
-            atomic_write_json(run_dir / "config.json", {
+            atomic_write_json(run_dir / RUN_CONFIG_FILE, {
                 "run_id": run_id(method, k), "dataset": DATASET, "method": method,
                 "method_name": method.split(":")[0], "method_params": {}, "train_seed": k,
                 "code_version": "0.1.0", "config": {}})
             log = "".join(json.dumps({"step": s, "loss": 1.0 / (s + 1) + 0.01, "lr": 1e-3}) + "\n"
                           for s in range(0, 100, 10))
-            atomic_write_bytes(run_dir / "train_log.jsonl", log.encode())
+            atomic_write_bytes(run_dir / LOG_FILE, log.encode())
             if (method, k) in failed:
                 atomic_write_bytes(run_dir / FAILED, b"Traceback ...\nRunFailed: loss is NaN at step 40\n")
                 continue
             atomic_write_bytes(run_dir / DONE, b"")
             for g in gen_seeds:
                 eval_dir = store.eval_dir(run_dir, g)
-                atomic_write_json(eval_dir / "metrics.json",
+                atomic_write_json(eval_dir / METRICS_FILE,
                                   metrics_record(method, k, g, value_of=value_of))
                 rng = np.random.default_rng(g)
                 labels = np.repeat(np.arange(2), 3)
-                np.savez(eval_dir / "samples.npz", labels=labels,
+                np.savez(eval_dir / SAMPLES_FILE, labels=labels,
                          images=rng.integers(0, 255, (6, 8, 8, channels), dtype=np.uint8))
                 if method == "fgscore":
-                    np.savez(eval_dir / "features.npz", labels=labels, t=np.array([99, 899]),
+                    np.savez(eval_dir / FEATURES_FILE, labels=labels, t=np.array([99, 899]),
                              accuracy=np.array([0.875, 0.5]),
                              phi=rng.normal(size=(2, 6, 5)).astype(np.float32) + labels[:, None])
     order = plan_order(runs) if plan_order else runs
@@ -155,7 +156,7 @@ def test_paired_test_pairs_by_seed_whatever_the_file_order(tmp_path):
 def test_missing_seed_in_one_method_drops_that_pair(tmp_path):
     root = make_store(tmp_path, gen_seeds=(0, 1, 2, 3, 4))
     run_dir = SuiteStore(root.parent, root.name).run_dir(DATASET, "aligned", 0, run_id("aligned", 0))
-    (run_dir / "eval" / "seed=1" / "metrics.json").unlink()
+    (run_dir / "eval" / "seed=1" / METRICS_FILE).unlink()
     report = build_report(root)
     c = cell(report, "aligned", "acc[scorer]")
     seeds = [0, 2, 3, 4]
@@ -218,12 +219,12 @@ def test_failed_and_missing_runs_are_shown_in_every_format(tmp_path):
 def test_incompatible_runs_are_refused(tmp_path):
     root = make_store(tmp_path)
     store = SuiteStore(root.parent, root.name)
-    path = store.eval_dir(store.run_dir(DATASET, "aligned", 0, run_id("aligned", 0)), 2) / "metrics.json"
+    path = store.eval_dir(store.run_dir(DATASET, "aligned", 0, run_id("aligned", 0)), 2) / METRICS_FILE
     atomic_write_json(path, metrics_record("aligned", 0, 2, code_version="0.2.0"))
     with pytest.raises(BenchError, match=r"code_version.*'0\.2\.0'.*aligned \(train seed 0"):
         build_report(root)
     atomic_write_json(path, metrics_record("aligned", 0, 2))
-    config = path.parents[2] / "config.json"
+    config = path.parents[2] / RUN_CONFIG_FILE
     atomic_write_json(config, {**json.loads(config.read_text()), "code_version": "0.0.9"})
     with pytest.raises(BenchError, match=r"code_version of the training.*'0\.0\.9' in aligned"):
         build_report(root)
@@ -263,7 +264,7 @@ def test_bad_input_is_a_bench_error(tmp_path):
 def test_a_value_that_is_not_a_number_is_a_bench_error_naming_the_file(tmp_path, section):
     root = make_store(tmp_path)
     store = SuiteStore(root.parent, root.name)
-    path = store.eval_dir(store.run_dir(DATASET, "aligned", 0, run_id("aligned", 0)), 1) / "metrics.json"
+    path = store.eval_dir(store.run_dir(DATASET, "aligned", 0, run_id("aligned", 0)), 1) / METRICS_FILE
     record = json.loads(path.read_text())
     record[section]["ssim"] = "abc"
     atomic_write_json(path, record)
@@ -284,8 +285,8 @@ def test_a_plan_with_nothing_run_yet_reports_every_run_missing(tmp_path):
 def test_an_interrupted_run_says_where_it_stopped_and_how_to_resume(tmp_path):
     """A training stopped after its checkpoint at step 800 is not "not run yet" (issue 34, item 8)."""
     root = make_store(tmp_path, missing={("fgscore", 0)})
-    plan = json.loads((root / "plan.json").read_text())
-    atomic_write_json(root / "plan.json", {**plan, "config": {**plan["config"], "train": {"steps": 1000}}})
+    plan = json.loads((root / PLAN_FILE).read_text())
+    atomic_write_json(root / PLAN_FILE, {**plan, "config": {**plan["config"], "train": {"steps": 1000}}})
     run_dir = SuiteStore(root.parent, root.name).run_dir(DATASET, "fgscore", 0, run_id("fgscore", 0))
     atomic_write_bytes(run_dir / STATE_FILE, b"a checkpoint")
     atomic_write_bytes(run_dir / LOG_FILE, b"".join(json.dumps({"step": s, "loss": 1.0}).encode() + b"\n"

@@ -6,7 +6,7 @@ import errno
 
 from cli_runner import run_cli
 
-from bench.core.store import FAILED
+from bench.core.store import CHECKPOINT_FILE, FAILED, METRICS_FILE
 from bench.engine import tasks
 from bench.engine.tasks import environment_failure
 
@@ -42,8 +42,8 @@ def test_a_full_disk_is_retried_and_a_torn_checkpoint_names_the_fix(monkeypatch,
     assert code in (0, None) and "0 trained, 2 evaluated" in out, out + err
 
     (run_dir,) = {p.parents[2] for p in root.glob("runs/*/*/*/*/eval/seed=1/metrics.json")}
-    (run_dir / "checkpoint.safetensors").write_bytes(b"\x00" * 7)
-    (run_dir / "eval" / "seed=1" / "metrics.json").unlink()
+    (run_dir / CHECKPOINT_FILE).write_bytes(b"\x00" * 7)
+    (run_dir / "eval" / "seed=1" / METRICS_FILE).unlink()
     code, out, err = run_cli(monkeypatch, capsys, *RUN)
     assert code == 1 and f"{run_dir / 'checkpoint.safetensors'} is unreadable" in out, out + err
     assert f"delete the run folder {run_dir} and run `bench run` again to retrain it" in out

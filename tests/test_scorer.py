@@ -13,12 +13,13 @@ import torch
 
 from bench.config import load_config
 from bench.core.console import make_console
-from bench.core.store import DONE, SuiteStore, atomic_write_bytes, atomic_write_json
+from bench.core.pixels import to_model_space
+from bench.core.store import DONE, METRICS_FILE, RUN_CONFIG_FILE, SuiteStore, atomic_write_bytes, atomic_write_json
 from bench.engine.runner import UNRECORDED, run_suite
 from bench.engine.sample import generation_labels, sample_images
 from bench.engine.tasks import method_resources
 from bench.engine.train import build
-from bench.methods import REGISTRY, ConditioningMethod
+from bench.methods import REGISTRY, ConditioningMethod, method_name
 from bench.methods.context import MethodContext
 from bench.models.expert import Classifier, load_classifier, train_classifier
 from bench.report import build_report
@@ -71,7 +72,7 @@ def test_no_method_hook_can_reach_the_scorer(suite, variant):
     data, cfg, store, scorer, scorer_folder = suite  # the scorer is loaded in this process, as in an evaluation
     torch.manual_seed(0)
     built = build(cfg, variant, data, CPU, *method_resources(cfg, variant, data, store, CPU))  # as the tasks do
-    x0 = torch.from_numpy(data.train_x[:4]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    x0 = to_model_space(data.train_x[:4])
     built.method.loss(built.model, built.schedule, x0, torch.from_numpy(data.train_y[:4]),
                       torch.Generator().manual_seed(0))
     sample_images(built, cfg, generation_labels(data.scored_classes, 2), 0, CPU)  # every lazy helper built
@@ -79,7 +80,7 @@ def test_no_method_hook_can_reach_the_scorer(suite, variant):
     objects = reachable(built.method, built.model)
     classifiers = [o for o in objects if isinstance(o, Classifier)]
     assert scorer not in classifiers and all(c.role == "expert" for c in classifiers)
-    if REGISTRY[variant.partition(":")[0]].needs_expert(built.method.params):
+    if REGISTRY[method_name(variant)].needs_expert(built.method.params):
         assert classifiers  # the walk does find a classifier a method holds: the expert
     # No path to the scorer's folder, nor to the suite cache that holds it and the prepared data.
     paths = [Path(o) for o in objects if isinstance(o, (str, Path)) and str(store.cache) in str(o)]
@@ -152,12 +153,12 @@ def test_a_store_written_before_the_scorer_still_reports(tmp_path):
         runs.append({"run_id": f"id-{method}", "dataset": "toy", "variant": method, "train_seed": 0,
                      "gen_seeds": [0, 1]})
         run_dir = store.run_dir("toy", method, 0, f"id-{method}")
-        atomic_write_json(run_dir / "config.json", {"run_id": f"id-{method}", "dataset": "toy", "method": method,
+        atomic_write_json(run_dir / RUN_CONFIG_FILE, {"run_id": f"id-{method}", "dataset": "toy", "method": method,
                                                     "train_seed": 0, "code_version": "0.1.0", "config": {}})
         atomic_write_bytes(run_dir / DONE, b"")
         for g in (0, 1):
             prov = {"n_gen": 4, "n_ref": 4, "extractor": "expert", "weights_sha256": "abc"}
-            atomic_write_json(store.eval_dir(run_dir, g) / "metrics.json", {
+            atomic_write_json(store.eval_dir(run_dir, g) / METRICS_FILE, {
                 "schema": 1, "dataset": "toy", "method": method, "run_id": f"id-{method}", "train_seed": 0,
                 "gen_seed": g, "code_version": "0.1.0", "class_names": ["a", "b"], "scored_classes": [0, 1],
                 "metrics": {"expert_acc": 0.6 + 0.1 * g, "fid[expert]": 3.0 - g},
@@ -174,5 +175,5 @@ def test_a_store_written_before_the_scorer_still_reports(tmp_path):
     html = (store.root / "report" / "report.html").read_text()
     assert "acc[expert]_mean" in csv and "expert_acc" not in csv + html
     metrics = json.loads((store.eval_dir(store.run_dir("toy", "baseline", 0, "id-baseline"), 0)
-                          / "metrics.json").read_text())
+                          / METRICS_FILE).read_text())
     assert "expert_acc" in metrics["metrics"]  # the store itself is read, never rewritten

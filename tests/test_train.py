@@ -6,13 +6,13 @@ import torch
 from safetensors.torch import load_file
 
 from bench.core.errors import RunFailed
-from bench.core.store import FAILED, TRACEBACK, SuiteStore
+from bench.core.store import CHECKPOINT_FILE, FAILED, LOG_FILE, STATE_FILE, TRACEBACK, SuiteStore
 from bench.diffusion import Schedule
 from bench.engine.data import prepare_data
 from bench.engine.plan import build_plan
 from bench.engine.tasks import train_task
 from bench.engine.sample import generation_labels, sample_images
-from bench.engine.train import CHECKPOINT_FILE, LOG_FILE, STATE_FILE, load_model, train_model
+from bench.engine.train import load_model, train_model
 
 
 class Interrupt(Exception):

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from bench.core.console import make_console
 from bench.core.errors import BenchError
-from bench.core.store import SuiteStore, folder_split
+from bench.core.store import PLAN_FILE, SuiteStore, folder_split
 
 console = make_console()
 
@@ -32,9 +32,9 @@ def report(
     if suite:
         roots = [SuiteStore.of(results, suite, eval_split or "test").root]
     else:
-        roots = sorted(p.parent for p in results.glob("*/plan.json")
+        roots = sorted(p.parent for p in results.glob(f"*/{PLAN_FILE}")
                        if eval_split in (None, folder_split(p.parent.name)))
-    if not roots or not all((r / "plan.json").exists() for r in roots):
+    if not roots or not all((r / PLAN_FILE).exists() for r in roots):
         raise BenchError(f"no suite results under {results}; run `bench run` first or pass --results DIR")
     for root in roots:
         rep = build_report(root, formats)

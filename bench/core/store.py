@@ -47,8 +47,20 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 FAILED = "FAILED"
 TRACEBACK = "FAILED.traceback"   # beside FAILED: the failure's whole traceback (FAILED holds one line)
+# The names of a suite folder's files (the layout above); no other module spells them.
+PLAN_FILE = "plan.json"
+RUNS_DIR = "runs"
+RUN_CONFIG_FILE = "config.json"  # a trained run's resolved config and spec: what makes a folder a run
+CHECKPOINT_FILE = "checkpoint.safetensors"
+INIT_FILE = "init.json"          # the run's [model] init provenance: source, layers initialised here, layers unused
 STATE_FILE = "train_state.pt"    # an unfinished training's last checkpoint: what a re-run resumes from
 LOG_FILE = "train_log.jsonl"     # a training's logged steps, written with each checkpoint
+PROGRESS_FILE = "progress.json"  # a task's live state, beside its output
+METRICS_FILE = "metrics.json"
+SAMPLES_FILE = "samples.npz"
+GRID_FILE = "grid.png"
+FEATURES_FILE = "features.npz"
+NEAREST_FILE = "nearest.npz"     # copy_rate's closest generated/training pairs, for the report's figure
 RUN_LAYOUT = "results/<suite>/runs/<dataset>/<method>/train-seed=<k>/<run_id>/"   # a trained run's folder
 # How long a process waits for a lock another bench process holds before it gives up. Locks guard
 # work that is computed once and shared; the wait lasts as long as that work.
@@ -154,7 +166,7 @@ class SuiteStore:
 
     @property
     def plan_path(self) -> Path:
-        return self.root / "plan.json"
+        return self.root / PLAN_FILE
 
     @property
     def cache(self) -> Path:
@@ -170,7 +182,7 @@ class SuiteStore:
         return self.root / "report"
 
     def run_dir(self, dataset: str, variant: str, train_seed: int, run_id: str) -> Path:
-        return self._inside(self.root / "runs" / folder_name(dataset) / folder_name(variant)
+        return self._inside(self.root / RUNS_DIR / folder_name(dataset) / folder_name(variant)
                             / f"train-seed={train_seed}" / folder_name(run_id))
 
     def _inside(self, path: Path) -> Path:
@@ -187,7 +199,7 @@ class SuiteStore:
 
     def run_dirs(self):
         """Every run folder (holding config.json) in the store."""
-        return sorted(p.parent for p in (self.root / "runs").glob("*/*/train-seed=*/*/config.json"))
+        return sorted(p.parent for p in (self.root / RUNS_DIR).glob(f"*/*/train-seed=*/*/{RUN_CONFIG_FILE}"))
 
 
 class FileLock:

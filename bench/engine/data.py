@@ -13,7 +13,7 @@ import numpy as np
 from bench.config import Config
 from bench.core.errors import BenchError
 from bench.core.shapes import RUN_CONFIG, checked
-from bench.core.store import SHORT_LOCK_TIMEOUT_S, FileLock, folder_name, read_json
+from bench.core.store import RUN_CONFIG_FILE, SHORT_LOCK_TIMEOUT_S, FileLock, folder_name, read_json
 from bench.datasets import load_prepared
 from bench.datasets.base import PreparedData
 from bench.engine.train import resolve_device
@@ -68,7 +68,7 @@ def latents_of(cfg: Config, data_path: Path, device):
 def _check_reused_runs(run_dirs: Sequence[Path], classes: list[str]) -> None:
     """Refuse (BenchError) to resume or evaluate a run trained on other classes than the data now has."""
     for run_dir in run_dirs:
-        config = run_dir / "config.json"
+        config = run_dir / RUN_CONFIG_FILE
         trained_on = checked(read_json(config), RUN_CONFIG, config, f"delete the run folder {run_dir} to retrain it"
                              ).get("class_names") if config.exists() else None
         if trained_on is not None and trained_on != classes:

@@ -17,10 +17,7 @@ from typing import Callable
 
 from bench.config import ExecutionConfig
 from bench.core.errors import BenchError
-from bench.models.expert import ROLES
-
-# Task kinds that run a network and so get `num_gpus` each; data preparation runs in the driver.
-GPU_KINDS = (*ROLES, "pretrain", "train", "eval")
+from bench.engine.progress import TASK_KINDS
 
 
 @dataclass(eq=False)  # a handle: hashed by identity, like a Ray ObjectRef
@@ -132,7 +129,8 @@ class RayExecutor:
         return text
 
     def _options(self, kind: str) -> dict:
-        return {"num_cpus": self.cfg.num_cpus, "num_gpus": self.cfg.num_gpus if kind in GPU_KINDS else 0,
+        # Every scheduled task kind runs a network and so gets `num_gpus`; any other work gets none.
+        return {"num_cpus": self.cfg.num_cpus, "num_gpus": self.cfg.num_gpus if kind in TASK_KINDS else 0,
                 "max_retries": self.cfg.max_retries, "retry_exceptions": False}
 
     def submit(self, fn, *args, kind: str = "task", name: str = ""):

@@ -14,7 +14,8 @@ from bench import __version__
 from bench.config import build_config
 from bench.core.errors import BenchError
 from bench.core.shapes import TRAINED_RUN_CONFIG, checked
-from bench.core.store import DONE, FAILED, RUN_LAYOUT, SuiteStore, read_json
+from bench.core.store import (CHECKPOINT_FILE, DONE, FAILED, PLAN_FILE, RUNS_DIR, RUN_CONFIG_FILE, RUN_LAYOUT,
+                              SuiteStore, read_json)
 from bench.datasets.base import PreparedData
 from bench.diffusion import Sampler
 from bench.engine.data import latents_of, prepare_data
@@ -23,7 +24,7 @@ from bench.engine.pipeline import BenchPipeline
 from bench.engine.pretrain import with_init_resolved
 from bench.engine.sample import sampler_settings
 from bench.engine.tasks import method_resources
-from bench.engine.train import CHECKPOINT_FILE, load_model, resolve_device
+from bench.engine.train import load_model, resolve_device
 from bench.models.latent import weights_hash
 
 
@@ -50,9 +51,9 @@ def export_run(run_dir: Path, out: Path) -> Path:
 
 def _contents(run_dir: Path, store: SuiteStore):
     """The run's pipeline (U-Net with EMA weights, scheduler) and the other files of its export, by name."""
-    config = checked(read_json(run_dir / "config.json"), TRAINED_RUN_CONFIG, run_dir / "config.json",
+    config = checked(read_json(run_dir / RUN_CONFIG_FILE), TRAINED_RUN_CONFIG, run_dir / RUN_CONFIG_FILE,
                      f"delete the run folder {run_dir} and run `bench run` again to retrain it")
-    cfg = build_config(config["config"], str(run_dir / "config.json"))
+    cfg = build_config(config["config"], str(run_dir / RUN_CONFIG_FILE))
     if cfg.model.vae:   # before prepare_data, which would encode the data with another VAE
         _check_vae(cfg.model.vae, config.get("vae_weights"), run_dir)
     data_path = prepare_data(cfg, store.cache, reused_runs=[run_dir])
@@ -85,8 +86,8 @@ def _check_vae(spec: str, trained_with: str | None, run_dir: Path) -> None:
 def _suite_store(run_dir: Path) -> SuiteStore:
     """The store holding `run_dir`, once it is a finished run folder of one."""
     root = run_dir.parents[4] if len(run_dir.parents) > 4 else None
-    if not (run_dir / "config.json").is_file() or root is None or run_dir.parents[3].name != "runs" \
-            or not (root / "plan.json").is_file():
+    if not (run_dir / RUN_CONFIG_FILE).is_file() or root is None or run_dir.parents[3].name != RUNS_DIR \
+            or not (root / PLAN_FILE).is_file():
         raise BenchError(f"{run_dir} is not a run folder of a results store ({RUN_LAYOUT} holding config.json); "
                          "pass one of those")
     if (run_dir / FAILED).exists():

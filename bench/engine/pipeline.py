@@ -29,7 +29,7 @@ from bench.datasets.base import PreparedData
 from bench.engine.exported import REEXPORT, read_export
 from bench.engine.sample import generation_labels, sample_images
 from bench.engine.train import Built, new_method
-from bench.methods import REGISTRY, Denoiser
+from bench.methods import REGISTRY, Denoiser, method_name
 from bench.models.latent import VAE, Latents, downsampling_factor
 
 
@@ -108,7 +108,7 @@ def rebuild(unet, exported, device: torch.device, vae=None):
     expert: the method takes back its `export_state` and samples as it did in the run. With `vae` (an
     AutoencoderKL: latent mode) the method sees latents with empty splits, and decodes through bench's VAE."""
     info = exported.info
-    name = info["method"].partition(":")[0]
+    name = method_name(info["method"])
     if name not in REGISTRY:
         raise BenchError(f"this model's method {name!r} is not registered: load its plug-in first, e.g. "
                          "bench.methods.load_plugin('its_file.py')")

@@ -18,11 +18,11 @@ from pathlib import Path
 
 from bench.config import Config
 from bench.core.errors import BenchError
-from bench.core.store import FileLock, atomic_write_json
+from bench.core.store import CHECKPOINT_FILE, FileLock, atomic_write_json
 from bench.datasets import parse_spec
 from bench.datasets.base import DataConfig, PreparedData
 from bench.engine.data import latents_of, prepare_data, source_stamp
-from bench.engine.train import CHECKPOINT_FILE, resolve_device, train_model
+from bench.engine.train import resolve_device, train_model
 from bench.models.init import PRETRAIN, RECIPE_FILE
 from bench.models.latent import weights_hash
 from bench.models.unet import build_unet

@@ -22,8 +22,7 @@ from rich.text import Text
 from bench.core.store import atomic_write_json
 from bench.models.expert import ROLES
 
-PROGRESS_FILE = "progress.json"
-KINDS = (*ROLES, "pretrain", "train", "eval")
+TASK_KINDS = (*ROLES, "pretrain", "train", "eval")   # every kind of task the runner schedules
 
 
 def _ray_node() -> str | None:
@@ -81,7 +80,7 @@ class GridView:
 
     def __init__(self, token: str, header: str = "", max_rows: int = 8):
         self.token, self.header, self.max_rows = token, header, max_rows
-        self.counts = {k: {"done": 0, "failed": 0} for k in KINDS}
+        self.counts = {k: {"done": 0, "failed": 0} for k in TASK_KINDS}
         self._active: dict[object, _Active] = {}
         self._lock = threading.Lock()
 
@@ -111,7 +110,7 @@ class GridView:
                 running.append((task, record))
         grid = Table("task", "queued", "running", "done", "failed", title=self.header or None,
                      title_justify="left", box=None, pad_edge=False)
-        for kind in KINDS:
+        for kind in TASK_KINDS:
             n_running = sum(1 for t, _ in running if t.kind == kind)
             n_queued = sum(1 for t in active if t.kind == kind) - n_running
             c = counts[kind]

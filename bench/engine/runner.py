@@ -21,14 +21,14 @@ from rich.text import Text
 from bench.config import Config
 from bench.core.console import make_console
 from bench.core.errors import BenchError
-from bench.core.store import DONE, FAILED, SuiteStore, atomic_write_json
+from bench.core.store import DONE, FAILED, METRICS_FILE, PROGRESS_FILE, SuiteStore, atomic_write_json
 from bench.engine.data import prepare_data
 from bench.engine.executors import make_executor
 from bench.engine.plan import RunSpec, build_plan
-from bench.engine.progress import PROGRESS_FILE, GridView, ProgressWriter
-from bench.engine.tasks import METRICS_FILE, eval_task, prepare_classifier, prepare_pretrain, train_task
-from bench.methods import REGISTRY, load_plugin, parse_variant
-from bench.metrics import classifiers_needed as metrics_need
+from bench.engine.progress import GridView, ProgressWriter
+from bench.engine.tasks import eval_task, prepare_classifier, prepare_pretrain, train_task
+from bench.methods import REGISTRY, load_plugin, method_name, parse_variant
+from bench.metrics import classifiers_needed
 from bench.models.init import PRETRAIN
 
 POLL_S = 0.5  # how often the driver looks at finished tasks and progress files
@@ -43,17 +43,14 @@ class Summary:
     failed: list[str] = field(default_factory=list)
 
 
-def classifiers_needed(cfg: Config, kind: str, spec: RunSpec) -> set[str]:
-    """The suite classifiers a train or eval job of `spec` needs, as its method and metrics declare."""
+def prerequisites(cfg: Config, kind: str, spec: RunSpec) -> set[str]:
+    """The prepared tasks (classifiers, pretrain) a train or eval job of `spec` waits for, as its method,
+    its metrics and [model] init declare."""
     method, params = parse_variant(spec.variant)
     needed = {"expert"} if method.needs_expert(params) else set()
     if cfg.model.init == PRETRAIN:  # the U-Net starts from (and is built as) the suite's pretrain artefact
         needed.add("pretrain")
-    return needed | set(metrics_need(cfg.metrics.names)) if kind == "eval" else needed
-
-
-def _method(spec: RunSpec) -> str:
-    return spec.variant.partition(":")[0]
+    return needed | set(classifiers_needed(cfg.metrics.names)) if kind == "eval" else needed
 
 
 def write_plan(cfg: Config, plan: list[RunSpec], store: SuiteStore, data_path: Path) -> None:
@@ -90,7 +87,7 @@ def plugin_sources(plan: list[RunSpec]) -> dict[str, PluginSource]:
     """method name -> its PluginSource, for the plan's methods that came from plug-ins (a worker imports
     bench, not the driver's --plugin files)."""
     sources = {}
-    for name in {_method(s) for s in plan}:
+    for name in {method_name(s.variant) for s in plan}:
         module = REGISTRY[name].__module__
         if module.startswith("bench.") or module == "__main__":
             continue
@@ -184,7 +181,7 @@ class _Grid:
                 self._settle(handle)
 
     def _job(self, kind: str, spec: RunSpec, gen_seed: int | None = None) -> _Job:
-        return _Job(kind, spec, gen_seed, frozenset(classifiers_needed(self.cfg, kind, spec)))
+        return _Job(kind, spec, gen_seed, frozenset(prerequisites(self.cfg, kind, spec)))
 
     def _queue(self, job: _Job) -> None:
         failed = sorted(job.needs & set(self.errors))

@@ -16,6 +16,7 @@ from PIL import Image
 
 from bench.config import Config, SampleConfig
 from bench.core.errors import RunFailed
+from bench.core.pixels import pixel_values
 from bench.core.store import atomic_write_bytes
 from bench.diffusion import Sampler
 from bench.engine.train import Built, autocast
@@ -28,7 +29,7 @@ def generation_labels(scored_classes, samples_per_class: int) -> np.ndarray:
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """Model space (B, C, H, W) in [-1, 1] -> uint8 (B, H, W, C)."""
-    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return pixel_values(x).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def sampler_settings(cfg: Config) -> SampleConfig:

@@ -20,22 +20,19 @@ import torch
 from bench import __version__
 from bench.config import Config
 from bench.core.errors import BenchError, RunFailed, StoreDamaged
-from bench.core.store import DONE, FAILED, TRACEBACK, FileLock, SuiteStore, atomic_write_bytes, atomic_write_json
+from bench.core.store import (DONE, FAILED, FEATURES_FILE, GRID_FILE, METRICS_FILE, NEAREST_FILE, RUN_CONFIG_FILE,
+                              SAMPLES_FILE, TRACEBACK, FileLock, SuiteStore, atomic_write_bytes, atomic_write_json)
 from bench.datasets.base import PreparedData
 from bench.engine.data import latents_of
 from bench.engine.plan import RunSpec
 from bench.engine.pretrain import pretrain_backbone, with_init_resolved
 from bench.engine.sample import generation_labels, sample_images, save_grid
 from bench.engine.train import load_model, resolve_device, train_model
-from bench.methods import parse_variant
+from bench.methods import method_name, parse_variant
 from bench.metrics import classifiers_needed, evaluate_samples
 from bench.models.expert import get_classifier, labelled_model_space, load_classifier, train_classifier
 from bench.models.latent import weights_hash
 
-METRICS_FILE = "metrics.json"
-SAMPLES_FILE = "samples.npz"
-FEATURES_FILE = "features.npz"
-NEAREST_FILE = "nearest.npz"   # copy_rate's closest generated/training pairs, for the report's figure
 
 
 def classifier_loader(cfg: Config, role: str, data: PreparedData, cache: Path, device):
@@ -121,10 +118,10 @@ def train_task(cfg: Config, spec: RunSpec, results: Path, data_path: Path, on_st
             return _status(run_dir, reused=True)
         _set_threads(cfg)
         data = PreparedData.load(data_path)
-        cls_name = spec.variant.partition(":")[0]
+        cls_name = method_name(spec.variant)
         # latent mode: the VAE the model's latents came from, which `bench export` must find unchanged
         vae = {"vae_weights": weights_hash(cfg.model.vae)} if cfg.model.vae else {}
-        atomic_write_json(run_dir / "config.json", {
+        atomic_write_json(run_dir / RUN_CONFIG_FILE, {
             "run_id": spec.run_id, "dataset": spec.dataset, "method": spec.variant, "method_name": cls_name,
             "method_params": spec.variant.partition(":")[2], "train_seed": spec.train_seed,
             "class_names": list(data.class_names), "augment": data.meta.get("augment", "none"),
@@ -166,7 +163,7 @@ def eval_task(cfg: Config, spec: RunSpec, gen_seed: int, results: Path, data_pat
             labels = generation_labels(data.scored_classes, cfg.sample.samples_per_class)
             images = sample_images(built, cfg, labels, gen_seed, device)
             _save_npz(out / SAMPLES_FILE, images=images, labels=labels)
-            save_grid(images, labels, out / "grid.png")
+            save_grid(images, labels, out / GRID_FILE)
             real_x, real_y = data.split(cfg.suite.eval_split)
             scored = np.isin(real_y, data.scored_classes)
             # a method's features of held-out real images do not depend on the generation seed: stored once

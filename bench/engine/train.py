@@ -24,7 +24,8 @@ from safetensors.torch import load_file, save
 
 from bench.config import Config
 from bench.core.errors import RunFailed, StoreDamaged
-from bench.core.store import LOG_FILE, STATE_FILE, atomic_write_bytes, atomic_write_json
+from bench.core.pixels import model_space
+from bench.core.store import CHECKPOINT_FILE, INIT_FILE, LOG_FILE, STATE_FILE, atomic_write_bytes, atomic_write_json
 from bench.datasets.base import PreparedData
 from bench.diffusion import Schedule
 from bench.methods import ConditioningMethod, Denoiser, MethodContext, parse_variant
@@ -32,8 +33,6 @@ from bench.models.init import init_structure, load_init_unet, token_width
 from bench.models.latent import Latents
 from bench.models.unet import SIZES, build_unet
 
-CHECKPOINT_FILE = "checkpoint.safetensors"
-INIT_FILE = "init.json"     # the run's [model] init provenance: source, layers initialised here, layers unused
 
 
 def resolve_device(name: str) -> torch.device:
@@ -102,7 +101,7 @@ def new_method(cfg: Config, variant: str, data: PreparedData, mean: tuple[float,
 
 def channel_mean(data: PreparedData) -> tuple[float, ...]:
     """The train split's per-channel mean in model space ([-1, 1])."""
-    return tuple(float(m) / 127.5 - 1 for m in data.train_x.reshape(-1, data.channels).mean(0, dtype=np.float64))
+    return tuple(model_space(float(m)) for m in data.train_x.reshape(-1, data.channels).mean(0, dtype=np.float64))
 
 
 class EMA:
@@ -148,7 +147,7 @@ class BatchStream:
         idx = self._order[k * self.batch_size:(k + 1) * self.batch_size]
         x = self.x[idx]
         if not x.is_floating_point():  # uint8 images; latents are model space already
-            x = x.float() / 127.5 - 1
+            x = model_space(x)
         return x, self.y[idx]
 
 

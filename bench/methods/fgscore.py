@@ -52,6 +52,7 @@ import numpy as np
 import torch
 from safetensors.torch import load, save
 
+from bench.core.pixels import pixel_values
 from bench.core.store import FileLock, atomic_write_bytes
 from bench.methods.aligned import check_feature_maps, resolve_module
 from bench.methods.base import ConditioningMethod
@@ -138,7 +139,7 @@ def image_keys(x: torch.Tensor) -> torch.Tensor:
     """An int64 key per image, equal for an image and its rotations/flips (the training
     augmentation): a fixed random projection of its per-channel uint8 histograms."""
     b, c = x.shape[:2]
-    u = ((x.float() + 1) * 127.5).round().long().clamp(0, 255).flatten(2)          # (B, C, HW)
+    u = pixel_values(x).long().flatten(2)          # (B, C, HW)
     offsets = (torch.arange(b * c, device=x.device) * 256).view(b, c, 1)
     hist = torch.bincount((u + offsets).flatten(), minlength=b * c * 256).view(b, c * 256)
     weights = torch.randint(0, 2**31, (c * 256,), generator=torch.Generator().manual_seed(0)).to(x.device)

@@ -125,9 +125,14 @@ def _parse_value(text: str, hint, key: str, name: str):
         raise BenchError(f"bad value {text!r} for {name}:{key}; expected {expect}") from None
 
 
+def method_name(variant: str) -> str:
+    """The registered name a variant string starts with: `drift:delta=-0.05` -> `drift`."""
+    return variant.strip().partition(":")[0]
+
+
 def parse_variant(text: str) -> tuple[type[ConditioningMethod], object]:
     """`drift:delta=-0.05,target=shifted` -> (the class, its validated Params)."""
-    name, _, rest = text.strip().partition(":")
+    name, rest = method_name(text), text.strip().partition(":")[2]
     if name not in REGISTRY:
         raise BenchError(f"unknown method {name!r}; registered methods: {', '.join(sorted(REGISTRY))} "
                          "(see `bench methods`; add your own with --plugin)")

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from bench.core.errors import BenchError
+from bench.core.pixels import model_space
 from bench.metrics.inception import load_inception
 from bench.models.expert import ROLES
 from bench.models.pretrained import create_backbone
@@ -61,7 +62,7 @@ def classifier_extractor(role: str, classifier) -> FeatureExtractor:
                          "another extractor, e.g. fid[inception]")
     prov = classifier.provenance
     # A classifier sees the size it was trained on (resized only if the images differ).
-    return FeatureExtractor(role, classifier.image_size, False, lambda x: classifier.features(x.float() / 127.5 - 1), {
+    return FeatureExtractor(role, classifier.image_size, False, lambda x: classifier.features(model_space(x)), {
         "network": f"{role} {prov['backbone']} (timm {prov['timm_model']})", "layer": prov["layer"],
         "weights_sha256": prov["weights_sha256"],
         "input": f"{classifier.image_size} px, {prov['channels']} channel(s)"})

@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from bench.core.errors import BenchError
+from bench.core.pixels import to_model_space
 from bench.core.store import FileLock, atomic_write_bytes
 from bench.datasets.base import PreparedData
 from bench.models.pretrained import create_backbone, not_weights_file, shipped_weights_path
@@ -237,7 +238,7 @@ def nt_xent(z: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
 def train_simclr(data: PreparedData, steps: int, batch_size: int = 64, seed: int = 0) -> SmallConvNet:
     """SimCLR on the train split, on CPU, seeded: a pure function of (data, steps)."""
     g = torch.Generator().manual_seed(seed)
-    x = torch.from_numpy(data.train_x).permute(0, 3, 1, 2).float() / 127.5 - 1
+    x = to_model_space(data.train_x)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         encoder = SmallConvNet(data.channels)

@@ -24,6 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bench.core.errors import BenchError
+from bench.core.pixels import to_model_space
 from bench.core.store import FileLock, atomic_write_bytes, atomic_write_json, read_json
 from bench.datasets.base import PreparedData
 from bench.models.fitting import FitRecipe, fit_best, predict
@@ -89,11 +90,6 @@ def resized_up(x: torch.Tensor, min_side: int) -> torch.Tensor:
     scale = min_side / side
     return F.interpolate(x, size=(round(x.shape[-2] * scale), round(x.shape[-1] * scale)), mode="bilinear",
                          align_corners=False)
-
-
-def to_model_space(images: np.ndarray) -> torch.Tensor:
-    """uint8 (N, H, W, C) -> float32 (N, C, H, W) in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
 def labelled_model_space(images: np.ndarray, labels: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor]:

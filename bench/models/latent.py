@@ -31,7 +31,7 @@ from bench.core.errors import BenchError
 from bench.core.shapes import INTS, NUMBER, AnyOf, ListOf, Obj, checked
 from bench.core.store import SHORT_LOCK_TIMEOUT_S, FileLock, atomic_write_bytes
 from bench.datasets.base import SPLITS, PreparedData
-from bench.models.expert import to_model_space
+from bench.core.pixels import to_model_space
 from bench.models.local import local_folder
 
 if TYPE_CHECKING:  # diffusers is imported on use

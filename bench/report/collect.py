@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.core.errors import BenchError
-from bench.core.store import DONE, FAILED, LOG_FILE, STATE_FILE, SuiteStore, read_json
+from bench.core.store import DONE, FAILED, LOG_FILE, METRICS_FILE, RUN_CONFIG_FILE, STATE_FILE, SuiteStore, read_json
 from bench.core.shapes import METRICS, PLAN, RUN_CONFIG, checked
 
 METRICS_SCHEMA = 1
@@ -140,15 +140,15 @@ def _collect_run(store: SuiteStore, spec: dict, steps) -> tuple[RunStatus, list[
     dataset, method = spec["dataset"], _variant(spec)
     train_seed, run_id = int(spec["train_seed"]), spec["run_id"]
     run_dir = store.run_dir(dataset, method, train_seed, run_id)
-    config = run_dir / "config.json"
+    config = run_dir / RUN_CONFIG_FILE
     code_version = str(checked(read_json(config), RUN_CONFIG, config, "delete the run folder and re-run `bench run` "
                                "to retrain it").get("code_version", "")) if config.is_file() else ""
     evals, missing, eval_failures = [], [], []
     for gen_seed in spec.get("gen_seeds", []):
         eval_dir = store.eval_dir(run_dir, int(gen_seed))
-        if (eval_dir / "metrics.json").is_file():
+        if (eval_dir / METRICS_FILE).is_file():
             evals.append(Evaluation(dataset, method, train_seed, int(gen_seed), run_id, eval_dir,
-                                    _read_metrics(eval_dir / "metrics.json"), code_version))
+                                    _read_metrics(eval_dir / METRICS_FILE), code_version))
         elif (eval_dir / FAILED).is_file():
             eval_failures.append(f"seed {gen_seed}: "
                                  + _reason_line((eval_dir / FAILED).read_text(errors="replace")))
@@ -187,7 +187,7 @@ def observations_frame(evaluations: list[Evaluation]) -> pd.DataFrame:
             prov = e.record.get("provenance", {}).get(name)
             prov = prov if isinstance(prov, dict) else {}
             rows.append((e.dataset, e.method, e.run_id, e.train_seed, e.gen_seed, name,
-                         store_number(value, e.eval_dir / "metrics.json", f"metrics[{name!r}]"),
+                         store_number(value, e.eval_dir / METRICS_FILE, f"metrics[{name!r}]"),
                          e.record.get("code_version"),
                          prov.get("extractor"), prov.get("n_gen"), prov.get("n_ref")))
     return pd.DataFrame(rows, columns=OBSERVATION_COLUMNS)

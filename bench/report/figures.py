@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.core.store import SuiteStore, is_folder_name
+from bench.core.store import FEATURES_FILE, LOG_FILE, NEAREST_FILE, SAMPLES_FILE, SuiteStore, is_folder_name
 from bench.datasets.base import PreparedData
 from bench.report.collect import Evaluation, SuiteData
 from bench.report.tables import DatasetTables, arrow
@@ -95,7 +95,7 @@ def sample_grids(data: SuiteData, t: DatasetTables) -> bytes | None:
     scale: pixels stay pixels, and matplotlib would resample and take seconds."""
     from PIL import Image, ImageDraw, ImageFont
 
-    chosen = showcase(data, t, "samples.npz")
+    chosen = showcase(data, t, SAMPLES_FILE)
     if not chosen:
         return None
     # per panel, in drawing order: (title, images, labels), or (title, None, why) for a method with no samples
@@ -105,7 +105,7 @@ def sample_grids(data: SuiteData, t: DatasetTables) -> bytes | None:
             panels.append((method, None, f"no samples ({t.row_status[method]})"))
             continue
         e = chosen[method]
-        with np.load(e.eval_dir / "samples.npz") as npz:
+        with np.load(e.eval_dir / SAMPLES_FILE) as npz:
             panels.append((f"{method}\ntrain seed {e.train_seed}, gen seed {e.gen_seed}",
                            npz["images"], npz["labels"]))
     images0, labels0 = next((images, labels) for _, images, labels in panels if images is not None)
@@ -241,7 +241,7 @@ def loss_curves(data: SuiteData, t: DatasetTables) -> bytes | None:
     curves = []
     for i, method in enumerate(t.methods):
         for run in data.runs_of(t.dataset, method):
-            log = run.run_dir / "train_log.jsonl"
+            log = run.run_dir / LOG_FILE
             steps, loss = _read_losses(log) if log.is_file() else (np.array([]), np.array([]))
             if len(steps):
                 span = max(1.0, LOSS_SMOOTHING * len(loss))
@@ -267,8 +267,8 @@ def feature_accuracy(data: SuiteData, t: DatasetTables) -> list[tuple[str, Evalu
     """(method, evaluation, arrays) of each method's showcased features.npz: phi (levels, N, D) of
     held-out real images, their labels, the noise levels t and the nearest-centroid accuracy at each."""
     out = []
-    for method, e in showcase(data, t, "features.npz").items():
-        with np.load(e.eval_dir / "features.npz") as npz:
+    for method, e in showcase(data, t, FEATURES_FILE).items():
+        with np.load(e.eval_dir / FEATURES_FILE) as npz:
             out.append((method, e, {k: npz[k] for k in ("phi", "labels", "t", "accuracy")}))
     return out
 
@@ -308,12 +308,12 @@ def nearest_pairs(data: SuiteData, t: DatasetTables) -> bytes | None:
     with PIL at an integer scale, as the sample grids."""
     from PIL import Image, ImageDraw, ImageFont
 
-    chosen = showcase(data, t, "nearest.npz")
+    chosen = showcase(data, t, NEAREST_FILE)
     if not chosen:
         return None
     rows = []   # (label, generated, train, ratio)
     for method, e in chosen.items():
-        with np.load(e.eval_dir / "nearest.npz") as npz:
+        with np.load(e.eval_dir / NEAREST_FILE) as npz:
             spaces = sorted({k.rpartition("_")[0] for k in npz.files})
             rows += [(f"{method} ({space}), train seed {e.train_seed}, gen seed {e.gen_seed}",
                       npz[f"{space}_generated"], npz[f"{space}_train"], npz[f"{space}_ratio"]) for space in spaces]

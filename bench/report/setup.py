@@ -2,7 +2,7 @@
 condition path, the space it diffuses in, and the suite's classifier-free guidance."""
 from __future__ import annotations
 
-from bench.methods import REGISTRY
+from bench.methods import REGISTRY, method_name
 from bench.models.init import PRETRAIN
 from bench.models.unet import CONDITION_PATHS
 from bench.report.collect import SuiteData
@@ -22,7 +22,7 @@ def setup_text(data: SuiteData) -> str:
     if "guidance" not in sample:
         return text + ("Classifier-free guidance: not recorded (a store from before it was a suite "
                        "setting, when only ssl was guided, by its own parameters).")
-    names = sorted({v.partition(":")[0] for variants in data.methods.values() for v in variants})
+    names = sorted({method_name(v) for variants in data.methods.values() for v in variants})
     exempt = [n for n in names if n in REGISTRY and not REGISTRY[n].classifier_free_guidance]
     unknown = [n for n in names if n not in REGISTRY]
     text += (f"Classifier-free guidance: p_uncond = {train.get('p_uncond')}, g = {sample['guidance']} "

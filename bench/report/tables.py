@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from bench.core.store import METRICS_FILE
 from bench.report.claims import ClaimResult, dataset_claims
 from bench.report.collect import SuiteData, seed_keyed, store_number
 from bench.report.stats import UNPAIRED, holm, paired_test, summarize
@@ -153,7 +154,7 @@ def _class_label(record: dict, key: str) -> str:
 
 def _per_class(data: SuiteData, dataset: str, methods, key: str) -> pd.DataFrame:
     rows = [(m, _class_label(e.record, str(cls)),
-             store_number(v, e.eval_dir / "metrics.json", f"per_class[{key!r}][{cls!r}]"))
+             store_number(v, e.eval_dir / METRICS_FILE, f"per_class[{key!r}][{cls!r}]"))
             for m in methods for e in data.evals_of(dataset, m)
             for cls, v in e.record.get("per_class", {}).get(key, {}).items()]
     frame = pd.DataFrame(rows, columns=["method", "class", "value"])
@@ -182,7 +183,7 @@ def dataset_tables(data: SuiteData, dataset: str) -> DatasetTables:
         for name, v in e.record.get("reference", {}).items():
             if v is not None:
                 references.setdefault(name, []).append(
-                    store_number(v, e.eval_dir / "metrics.json", f"reference[{name!r}]"))
+                    store_number(v, e.eval_dir / METRICS_FILE, f"reference[{name!r}]"))
     reference = {k: float(np.mean(v)) for k, v in references.items()}
     per_class_keys = ordered_metrics(k for e in evals for k in e.record.get("per_class", {}))
     provenance = {}
