@@ -92,6 +92,8 @@ RUN = ("run", "--results", "results")
      "execution.num_cpus = 1000 but this machine (bench starts a private Ray instance on it) has"),
     ({"execution": {"executor": "ray", "num_gpus": 10**3, "device": "cpu"}}, (),
      "execution.num_gpus = 1000 but this machine (bench starts a private Ray instance on it) has"),
+    ({"execution": {"num_gpus": "all"}}, (), "execution.num_gpus in bench.toml must be a number or 'auto', got 'all'"),
+    ({"execution": {"executor": "ray", "device": "cuda"}}, (), "execution.device = 'cuda' but this machine"),
     ({}, ("--seeds", str(10**9)), "suite.seeds in bench.toml + command-line flags must be an integer from 1 to"),
     ({"sample": {"samples_per_class": 10**9}}, (), "sample.samples_per_class"),
     ({}, ("--methods", "drift:delta=nan"), "bad value 'nan' for drift:delta; expected a finite number"),

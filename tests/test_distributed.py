@@ -31,6 +31,7 @@ from bench.core.console import make_console
 from bench.core.errors import BenchError
 from bench.core.store import DONE, FAILED, LOG_FILE, METRICS_FILE, PROGRESS_FILE, RUN_CONFIG_FILE
 from bench.engine.executors import RayExecutor, ray_address
+from bench.engine.gpu_share import GpuShare
 from bench.engine.progress import GridView, ProgressWriter, read_progress
 from bench.engine.runner import UNRECORDED, run_suite
 from bench.methods import REGISTRY, load_plugin
@@ -376,7 +377,8 @@ class _FakeRay:
 @pytest.mark.parametrize("execution, resources, fragment", [
     ({"num_gpus": 1}, {"CPU": 8}, "has 0 GPUs"),
     ({"num_cpus": 4}, {"CPU": 2}, "has 2 CPUs"),
-    ({"device": "cuda"}, {"CPU": 8, "GPU": 2}, "needs execution.num_gpus > 0"),
+    ({"device": "cuda", "num_gpus": 0}, {"CPU": 8, "GPU": 2}, "needs execution.num_gpus > 0"),
+    ({"device": "cuda"}, {"CPU": 8}, "has no GPUs"),               # num_gpus "auto" on a CPU cluster
 ])
 def test_ray_executor_refuses_resources_the_cluster_lacks(execution, resources, fragment):
     executor = RayExecutor.__new__(RayExecutor)
@@ -389,6 +391,7 @@ def test_ray_executor_refuses_resources_the_cluster_lacks(execution, resources, 
 def test_gpus_go_to_every_task_that_runs_a_network():
     executor = RayExecutor.__new__(RayExecutor)
     executor.cfg = ExecutionConfig(num_gpus=1, num_cpus=4, max_retries=2)
+    executor.gpus = GpuShare(1.0, 0, 0, "execution.num_gpus")
     for kind in ("expert", "train", "eval"):
         assert executor._options(kind) == {"num_cpus": 4, "num_gpus": 1, "max_retries": 2, "retry_exceptions": False}
     assert executor._options("noop")["num_gpus"] == 0

@@ -126,7 +126,10 @@ class ExecutionConfig:
     bf16: bool = True                   # bf16 autocast on CUDA (ignored on CPU)
     channels_last: bool = True          # channels_last memory format on CUDA
     num_cpus: float = 1                 # Ray CPUs per task
-    num_gpus: float = 0                 # Ray GPUs per train/eval task (1 on GPU nodes)
+    num_gpus: float | Literal["auto"] = "auto"  # Ray GPUs per network task; "auto" = a share of a GPU sized
+    #                                     from a training step's measured memory when the cluster has GPUs,
+    #                                     else 0 (bench/engine/gpu_share.py)
+    gpu_tasks_max: int = 4              # "auto" packs at most this many tasks on one GPU
     threads: int = 1                    # torch intra-op threads per task
     max_retries: int = 3                # retries of a task whose worker or node was lost
 
@@ -204,7 +207,8 @@ _RANGES = {
     }.items()},
     ("execution", "device"): (DEVICE.fullmatch, "auto, cpu, cuda or cuda:N"),
     ("execution", "num_cpus"): (lambda v: v >= 0, "a number >= 0"),
-    ("execution", "num_gpus"): (lambda v: v >= 0, "a number >= 0"),
+    ("execution", "num_gpus"): (lambda v: v == "auto" or v >= 0, "a number >= 0, or \"auto\""),
+    ("execution", "gpu_tasks_max"): _ints(1, 64),
     ("execution", "threads"): _ints(1, 1024),
     ("execution", "max_retries"): _ints(0, 100),
     ("pretrain", "steps"): _ints(1, 10_000_000),
@@ -212,6 +216,13 @@ _RANGES = {
     ("pretrain", "lr"): _POSITIVE,
 }
 
+
+
+def _expected(hint) -> str:
+    """What a value of a config type hint looks like, for a message."""
+    if typing.get_origin(hint) is Literal:
+        return " or ".join(map(repr, typing.get_args(hint)))
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[hint]
 
 
 def _coerce(value, hint, where: str):
@@ -227,7 +238,7 @@ def _coerce(value, hint, where: str):
                 return _coerce(value, arm, where)
             except BenchError:
                 continue
-        raise BenchError(f"{where} has the wrong type: {value!r}")
+        raise BenchError(f"{where} must be {' or '.join(map(_expected, typing.get_args(hint)))}, got {value!r}")
     if origin is tuple:
         item = typing.get_args(hint)[0]
         if not isinstance(value, (list, tuple)):

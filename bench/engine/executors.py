@@ -13,10 +13,12 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
-from bench.config import ExecutionConfig
+from bench.config import Config, ExecutionConfig
 from bench.core.errors import BenchError
+from bench.engine.gpu_share import GpuShare, decide_share
 from bench.engine.progress import TASK_KINDS
 
 
@@ -40,6 +42,9 @@ class LocalExecutor:
 
     def describe(self) -> str:
         return "local executor: one task at a time in this process"
+
+    def plan_gpus(self, cfg: Config, data_path: Path) -> None:
+        pass  # tasks run in this process, on execution.device: nothing to reserve
 
     def submit(self, fn, *args, kind: str = "task", name: str = "") -> _LocalTask:
         return _LocalTask(fn, args)
@@ -107,6 +112,7 @@ class RayExecutor:
                                  f"start it with `ray start --head`, or drop {source} to run locally") from None
         self._check_resources()
         self._remote = {}
+        self.gpus = GpuShare(0.0 if cfg.num_gpus == "auto" else float(cfg.num_gpus), 0, 0, "execution.num_gpus")
 
     def _check_resources(self) -> None:
         total = self.ray.cluster_resources()
@@ -123,14 +129,24 @@ class RayExecutor:
                  "instance started by the caller")
         text = (f"Ray {where}: {len([n for n in self.ray.nodes() if n['Alive']])} node(s), "
                 f"{total.get('CPU', 0):g} CPUs, {total.get('GPU', 0):g} GPUs; per task "
-                f"{self.cfg.num_cpus:g} CPU, {self.cfg.num_gpus:g} GPU, {self.cfg.threads} thread(s)")
-        if total.get("GPU", 0) and not self.cfg.num_gpus:
-            text += " (GPUs unused: set execution.num_gpus = 1)"
+                f"{self.cfg.num_cpus:g} CPU, {self.gpus.num_gpus:.3g} GPU, {self.cfg.threads} thread(s)")
+        if total.get("GPU", 0):
+            text += (f" ({self.gpus.reason})" if self.gpus.num_gpus else
+                     f" (GPUs unused: {self.gpus.reason}; set execution.num_gpus = \"auto\")")
         return text
 
+    def gpu_memory(self) -> int:
+        """One GPU's memory in bytes, read by a task that reserves a whole GPU; 0 if it sees no CUDA."""
+        return self.ray.get(self.ray.remote(_gpu_memory).options(num_gpus=1, num_cpus=0, name="gpu-memory").remote())
+
+    def plan_gpus(self, cfg: Config, data_path: Path) -> None:
+        """Decide what every network task reserves from now on: execution.num_gpus, or its "auto" share
+        for the suite `cfg` on its prepared data (bench/engine/gpu_share.py)."""
+        self.gpus = decide_share(cfg, self.ray.cluster_resources().get("GPU", 0), self.gpu_memory, data_path)
+
     def _options(self, kind: str) -> dict:
-        # Every scheduled task kind runs a network and so gets `num_gpus`; any other work gets none.
-        return {"num_cpus": self.cfg.num_cpus, "num_gpus": self.cfg.num_gpus if kind in TASK_KINDS else 0,
+        # Every scheduled task kind runs a network and so gets its GPU share; any other work gets none.
+        return {"num_cpus": self.cfg.num_cpus, "num_gpus": self.gpus.num_gpus if kind in TASK_KINDS else 0,
                 "max_retries": self.cfg.max_retries, "retry_exceptions": False}
 
     def submit(self, fn, *args, kind: str = "task", name: str = ""):
@@ -173,18 +189,28 @@ class RayExecutor:
 def check_ray_resources(cfg: ExecutionConfig, gpus: float, cpus: float, where: str) -> None:
     """BenchError unless a Ray task's resources (execution.num_gpus, num_cpus, device) fit `where`, which
     has `gpus` and `cpus`: Ray would wait forever for a task that fits nowhere."""
-    if cfg.num_gpus > gpus:
+    auto = cfg.num_gpus == "auto"
+    if not auto and cfg.num_gpus > gpus:
         raise BenchError(f"execution.num_gpus = {cfg.num_gpus:g} but {where} has {gpus:g} GPUs; "
-                         "set execution.num_gpus = 0 to run on CPU, or add GPU nodes")
+                         "set execution.num_gpus = \"auto\" (or 0 to run on CPU), or add GPU nodes")
     if cfg.num_cpus > cpus:
         raise BenchError(f"execution.num_cpus = {cfg.num_cpus:g} but {where} has {cpus:g} CPUs; lower execution.num_cpus")
+    if cfg.device.startswith("cuda") and auto and not gpus:
+        raise BenchError(f"execution.device = {cfg.device!r} but {where} has no GPUs; set execution.device = "
+                         "\"auto\" (or \"cpu\"), or add GPU nodes")
     if cfg.device.startswith("cuda") and cfg.num_gpus == 0:
         raise BenchError(f"execution.device = {cfg.device!r} needs execution.num_gpus > 0 under Ray "
-                         "(tasks that reserve no GPU see none); set execution.num_gpus = 1")
+                         "(tasks that reserve no GPU see none); set execution.num_gpus = \"auto\"")
     index = int(cfg.device.partition(":")[2] or 0) if cfg.device.startswith("cuda") else 0
-    if index >= max(cfg.num_gpus, 1):
-        raise BenchError(f"execution.device = {cfg.device!r}, but a Ray task sees only the {cfg.num_gpus:g} GPU(s) it "
+    seen = 1 if auto else max(cfg.num_gpus, 1)   # "auto" reserves at most one GPU per task
+    if index >= seen:
+        raise BenchError(f"execution.device = {cfg.device!r}, but a Ray task sees only the {seen:g} GPU(s) it "
                          "reserves (execution.num_gpus), as cuda:0 and up; set execution.device = \"cuda\"")
+
+
+def _gpu_memory() -> int:
+    import torch
+    return torch.cuda.get_device_properties(0).total_memory if torch.cuda.is_available() else 0
 
 
 def check_execution(cfg: ExecutionConfig) -> None:

@@ -281,6 +281,7 @@ def _execute(cfg: Config, store: SuiteStore, data_path: Path, plan: list[RunSpec
     plugins = plugin_sources(plan)
     executor = make_executor(cfg.execution, tuple(sorted({p.file for p in plugins.values() if p.file})))
     try:
+        executor.plan_gpus(cfg, data_path)
         grid = _Grid(cfg, store, data_path, executor, summary, plan, plugins, console)
         console.print(f"{executor.describe()}\nresults: {store.root}", highlight=False, soft_wrap=True)
         try:
