@@ -5,7 +5,7 @@ import torch
 from conftest import make_data
 
 from bench.core.errors import BenchError
-from bench.metrics import METRIC_NAMES, evaluate_samples
+from bench.metrics import evaluate_samples, metric_names
 from bench.core.pixels import to_model_space
 from bench.models.expert import ClassifierConfig, ScorerConfig, get_classifier
 
@@ -105,4 +105,4 @@ def test_bad_requests_are_refused(setup):
         evaluate_samples(data.val_x, data.val_y, data.test_x, data.test_y, class_names=data.class_names,
                          scored_classes=(0,), classifiers={}, metrics=["acc[scorer]"], cache_dir=cache,
                          reference_key="x")
-    assert "fid[inception]" in METRIC_NAMES and "kid[effnet]" in METRIC_NAMES
+    assert "fid[inception]" in metric_names() and "kid[effnet]" in metric_names()

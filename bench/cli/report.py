@@ -18,11 +18,16 @@ def report(
     format: Optional[str] = typer.Option(None, help="md | csv | html (default: all three)"),
     eval_split: Optional[str] = typer.Option(None, help="test | val: the suite scored on that split "
                                              "(default: test with --suite, else every suite)"),
+    plugin: list[str] = typer.Option([], help="a .py file or module whose metrics (their directions) and "
+                                     "methods the report should know, as given to bench run"),
 ):
     """Rebuild the leaderboards, tables and figures from the store."""
     # the report's figures load matplotlib and torch when the verb runs, not for `bench --help`
     from bench.config import check_value
+    from bench.methods import load_plugins
     from bench.report import build_report, print_leaderboard
+
+    load_plugins(plugin)
 
     formats = ("md", "csv", "html") if format is None else (format,)
     if any(f not in ("md", "csv", "html") for f in formats):

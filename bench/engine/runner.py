@@ -29,6 +29,7 @@ from bench.engine.progress import GridView, ProgressWriter
 from bench.engine.tasks import eval_task, prepare_classifier, prepare_pretrain, train_task
 from bench.methods import REGISTRY, load_plugin, method_name, parse_variant
 from bench.metrics import classifiers_needed
+from bench.metrics.registry import lookup
 from bench.models.init import PRETRAIN
 
 POLL_S = 0.5  # how often the driver looks at finished tasks and progress files
@@ -62,7 +63,7 @@ def write_plan(cfg: Config, plan: list[RunSpec], store: SuiteStore, data_path: P
 
 @dataclass(frozen=True)
 class PluginSource:
-    """How a Ray worker registers a plug-in method again: by importing its installed `module`, or by
+    """How a Ray worker registers a plug-in's methods and metrics again: by importing its installed `module`, or by
     loading its `file`, which the job ships to every worker (runtime_env `py_modules`). The worker finds
     the shipped copy on its `sys.path` by content, since a file of the same name may come first there
     (Ray also puts the driver's script folder on it)."""
@@ -83,19 +84,20 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def plugin_sources(plan: list[RunSpec]) -> dict[str, PluginSource]:
-    """method name -> its PluginSource, for the plan's methods that came from plug-ins (a worker imports
-    bench, not the driver's --plugin files)."""
+def plugin_sources(plan: list[RunSpec], metrics=()) -> dict[str, PluginSource]:
+    """module -> its PluginSource, for the plan's methods and the `metrics` that came from plug-ins (a
+    worker imports bench, not the driver's --plugin files)."""
     sources = {}
-    for name in {method_name(s.variant) for s in plan}:
-        module = REGISTRY[name].__module__
+    modules = ({REGISTRY[method_name(s.variant)].__module__ for s in plan}
+               | {lookup(m).compute.__module__ for m in metrics})
+    for module in sorted(modules):
         if module.startswith("bench.") or module == "__main__":
             continue
         if module.startswith("bench_plugin_"):  # how load_plugin names a module loaded from a file
             path = Path(sys.modules[module].__file__).resolve()
-            sources[name] = PluginSource(file=str(path), sha256=_sha256(path))
+            sources[module] = PluginSource(file=str(path), sha256=_sha256(path))
         else:
-            sources[name] = PluginSource(module=module)
+            sources[module] = PluginSource(module=module)
     return sources
 
 
@@ -104,8 +106,8 @@ UNRECORDED = "nothing recorded: the same command runs it again"  # a task that r
 
 def run_task(kind: str, fn, args: tuple, progress: str, token: str, plugins: dict[str, PluginSource]):
     """What a worker runs around a task body: plug-ins registered, progress reported."""
-    for name, source in plugins.items():
-        if name not in REGISTRY:
+    for module, source in plugins.items():
+        if module not in sys.modules:
             source.load()
     writer = ProgressWriter(Path(progress), token)
     writer.start()
@@ -278,7 +280,7 @@ def run_suite(cfg: Config, results: Path, console: Console | None = None) -> Sum
 
 def _execute(cfg: Config, store: SuiteStore, data_path: Path, plan: list[RunSpec], summary: Summary,
              console: Console) -> None:
-    plugins = plugin_sources(plan)
+    plugins = plugin_sources(plan, cfg.metrics.names)
     executor = make_executor(cfg.execution, tuple(sorted({p.file for p in plugins.values() if p.file})))
     try:
         executor.plan_gpus(cfg, data_path)

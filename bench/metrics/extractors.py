@@ -5,6 +5,9 @@ real and generated images are quantised and resized by the same code before any 
 """
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -15,6 +18,7 @@ import torch
 from PIL import Image
 
 from bench.core.errors import BenchError
+from bench.core.store import SHORT_LOCK_TIMEOUT_S, FileLock, atomic_write_bytes
 from bench.core.pixels import model_space
 from bench.metrics.inception import load_inception
 from bench.models.expert import ROLES
@@ -96,3 +100,19 @@ def build_extractor(name: str, *, classifiers: dict, cache_dir: Path, device="cp
     if name == "effnet":
         return effnet_extractor(device)
     raise BenchError(f"unknown feature extractor {name!r}; use one of {', '.join(EXTRACTORS)}")
+
+
+def reference_features(extractor: FeatureExtractor, real: np.ndarray, cache_dir: Path, reference_key: str,
+                       device) -> np.ndarray:
+    """Features of the real images, computed once and cached (real images hashed into the key)."""
+    key = hashlib.sha256(json.dumps([reference_key, extractor.name, extractor.provenance, RESIZER],
+                                    sort_keys=True, default=str).encode())
+    key.update(np.ascontiguousarray(real).tobytes())
+    path = Path(cache_dir) / "reference" / f"{extractor.name}-{key.hexdigest()[:16]}.npy"
+    if not path.exists():
+        with FileLock(path.with_suffix(".lock"), SHORT_LOCK_TIMEOUT_S):
+            if not path.exists():
+                buf = io.BytesIO()
+                np.save(buf, extractor.features(real, device))
+                atomic_write_bytes(path, buf.getvalue())
+    return np.load(path)

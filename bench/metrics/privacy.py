@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from bench.core.errors import BenchError
-from bench.metrics.extractors import RESIZER
+from bench.metrics.extractors import reference_features
+from bench.metrics.registry import LOWER, Metric, Scoring, register_metric
 
 PRIVACY_METRICS = ("copy_rate",)
 PRIVACY_NETWORK = "scorer"          # the feature space besides pixels
@@ -90,30 +91,27 @@ def copy_scores(fake: np.ndarray, fake_labels: np.ndarray, train: np.ndarray,
             "reference": float(flagged_held.mean()), "nearest": shown}
 
 
-def privacy_scores(fake, fake_labels, real, real_labels, train_images, extractor, name_of: dict[int, str], device,
-                   cached_features) -> dict:
-    """{"metrics", "per_class", "reference", "provenance", "nearest"} of copy_rate; `real`: the held-out
-    images of the scored classes, `extractor`: the scorer's, cached_features(images, key suffix): its
-    features of real images, computed once per suite."""
-    if train_images is None:
-        raise BenchError("copy_rate needs the real train split: bench run passes it; for bench eval give --real "
-                         "a data set name")
-    if train_images.shape[1:] != fake.shape[1:]:
+def copy_rate(scoring: Scoring, network: None = None) -> dict:
+    """copy_rate of the generated images, with the held-out images of the scored classes as its reference."""
+    fake, train = scoring.fake, scoring.train_images
+    if train.shape[1:] != fake.shape[1:]:
         raise BenchError(f"copy_rate compares pixels: generated images are {fake.shape[1:]}, training images "
-                         f"{train_images.shape[1:]}; generate at the data set's size")
-    features = {"pixel": (pixels(fake), pixels(real), pixels(train_images)),
-                PRIVACY_NETWORK: (extractor.features(fake, device), cached_features(real, ""),
-                                  cached_features(train_images, ":train"))}
-    result = copy_scores(fake, fake_labels, train_images, features, name_of)
-    return {"metrics": {"copy_rate": result["value"]}, "per_class": {"copy_rate": result["per_class"]},
-            "reference": {"copy_rate": result["reference"]}, "nearest": result["nearest"],
-            "provenance": {"copy_rate": {
-                **extractor.provenance, "extractor": PRIVACY_NETWORK, "resizer": RESIZER, "spaces": list(SPACES),
-                "n_train": int(len(train_images)),
-                "rule": f"a copy's distance to its nearest training image over its mean distance to the {NEIGHBOURS} "
-                        f"nearest is, in either space, at most the {COPY_QUANTILE:g} quantile of the same ratio over the "
-                        "real held-out images",
-                "source": "normalised nearest distance as in Carlini et al. 2023 (Extracting training data from "
-                          "diffusion models); threshold from a holdout (Platzer & Reutterer 2021), its 5th "
-                          "percentile as in CTAB-GAN (Zhao et al. 2021)",
-                "reference_note": "the same rule applied to the real held-out images"}}}
+                         f"{train.shape[1:]}; generate at the data set's size")
+    scorer = scoring.features(PRIVACY_NETWORK)
+    train_f = reference_features(scorer.extractor, train, scoring.cache_dir, f"{scoring.reference_key}:train",
+                                 scoring.device)
+    features = {"pixel": (pixels(fake), pixels(scoring.real), pixels(train)),
+                PRIVACY_NETWORK: (scorer.fake, scorer.real, train_f)}
+    result = copy_scores(fake, scoring.fake_labels, train, features, scoring.name_of)
+    return {**result, "provenance": {
+        **scorer.provenance, "spaces": list(SPACES), "n_train": int(len(train)),
+        "rule": f"a copy's distance to its nearest training image over its mean distance to the {NEIGHBOURS} "
+                f"nearest is, in either space, at most the {COPY_QUANTILE:g} quantile of the same ratio over the "
+                "real held-out images",
+        "source": "normalised nearest distance as in Carlini et al. 2023 (Extracting training data from "
+                  "diffusion models); threshold from a holdout (Platzer & Reutterer 2021), its 5th "
+                  "percentile as in CTAB-GAN (Zhao et al. 2021)",
+        "reference_note": "the same rule applied to the real held-out images"}}
+
+
+register_metric(Metric("copy_rate", LOWER, copy_rate, needs_network=PRIVACY_NETWORK, reads_train=True))

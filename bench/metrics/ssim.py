@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from bench.core.errors import BenchError
+from bench.metrics.registry import CLOSEST_TO_REAL, Metric, Scoring, register_metric
 
 SIGMA = 1.5
 TRUNCATE = 3.5                          # skimage's (and scipy.ndimage's) Gaussian truncation
@@ -72,3 +73,26 @@ def pairwise_ssim(images: np.ndarray, data_range: float = 255.0, device="cpu") -
 def class_ssim(images: np.ndarray, labels: np.ndarray, classes, device="cpu") -> dict[int, float]:
     """Mean pairwise SSIM of each class's images, keyed by class index."""
     return {int(c): float(pairwise_ssim(images[labels == c], device=device).mean()) for c in classes}
+
+
+def diversity(scoring: Scoring, network: None = None) -> dict:
+    """Mean pairwise SSIM per class of the generated images, and of as many real images per class."""
+    fake, fake_labels, name_of = scoring.fake, scoring.fake_labels, scoring.name_of
+    per = class_ssim(fake, fake_labels, [c for c in scoring.scored if np.sum(fake_labels == c) >= 2], scoring.device)
+    if not per:
+        raise BenchError("ssim needs at least 2 generated images of one scored class")
+    counts = {c: int(np.sum(fake_labels == c)) for c in per}
+    reals = {c: scoring.real[scoring.real_labels == c][:n] for c, n in counts.items()}   # the first n_c real images
+    reference = [pairwise_ssim(images, device=scoring.device).mean() for images in reals.values() if len(images) >= 2]
+    return {"value": float(np.mean(list(per.values()))), "per_class": {name_of[c]: v for c, v in per.items()},
+            "reference": float(np.mean(reference)) if reference else float("nan"), "provenance": {
+                "network": "none (SSIM of pixels)",
+                "statistic": "mean pairwise SSIM within a class, averaged over classes",
+                "implementation": "torch, equal to skimage.metrics.structural_similarity",
+                "gaussian_sigma": SIGMA, "truncate": TRUNCATE, "K1": K1, "K2": K2, "data_range": 255,
+                "use_sample_covariance": False, "n_per_class": {name_of[c]: n for c, n in counts.items()},
+                "reference_n_per_class": {name_of[c]: len(x) for c, x in reals.items() if len(x) >= 2}}}
+
+
+# Its best value is the real data's own (its reference): lower is not better, or pure noise would win.
+register_metric(Metric("ssim", CLOSEST_TO_REAL, diversity))

@@ -33,6 +33,7 @@ from torch import nn
 
 from bench.core.errors import BenchError
 from bench.core.store import SHORT_LOCK_TIMEOUT_S, FileLock, atomic_write_json, read_json
+from bench.metrics.registry import HIGHER, Metric, Scoring, register_metric
 from bench.models.expert import labelled_model_space
 from bench.models.fitting import FitRecipe, fit_best, predict, stratified_holdout
 
@@ -138,9 +139,6 @@ def _real_only_accuracy(real_x, real_y, test_x, test_y, classes, cache_dir: Path
 def utility_scores(fake, fake_labels, real, real_labels, train_images, train_labels, class_names,
                    wanted: list[str], cache_dir: Path, device) -> dict:
     """{"metrics", "reference", "provenance"} of the `wanted` utility metrics; images of scored classes."""
-    if train_images is None and "aug_gain" in wanted:
-        raise BenchError("aug_gain needs the real train split: bench run passes it; for bench eval give --real "
-                         "a data set name")
     classes = sorted({int(c) for c in fake_labels})
     if len(classes) < 2:
         raise BenchError(f"the classifier of {', '.join(wanted)} needs generated images of at least 2 scored classes, "
@@ -172,3 +170,21 @@ def utility_scores(fake, fake_labels, real, real_labels, train_images, train_lab
             "real_images": "the first n_c train-split images of each class c, n_c = its generated images",
             "n_real_train": int(len(real_x))}
     return out
+
+
+def _utility_metric(kind: str):
+    """`kind` of the utility metrics: every one asked of an evaluation comes from one utility_scores call."""
+    def compute(scoring: Scoring, network: None = None) -> dict:
+        wanted = [m for m in scoring.metrics if m in UTILITY_METRICS]
+        part = scoring.once("utility", lambda: utility_scores(
+            scoring.fake, scoring.fake_labels, scoring.real, scoring.real_labels, scoring.train_images,
+            scoring.train_labels, scoring.class_names, wanted, scoring.cache_dir, scoring.device))
+        out = {"value": part["metrics"][kind], "provenance": part["provenance"][kind]}
+        if kind in part["reference"]:   # tstr_acc's, where the train split was given
+            out["reference"] = part["reference"][kind]
+        return out
+    return compute
+
+
+register_metric(Metric("tstr_acc", HIGHER, _utility_metric("tstr_acc")))
+register_metric(Metric("aug_gain", HIGHER, _utility_metric("aug_gain"), reads_train=True))

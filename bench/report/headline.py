@@ -11,7 +11,8 @@ import math
 
 from bench.report.render import metric_places, method_label
 from bench.report.stats import ALPHA, MODEL_LEVEL, SAMPLER_LEVEL
-from bench.report.tables import CLOSEST_TO_REAL, HIGHER, LOWER, DatasetTables, judgement
+from bench.metrics.registry import CLOSEST_TO_REAL, HIGHER, LOWER
+from bench.report.tables import DatasetTables, judgement
 from bench.report.verdict import headline_metric
 
 WIDTH = 120                  # characters of a headline line, in every format

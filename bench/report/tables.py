@@ -7,18 +7,11 @@ import numpy as np
 import pandas as pd
 
 from bench.core.store import METRICS_FILE
+from bench.metrics.registry import CLOSEST_TO_REAL, HIGHER, LOWER, direction_of, registered_kinds, split_name
 from bench.report.claims import ClaimResult, dataset_claims
 from bench.report.collect import SuiteData, seed_keyed, store_number
 from bench.report.stats import UNPAIRED, holm, paired_test, summarize
 
-HIGHER, LOWER, CLOSEST_TO_REAL = "higher", "lower", "closest to real"
-# How each metric kind is judged, in column order (the one place this is declared). SSIM's best
-# value is the real data's own (its reference): lower is not better, or pure noise would win.
-# Density (Naeem et al. 2020) is 1 in expectation for identical distributions and exceeds 1 where
-# generated images crowd around a few real ones: its best value is its reference, as SSIM's.
-JUDGEMENT = {"acc": HIGHER, "ssim": CLOSEST_TO_REAL, "fid": LOWER,
-             "kid": LOWER, "precision": HIGHER, "recall": HIGHER, "density": CLOSEST_TO_REAL,
-             "coverage": HIGHER, "tstr_acc": HIGHER, "aug_gain": HIGHER, "copy_rate": LOWER}
 NETWORK_ORDER = ("scorer", "expert", "inception", "effnet")   # acc[scorer], the headline, first
 ARROWS = {HIGHER: "↑", LOWER: "↓", CLOSEST_TO_REAL: f"({CLOSEST_TO_REAL})"}
 DISTANCE_TO_REAL = "distance to real"     # what Δ compares for CLOSEST_TO_REAL metrics
@@ -39,14 +32,9 @@ def wide_column(metric: str, stat: str) -> str:
     return f"{metric}_{stat}"
 
 
-def _split(metric: str) -> tuple[str, str]:
-    kind, _, net = metric.partition("[")
-    return kind, net.rstrip("]")
-
-
 def judgement(metric: str) -> str:
-    """HIGHER, LOWER, CLOSEST_TO_REAL, or "" (unknown: no arrow, no bold)."""
-    return JUDGEMENT.get(_split(metric)[0], "")
+    """HIGHER, LOWER, CLOSEST_TO_REAL (as the metric registered itself), or "" (unknown: no arrow, no bold)."""
+    return direction_of(metric)
 
 
 def direction(metric: str) -> int:
@@ -59,11 +47,11 @@ def arrow(metric: str) -> str:
 
 
 def ordered_metrics(names) -> list[str]:
-    """The design's column order (acc, ssim, fid, kid, ...; scorer first), unknown ones last."""
-    kinds = list(JUDGEMENT)
+    """The design's column order (the registry's: acc, ssim, fid, kid, ...; scorer first), unknown ones last."""
+    kinds = registered_kinds()
 
     def key(metric: str):
-        kind, net = _split(metric)
+        kind, net = split_name(metric)
         return (kinds.index(kind) if kind in kinds else len(kinds),
                 NETWORK_ORDER.index(net) if net in NETWORK_ORDER else len(NETWORK_ORDER), metric)
 
