@@ -6,13 +6,13 @@ augmentation, no class balancing): accuracy on the real test split, side by side
     python benchmarks/make_digit_sets.py            # once: the digit sets below, from scikit-learn
     python benchmarks/classifier_ceiling.py [--sets results/digit-sets] [--threads 2] [--only NAME]
 
-Data sets: synth-tissue with the default suite's [data] (bench.toml), the 28-px grayscale 10-class
+Data sets: synth-tissue with the default suite's [data], the 28-px grayscale 10-class
 `npz:` digit set and the 32-px `folder:` digit set with unequal classes (13.7 to 1), both split 60/20/20
 so that their test splits hold a few hundred images, every class some. Target: every classifier within
 0.03 of the reference.
 Also printed: balanced accuracy (mean per-class recall), and tstr_acc's real reference as the suite
 computes it (the recipe on as many real train images per scored class as the suite generates,
-bench.toml's samples_per_class), against chance. The expert and scorer are cached in --cache, as
+the default suite's samples_per_class), against chance. The expert and scorer are cached in --cache, as
 in a suite (a second run only loads them).
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.config import load_config
+from bench.config import DEFAULT_SUITE, load_config
 from bench.datasets import load_prepared
 from bench.datasets.base import DataConfig, PreparedData
 from bench.models.expert import labelled_model_space, load_classifier, train_classifier
@@ -132,7 +132,7 @@ def main() -> None:
     parser.add_argument("--only", default="", help="one data set: synth-tissue, npz or folder")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = load_config("bench.toml")
+    cfg = load_config(DEFAULT_SUITE)
     sets = {"synth-tissue": cfg.data,
             "npz": DataConfig(name=f"npz:{args.sets / 'digits28.npz'}", image_size=28, exclude_classes=(),
                               split=SPLIT),

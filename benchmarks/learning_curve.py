@@ -12,7 +12,7 @@ A recipe whose learning rate decays to 0 at `train.steps` (lr_schedule = "cosine
 horizon: it is trained once per checkpoint, each to its own end. A constant-rate recipe is one run read at
 every checkpoint. Candidates that differ only in [sample] (guidance, sampler) share one training.
 
-    python benchmarks/learning_curve.py [--config bench.toml] [--checkpoints 135,270,405,540] [--jobs 2]
+    python benchmarks/learning_curve.py [--config FILE] [--checkpoints 135,270,405,540] [--jobs 2]
         [--candidates suite,before,...] [--samples-per-class 60] [--cache results/.learning-curve]
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.config import Config, load_config
+from bench.config import DEFAULT_SUITE, Config, load_config
 from bench.datasets.base import PreparedData
 from bench.engine.data import prepare_data
 from bench.engine.sample import generation_labels, sample_images
@@ -35,7 +35,7 @@ from bench.core.pixels import to_model_space
 
 # name -> (what it changes, override tables on top of the suite's config)
 CANDIDATES: dict[str, tuple[str, dict]] = {
-    "suite": ("bench.toml's recipe", {}),
+    "suite": ("the default suite's recipe", {}),
     "before": ("eps prediction, guidance 2 (before issue 28)",
                {"train": {"prediction": "epsilon"}, "sample": {"guidance": 2.0}}),
     "eps": ("eps prediction", {"train": {"prediction": "epsilon"}}),
@@ -129,7 +129,7 @@ def _with_steps(overrides: dict, steps: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default="bench.toml")
+    ap.add_argument("--config", default=str(DEFAULT_SUITE))
     ap.add_argument("--candidates", default="suite,before,eps,cosine,g1,g2,g2.5",
                     help=f"comma-separated, of: {', '.join(CANDIDATES)}")
     ap.add_argument("--checkpoints", default="135,270,405,540", help="training steps at which to score")

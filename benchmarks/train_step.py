@@ -8,7 +8,7 @@
 Blocks of steps alternate between the contenders and the median per-step time is reported, so
 drift in machine load hits both alike.
 
-    python benchmarks/train_step.py [--config bench.toml] [--steps 20] [--rounds 3] [--methods ...]
+    python benchmarks/train_step.py [--config FILE] [--steps 20] [--rounds 3] [--methods ...]
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
 
-from bench.config import load_config
+from bench.config import DEFAULT_SUITE, load_config
 from bench.datasets import load_prepared
 from bench.engine.tasks import expert_loader
 from bench.engine.train import BatchStream, build, train_model
@@ -66,7 +66,7 @@ def bench_steps(cfg, data, variant: str, steps: int, cache: Path) -> list[float]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default="bench.toml")
+    ap.add_argument("--config", default=str(DEFAULT_SUITE))
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--methods", default="baseline,aligned,aligned-clean,drift,ssl,fgscore")

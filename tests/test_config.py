@@ -1,8 +1,13 @@
+from pathlib import Path
+
 import pytest
 
-from bench.config import build_config, load_config
+from bench.config import DEFAULT_SUITE, build_config, load_config, suite_file
 from bench.core.errors import BenchError
 from bench.engine.plan import build_plan, run_id
+from bench.methods import REGISTRY
+
+README = Path(__file__).parents[1] / "README.md"
 
 
 def write(tmp_path, text):
@@ -11,10 +16,26 @@ def write(tmp_path, text):
     return p
 
 
-def test_repo_default_config_loads():
-    from pathlib import Path
-    cfg = load_config(Path(__file__).parents[1] / "bench.toml")
-    assert cfg.data.name == "synth-tissue" and cfg.suite.seeds >= 1
+def test_without_a_bench_toml_bench_run_runs_the_default_suite(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    assert suite_file(None) == DEFAULT_SUITE and DEFAULT_SUITE.is_file()
+    (tmp_path / "bench.toml").write_text('[suite]\nname = "mine"\n')    # one in the working directory wins
+    assert load_config(suite_file(None)).suite.name == "mine"
+    assert suite_file(Path("elsewhere.toml")) == Path("elsewhere.toml")   # --config wins over both
+    built_in = sorted(name for name, cls in REGISTRY.items() if cls.__module__.startswith("bench.methods."))
+    assert sorted(load_config(DEFAULT_SUITE).suite.methods) == built_in   # every built-in method
+
+
+def test_the_readme_describes_the_default_suite_its_file_defines():
+    cfg = load_config(DEFAULT_SUITE)
+    section = README.read_text().split("## What the default suite is")[1].split("\n## ")[0]
+    text = " ".join(section.split())
+    for fact in (f"{cfg.data.image_size}-px tiles", f"{cfg.train.steps} training steps",
+                 f"{cfg.suite.seeds} generation seeds × {cfg.sample.samples_per_class} images per class",
+                 f"stochastic DDIM with {cfg.sample.steps} steps", f"g = {cfg.sample.guidance:g}",
+                 f"`{cfg.data.name}`", *(f"`{m}`" for m in cfg.suite.methods)):
+        assert fact in text, fact
+    assert cfg.sample.sampler == "ddim" and cfg.sample.eta == 1 and cfg.train.prediction == "v"   # as it says
 
 
 @pytest.mark.parametrize("text, fragment", [

@@ -7,10 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch.nn.functional as F
 
 import test_report
 from bench.core.errors import BenchError
 from bench.metrics import Metric, Scoring, check_metric_names, classifiers_needed, evaluate_samples, register_metric
+from bench.metrics import metric_names
+from bench.metrics.extractors import EXTRACTORS, FeatureExtractor, register_extractor
 from bench.metrics.registry import LOWER, METRICS, direction_of
 from bench.report import build_report
 from bench.testing import toy_data
@@ -74,6 +77,24 @@ def test_the_report_judges_a_registered_metric_by_its_direction_and_shows_its_pr
     assert list(report.tables[0].metrics).index("brightness_gap") == len(report.tables[0].metrics) - 1
     folder = tmp_path / "results" / "suite" / "report"
     assert STATISTIC in (folder / "report.html").read_text()   # its provenance, with every built-in one's
+
+
+def test_a_registered_extractor_gives_every_feature_metric_in_its_space(tmp_path):
+    def pooled(**_):   # 2 x 2 mean-pooled pixels: 12-d features of RGB images
+        return FeatureExtractor("pooled", None, False, lambda x: F.adaptive_avg_pool2d(x.float(), 2).flatten(1),
+                                {"network": "2 x 2 mean pool of the pixels"})
+    register_extractor("pooled", pooled)
+    try:
+        assert {"fid[pooled]", "kid[pooled]", "coverage[pooled]"} <= set(metric_names())
+        data = toy_data()
+        brighter = np.clip(data.test_x.astype(int) + 30, 0, 255).astype(np.uint8)
+        scores = [evaluate_samples(fake, data.test_y, data.test_x, data.test_y, class_names=data.class_names,
+                                   scored_classes=(0, 1), classifiers={}, metrics=["fid[pooled]"],
+                                   cache_dir=tmp_path, reference_key="toy-test") for fake in (data.test_x, brighter)]
+        assert abs(scores[0]["metrics"]["fid[pooled]"]) < 0.01 and scores[1]["metrics"]["fid[pooled]"] > 0.9 * 30**2 * 12   # ~ the mean shift squared, 12 dims
+        assert scores[1]["provenance"]["fid[pooled]"]["extractor"] == "pooled"
+    finally:
+        del EXTRACTORS["pooled"]
 
 
 def readme_metric_source() -> str:

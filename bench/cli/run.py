@@ -17,7 +17,8 @@ err_console = make_console(stderr=True)
 
 
 def run(
-    config: Path = typer.Option(Path("bench.toml"), help="suite config (TOML)"),
+    config: Optional[Path] = typer.Option(None, help="suite config (TOML); default: ./bench.toml if there is "
+                                          "one, else the default suite (bench/config/default_suite.toml)"),
     methods: Optional[str] = typer.Option(None, help="comma-separated method variants, e.g. baseline,drift:delta=-0.05"),
     seeds: Optional[int] = typer.Option(None, help="generation seeds 0..N-1 per trained model"),
     train_seeds: Optional[int] = typer.Option(None, help="independently trained models per variant"),
@@ -32,7 +33,7 @@ def run(
 ):
     """Train and evaluate every method variant of the suite; re-running resumes."""
     # bench's engine, torch and diffusers load when a verb runs, not for `bench --help`
-    from bench.config import check_value, load_config
+    from bench.config import check_value, load_config, suite_file
     from bench.engine.plan import build_plan
     from bench.engine.runner import run_suite
     from bench.methods import load_plugins
@@ -57,7 +58,7 @@ def run(
         overrides.setdefault("execution", {})["executor"] = executor
     if address is not None:
         overrides.setdefault("execution", {})["address"] = address
-    cfg = load_config(config, preset, overrides)
+    cfg = load_config(suite_file(config), preset, overrides)
     build_plan(cfg)  # every variant validated before anything is written
     summary = run_suite(cfg, results.resolve(), err_console)
     console.print(Text.assemble((str(summary.root), "bold"),
@@ -88,16 +89,17 @@ def _split_methods(text: str) -> list[str]:
 
 
 def pretrain(
-    config: Path = typer.Option(Path("bench.toml"), help="suite config (TOML): its pretrain, data and model sections"),
+    config: Optional[Path] = typer.Option(None, help="suite config (TOML): its pretrain, data and model sections; "
+                                          "default as for bench run"),
     preset: Optional[str] = typer.Option(None, help="named overrides (bench/config/presets.py): tiny, a paper's regime, ..."),
     results: Path = typer.Option(Path("results"), help="results store (the artefact goes to the suite's cache)"),
 ):
     """Train the suite's unconditional pretrain backbone once (cached in the suite's cache) and print its folder."""
     # bench's engine, torch and diffusers load when a verb runs, not for `bench --help`
-    from bench.config import load_config
+    from bench.config import load_config, suite_file
     from bench.engine.pretrain import check_source, pretrain_backbone
 
-    cfg = load_config(config, preset)
+    cfg = load_config(suite_file(config), preset)
     check_source(cfg)
     store = SuiteStore.of(results.resolve(), cfg.suite.name, cfg.suite.eval_split)
     typer.echo(pretrain_backbone(cfg, store.cache))

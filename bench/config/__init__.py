@@ -1,6 +1,9 @@
 """Suite configuration: bench.toml -> frozen dataclasses, CLI flags on top.
 
-Every section of bench.toml is one dataclass below; every key has a commented default.
+Every section of bench.toml is one dataclass below; every key has a commented default, the base
+that every config file, preset and test config builds on. The default suite is one such file,
+DEFAULT_SUITE (bench/config/default_suite.toml): `bench run` reads it where no bench.toml is given
+or found (`suite_file`), so a user without one runs the suite the README describes.
 Unknown keys, wrong types and out-of-range values raise BenchError naming the key and file.
 """
 from __future__ import annotations
@@ -95,7 +98,7 @@ class SampleConfig:
     guidance: float = 1.5               # classifier-free guidance scale g: eps_u + g (eps_c - eps_u), for every
     #                                     class-conditional method; 1 = purely conditional (one U-Net call
     #                                     per step), 0 = unconditional. 1.5: chosen on the validation split
-    #                                     (bench.toml gives the numbers); higher pushes colours past the class's
+    #                                     (default_suite.toml gives the numbers); higher pushes colours past the class's
 
 
 @dataclass(frozen=True)
@@ -310,7 +313,8 @@ def read_toml(path: str | Path) -> dict:
     if path.is_dir():
         raise BenchError(f"config file {path} is a folder; pass --config PATH/TO/bench.toml, the file itself")
     if not path.is_file():
-        raise BenchError(f"config file {path} not found; pass --config PATH or run where bench.toml is")
+        raise BenchError(f"config file {path} not found; pass an existing file to --config, or leave --config out "
+                         "to run ./bench.toml or else the default suite")
     try:
         return tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
@@ -331,6 +335,18 @@ def build_config(tables: dict, source: str) -> Config:
                     for name in sections})
     check_independent(cfg.expert, cfg.scorer, source)
     return cfg
+
+
+DEFAULT_SUITE = Path(__file__).with_name("default_suite.toml")
+LOCAL_SUITE = Path("bench.toml")    # found in the working directory, it replaces the default suite
+
+
+def suite_file(given: Path | None) -> Path:
+    """The config file `bench run` reads: --config if given, else ./bench.toml if there is one, else
+    the default suite."""
+    if given is not None:
+        return given
+    return LOCAL_SUITE if LOCAL_SUITE.is_file() else DEFAULT_SUITE
 
 
 def load_config(path: str | Path | None, preset: str | None = None, overrides: dict | None = None) -> Config:

@@ -1,4 +1,5 @@
-"""Named overrides, applied on top of bench.toml and before command-line flags (`--preset NAME`).
+"""Named overrides (`--preset NAME`), applied on top of the suite file (bench.toml, or else the default
+suite) and before command-line flags.
 
 Three presets follow a paper's own regime. Where that regime starts from weights bench cannot ship
 (Stable Diffusion), the preset names the Hugging Face id it loads from the local cache; while they
@@ -33,7 +34,7 @@ PRESETS: dict[str, dict] = {
     # model-level tests that can reach significance after Holm's correction: over 8 models the exact
     # sign-flip test's smallest p is 2 / 2**8 = 0.0078, x 5 methods against the baseline = 0.039 < 0.05
     # (over 6 models 0.031 x 5 = 0.16: no Δ could ever be significant). Every built-in method, whatever
-    # bench.toml lists. One generation seed of 90 images per class instead of 3 seeds of 10: a model's
+    # the suite file lists. One generation seed of 90 images per class instead of 3 seeds of 10: a model's
     # acc[scorer] noise is mostly its samples' (binomial over 210 images: sd 0.03, as large as the
     # per-model differences of the first powered run), and one large evaluation costs less than three
     # small ones (each pays the metrics' fixed cost). Same samples, sampler and seeds for every method.

@@ -24,7 +24,6 @@ from bench.metrics.inception import load_inception
 from bench.models.expert import ROLES
 from bench.models.pretrained import create_backbone
 
-EXTRACTORS = (*ROLES, "inception", "effnet")
 RESIZER = f"PIL {PIL.__version__} bicubic on uint8"
 BATCH = 64
 
@@ -91,15 +90,32 @@ def effnet_extractor(device) -> FeatureExtractor:
         "weights": prov["package"], "weights_sha256": prov["sha256"], "input": f"{size} px RGB"})
 
 
+# name -> builder(classifiers=, cache_dir=, device=, inception_weights=) of a FeatureExtractor: the feature
+# networks a metric of kind[network] can be computed in. A plug-in adds one with register_extractor.
+EXTRACTORS: dict[str, Callable[..., FeatureExtractor]] = {
+    **{role: (lambda role: lambda classifiers, **_: classifier_extractor(role, classifiers.get(role)))(role)
+       for role in ROLES},
+    "inception": lambda cache_dir, device, inception_weights, **_: inception_extractor(cache_dir, device,
+                                                                                       inception_weights),
+    "effnet": lambda device, **_: effnet_extractor(device),
+}
+
+
+def register_extractor(name: str, builder: Callable[..., FeatureExtractor]) -> None:
+    """Make `name` a feature network for every metric computed in one (fid[name], kid[name], ...)."""
+    EXTRACTORS[name] = builder
+
+
+def extractor_names() -> tuple[str, ...]:
+    return tuple(EXTRACTORS)
+
+
 def build_extractor(name: str, *, classifiers: dict, cache_dir: Path, device="cpu", inception_weights: str = ""):
     """`classifiers`: role -> the suite's Classifier (or None where it was not provided)."""
-    if name in ROLES:
-        return classifier_extractor(name, classifiers.get(name))
-    if name == "inception":
-        return inception_extractor(cache_dir, device, inception_weights)
-    if name == "effnet":
-        return effnet_extractor(device)
-    raise BenchError(f"unknown feature extractor {name!r}; use one of {', '.join(EXTRACTORS)}")
+    if name not in EXTRACTORS:
+        raise BenchError(f"unknown feature extractor {name!r}; use one of {', '.join(EXTRACTORS)}")
+    return EXTRACTORS[name](classifiers=classifiers, cache_dir=cache_dir, device=device,
+                            inception_weights=inception_weights)
 
 
 def reference_features(extractor: FeatureExtractor, real: np.ndarray, cache_dir: Path, reference_key: str,

@@ -1,10 +1,11 @@
-"""The metrics of a feature space, kind[network] with network any extractor (bench/metrics/extractors.py):
+"""The metrics of a feature space, kind[network] with network any registered extractor
+(bench/metrics/extractors.py, a plug-in's included):
 fid and kid (overall and intra-class), and the k-NN manifold metrics precision, recall, density and
 coverage. The statistics themselves are bench/metrics/fidkid.py's; this file registers them.
 """
 from __future__ import annotations
 
-from bench.metrics.extractors import EXTRACTORS
+from bench.metrics.extractors import extractor_names
 from bench.metrics.fidkid import (DENSITY_OF_ONE_DISTRIBUTION, KID_SEED, KID_SUBSETS, MANIFOLD_KINDS, MIN_IMAGES,
                                   class_counts, fid, fid_min_images, kid, manifold_metrics, manifold_provenance,
                                   per_class)
@@ -58,11 +59,11 @@ def manifold(kind: str):
     return compute
 
 
-register_metric(Metric("fid", LOWER, frechet_distance, networks=EXTRACTORS, min_images=MIN_IMAGES["fid"]))
-register_metric(Metric("kid", LOWER, kernel_distance, networks=EXTRACTORS, min_images=MIN_IMAGES["kid"]))
+register_metric(Metric("fid", LOWER, frechet_distance, networks=extractor_names, min_images=MIN_IMAGES["fid"]))
+register_metric(Metric("kid", LOWER, kernel_distance, networks=extractor_names, min_images=MIN_IMAGES["kid"]))
 # Density (Naeem et al. 2020) is 1 in expectation for identical distributions and exceeds 1 where generated
 # images crowd around a few real ones: its best value is its reference, as SSIM's.
 for _kind, _direction in {"precision": HIGHER, "recall": HIGHER, "density": CLOSEST_TO_REAL,
                           "coverage": HIGHER}.items():
-    register_metric(Metric(_kind, _direction, manifold(_kind), networks=EXTRACTORS, min_images=MIN_IMAGES[_kind]))
+    register_metric(Metric(_kind, _direction, manifold(_kind), networks=extractor_names, min_images=MIN_IMAGES[_kind]))
 del _kind, _direction

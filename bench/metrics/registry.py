@@ -80,13 +80,18 @@ class Metric:
     # scoring, network (None for a bare name) -> {"value", and optionally "per_class" (class name -> value),
     # "reference", "provenance" (settings only), "confusion", "nearest"}
     compute: Callable[[Scoring, str | None], dict]
-    networks: tuple[str, ...] = ()  # the feature networks it is computed in, as kind[network]; () = a bare name
+    # the feature networks it is computed in, as kind[network] (or a function giving them, e.g. every
+    # registered extractor's name); () = a bare name
+    networks: tuple[str, ...] | Callable[[], tuple[str, ...]] = ()
     needs_network: str | None = None   # a bare name's suite classifier all the same (copy_rate: the scorer)
     min_images: int = 0             # generated and real images of the scored classes it needs, checked first
     reads_train: bool = False       # reads the real train split (bench eval needs a data set name for it)
 
+    def network_names(self) -> tuple[str, ...]:
+        return self.networks() if callable(self.networks) else self.networks
+
     def names(self) -> list[str]:
-        return [f"{self.kind}[{n}]" for n in self.networks] or [self.kind]
+        return [f"{self.kind}[{n}]" for n in self.network_names()] or [self.kind]
 
 
 METRICS: dict[str, Metric] = {}
@@ -113,7 +118,7 @@ def metric_names() -> list[str]:
 def lookup(name: str) -> Metric:
     kind, network = split_name(name)
     metric = METRICS.get(kind)
-    if metric is None or (network or None) not in (metric.networks or (None,)):
+    if metric is None or (network or None) not in (metric.network_names() or (None,)):
         raise BenchError(f"unknown metric {name}; choose from {', '.join(metric_names())}")
     return metric
 
