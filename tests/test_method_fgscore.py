@@ -8,7 +8,7 @@ from bench.core.errors import BenchError
 from bench.core.pixels import to_model_space
 from bench.engine.train import augment, build
 from bench.methods import parse_variant
-from bench.methods.aligned import resolve_module
+from bench.models.unet_modules import resolve_module
 from bench.methods.fgscore import FGScore, image_keys, layer_paths
 from bench.testing import MethodConformance
 

@@ -37,6 +37,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import filelock
 
@@ -224,3 +225,13 @@ class FileLock:
 
     def __exit__(self, *exc):
         self._lock.release()
+
+
+def computed_once(path: Path, compute: Callable[[], bytes], timeout_s: float = SHORT_LOCK_TIMEOUT_S) -> bytes:
+    """The bytes cached at `path`: the first process that needs them runs `compute` and writes them
+    atomically, under a lock beside the file; every other one waits for them and reads them."""
+    if not path.exists():
+        with FileLock(path.with_suffix(".lock"), timeout_s):
+            if not path.exists():
+                atomic_write_bytes(path, compute())
+    return path.read_bytes()

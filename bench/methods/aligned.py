@@ -14,17 +14,12 @@ sees in pixel space: decoded x_t (decoded x0 for `aligned-clean`; MethodContext.
 a decoded x0_hat, because it keeps what defines the paper's f_e: a fixed function of the noisy training
 input, independent of the network being trained (x0_hat is the U-Net's own estimate, noise early in
 training, so the alignment target would chase the model), and the paper's finding is about the noisy
-input. Both cost the same: one VAE decoder pass (no gradient) per training step. Measured (2 shared CPU
-cores under load from other jobs, 1 torch thread, tiny U-Net, batch 8, median of 20 steps): with a tiny
-2-block VAE at 16 px, aligned 128 ms/step in pixel space and 93 ms/step in latent space (baseline 82); with
-a Stable-Diffusion-shaped VAE (128-256-512-512, random weights) at 32 px, 749 ms/step in pixel space and
-2231 ms/step in latent space (baseline 105): the decoder pass is nearly all of a latent step.
+input. Both cost the same: one VAE decoder pass (no gradient) per training step, nearly all of a latent
+step with a Stable-Diffusion-sized VAE (README, "What the methods' settings rest on").
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +27,7 @@ from torch import nn
 
 from bench.methods.base import ConditioningMethod
 from bench.methods.claims import HIGHER, LOWER, Claim
-from bench.models.unet import unet_forward
+from bench.models.unet_modules import check_feature_maps, output_shapes, resolve_module
 
 # The paper's protocol (METHODS.md): expert accuracy averaged over 15 seeds, +9 points against the
 # baseline; mean pairwise SSIM about 0.12 lower.
@@ -51,53 +46,6 @@ class AlignedParams:
         if self.w1 < 0 or self.w2 < 0 or self.w1 + self.w2 == 0:
             raise ValueError(f"w1 and w2 weigh two losses: both must be >= 0 and not both 0, "
                              f"got w1={self.w1}, w2={self.w2}")
-
-
-def resolve_module(root: nn.Module, path: str) -> nn.Module:
-    """`down_blocks.-1.resnets.0` -> the module, negative indices counting from the end. Only
-    sub-modules are followed, never other attributes (`__class__`, `config`)."""
-    module = root
-    for part in path.split("."):
-        children = dict(module.named_children())
-        if re.fullmatch(r"-?\d+", part) and isinstance(module, (nn.ModuleList, nn.Sequential)) \
-                and -len(module) <= int(part) < len(module):
-            module = module[int(part)]
-        elif part in children:
-            module = children[part]
-        else:
-            raise ValueError(f"no U-Net module at {path!r} (failed at {part!r}; there: "
-                             f"{', '.join(children) or 'no sub-modules'})")
-    return module
-
-
-def output_shapes(unet: nn.Module, paths: list[str]) -> list[torch.Size | None]:
-    """The output shape of the module at each path in one forward pass of a one-image batch
-    (None: the module is not called); on the meta device it costs nothing."""
-    shapes: dict[str, torch.Size] = {}
-
-    def record(path, module, inputs, output):  # returns None: the output is left as it is
-        shapes.setdefault(path, (output[0] if isinstance(output, tuple) else output).shape)
-
-    handles = [resolve_module(unet, p).register_forward_hook(partial(record, p)) for p in paths]
-    cfg, device = unet.config, next(unet.parameters()).device
-    try:
-        with torch.no_grad():
-            unet_forward(unet, torch.zeros(1, cfg.in_channels, cfg.sample_size, cfg.sample_size, device=device),
-                         torch.zeros(1, dtype=torch.long, device=device),
-                         torch.zeros(1, 1, cfg.cross_attention_dim, device=device))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return [shapes.get(p) for p in paths]
-
-
-def check_feature_maps(unet: nn.Module, paths: list[str], parameter: str) -> None:
-    """ValueError unless every module at `paths` outputs a feature map (B, C, H, W)."""
-    for path, shape in zip(paths, output_shapes(unet, paths)):
-        if shape is None or len(shape) != 4:
-            got = "is not called in the forward pass" if shape is None else f"outputs shape {tuple(shape)}"
-            raise ValueError(f"{parameter}: U-Net module {path!r} {got}; choose one whose output is a "
-                             "feature map (B, C, H, W), e.g. down_blocks.-1 or mid_block")
 
 
 class Aligned(ConditioningMethod):

@@ -174,7 +174,12 @@ class ConditioningMethod:
         if not self.guided():
             return self.denoise(model, xt, t, cond)
         null = self.null_condition(model, len(cond)).to(cond.dtype)
-        eps_c, eps_u = self.denoise(model, torch.cat([xt, xt]), torch.cat([t, t]), torch.cat([cond, null])).chunk(2)
+        return self.guided_call(lambda x, tt: self.denoise(model, x, tt, torch.cat([cond, null])), xt, t)
+
+    def guided_call(self, denoise_pair, xt, t) -> torch.Tensor:
+        """Classifier-free guidance from one U-Net call on the batch stacked twice: `denoise_pair(x, t)`
+        predicts the first half conditionally and the second half with the null condition."""
+        eps_c, eps_u = denoise_pair(torch.cat([xt, xt]), torch.cat([t, t])).chunk(2)
         return self.guide(eps_c, eps_u)
 
     def guided(self) -> bool:

@@ -24,11 +24,9 @@ Notation: delta = `delta` (one value, or one per channel), s_t, s_prev = sampler
 
 Default target: "eps". Under the consistent reverse the two targets give the same sampler (eps_hat
 and eps_hat - delta are the one noise estimate of y); they differ only in what the network regresses,
-and on the validation splits they reach the same error: the y-process eps-MSE of held-out images over
-10 noise levels (tiny U-Net, 300 steps, delta = +-0.1, train seeds 0 and 1) was 0.0743-0.0779 for "eps"
-and 0.0746-0.0780 for "shifted" on the toy colour set, 0.0593-0.0641 and 0.0591-0.0651 on synth-tissue
-16 px: differences of at most 0.001, a third of the spread between train seeds. With nothing to choose on
-error, "eps" keeps the regression target N(0, I) whatever delta is, the loss on the baseline's scale.
+and on the validation splits they reach the same error (README, "What the methods' settings rest on").
+With nothing to choose on error, "eps" keeps the regression target N(0, I) whatever delta is, the loss
+on the baseline's scale.
 """
 from __future__ import annotations
 

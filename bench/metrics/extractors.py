@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from bench.core.errors import BenchError
-from bench.core.store import SHORT_LOCK_TIMEOUT_S, FileLock, atomic_write_bytes
+from bench.core.store import computed_once
 from bench.core.pixels import model_space
 from bench.metrics.inception import load_inception
 from bench.models.expert import ROLES
@@ -125,10 +125,9 @@ def reference_features(extractor: FeatureExtractor, real: np.ndarray, cache_dir:
                                     sort_keys=True, default=str).encode())
     key.update(np.ascontiguousarray(real).tobytes())
     path = Path(cache_dir) / "reference" / f"{extractor.name}-{key.hexdigest()[:16]}.npy"
-    if not path.exists():
-        with FileLock(path.with_suffix(".lock"), SHORT_LOCK_TIMEOUT_S):
-            if not path.exists():
-                buf = io.BytesIO()
-                np.save(buf, extractor.features(real, device))
-                atomic_write_bytes(path, buf.getvalue())
-    return np.load(path)
+
+    def compute() -> bytes:
+        buf = io.BytesIO()
+        np.save(buf, extractor.features(real, device))
+        return buf.getvalue()
+    return np.load(io.BytesIO(computed_once(path, compute)))
