@@ -5,6 +5,7 @@ import pytest
 from cli_runner import assert_refused, run_cli
 
 from bench.core.store import DONE
+from bench.engine.curves import read_curves
 
 
 @pytest.mark.parametrize("extra, toml, fragment", [
@@ -56,6 +57,7 @@ def test_tiny_suite_runs_resumes_and_reports(monkeypatch, capsys, tmp_path):
     assert len(scorer["weights_sha256"]) == 64 and scorer["weights_sha256"] != expert["weights_sha256"]
     assert m["provenance"]["fid[scorer]"]["weights_sha256"] == scorer["weights_sha256"]
     done = sorted(root.glob("runs/*/*/train-seed=0/*/" + DONE))
+    assert all("loss" in read_curves(d.parent) for d in done)   # TensorBoard curves beside every trained run
     stamps = [p.stat().st_mtime_ns for p in metrics + done]
 
     code, out, err = run_cli(monkeypatch, capsys, *args)  # the same command again: nothing to do

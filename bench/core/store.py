@@ -56,6 +56,7 @@ CHECKPOINT_FILE = "checkpoint.safetensors"
 INIT_FILE = "init.json"          # the run's [model] init provenance: source, layers initialised here, layers unused
 STATE_FILE = "train_state.pt"    # an unfinished training's last checkpoint: what a re-run resumes from
 LOG_FILE = "train_log.jsonl"     # a training's logged steps, written with each checkpoint
+CURVES_DIR = "tensorboard"       # the same steps as TensorBoard event files (bench/engine/curves.py)
 PROGRESS_FILE = "progress.json"  # a task's live state, beside its output
 METRICS_FILE = "metrics.json"
 SAMPLES_FILE = "samples.npz"

@@ -27,6 +27,7 @@ from bench.core.errors import RunFailed, StoreDamaged
 from bench.core.pixels import model_space
 from bench.core.store import CHECKPOINT_FILE, INIT_FILE, LOG_FILE, STATE_FILE, atomic_write_bytes, atomic_write_json
 from bench.datasets.base import PreparedData
+from bench.engine.curves import LOSS_EMA_DECAY, write_curves
 from bench.diffusion import Schedule
 from bench.methods import ConditioningMethod, Denoiser, MethodContext, parse_variant
 from bench.models.init import init_structure, load_init_unet, token_width
@@ -207,12 +208,14 @@ class Trainer:
         self._bad_loss = torch.where(first, loss.detach().float(), self._bad_loss)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if self.cfg.train.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.train.grad_clip)
+        if self.cfg.train.grad_clip > 0:   # the norm before clipping
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.train.grad_clip)
+        else:
+            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
         self.optimizer.step()
         if self.ema is not None:
             self.ema.update(model)
-        return terms
+        return {**terms, "grad_norm": grad_norm}
 
     def check_finite(self, variant: str) -> None:
         """RunFailed naming the first step whose loss was not finite, if one was."""
@@ -244,6 +247,8 @@ def train_model(cfg: Config, variant: str, train_seed: int, data: PreparedData, 
             _set_aside(state_path, err)
             return train_model(cfg, variant, train_seed, data, run_dir, expert_loader, cache_dir, on_step, latents)
     log_lines = _read_log(log_path, upto=start)
+    rows: list[dict] = []   # logged since the last checkpoint: its curves are written with the next one
+    loss_ema = json.loads(log_lines[-1]).get("loss_ema") if log_lines else None
     model.train()
     t_start = time.time()
     for step in range(start, cfg.train.steps):
@@ -254,17 +259,23 @@ def train_model(cfg: Config, variant: str, train_seed: int, data: PreparedData, 
         if logs or saves:
             trainer.check_finite(variant)
         if logs:
-            log_lines.append(json.dumps({"step": done, "lr": _lr_at(cfg, step),
-                                         "time_s": round(time.time() - t_start, 3),
-                                         **{k: float(v.detach()) for k, v in terms.items()}}))
+            values = {k: float(v.detach()) for k, v in terms.items()}
+            loss_ema = values["loss"] if loss_ema is None else (
+                LOSS_EMA_DECAY * loss_ema + (1 - LOSS_EMA_DECAY) * values["loss"])
+            rows.append({"step": done, "lr": _lr_at(cfg, step), "time_s": round(time.time() - t_start, 3),
+                         **values, "loss_ema": loss_ema})
+            log_lines.append(json.dumps(rows[-1]))
         if saves and done < cfg.train.steps:
             _save_state(state_path, model, optimizer, ema, done)
             atomic_write_bytes(log_path, ("\n".join(log_lines) + "\n").encode())
+            write_curves(run_dir, rows)
+            rows = []
         if on_step:
             on_step(done, cfg.train.steps)
     weights = ema.shadow if ema is not None else model.state_dict()
     _save_weights(run_dir / CHECKPOINT_FILE, weights, variant)
     atomic_write_bytes(log_path, ("\n".join(log_lines) + "\n").encode())
+    write_curves(run_dir, rows)
     state_path.unlink(missing_ok=True)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.core.store import FEATURES_FILE, LOG_FILE, NEAREST_FILE, SAMPLES_FILE, SuiteStore, is_folder_name
+from bench.engine.curves import read_curves
 from bench.datasets.base import PreparedData
 from bench.report.collect import Evaluation, SuiteData
 from bench.report.tables import DatasetTables, arrow
@@ -221,8 +222,16 @@ def strip_plots(data: SuiteData, t: DatasetTables) -> bytes | None:
     return _png(fig)
 
 
-def _read_losses(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _read_losses(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The run's training loss by step: from its TensorBoard events, or from train_log.jsonl for a run
+    trained before bench wrote events."""
+    if "loss" in (curves := read_curves(run_dir)):
+        steps, losses = curves["loss"]
+        return np.array(steps, float), np.array(losses, float)
     steps, losses = [], []
+    path = run_dir / LOG_FILE
+    if not path.is_file():
+        return np.array([]), np.array([])
     for line in path.read_text(errors="replace").splitlines():
         try:
             row = json.loads(line)
@@ -241,8 +250,7 @@ def loss_curves(data: SuiteData, t: DatasetTables) -> bytes | None:
     curves = []
     for i, method in enumerate(t.methods):
         for run in data.runs_of(t.dataset, method):
-            log = run.run_dir / LOG_FILE
-            steps, loss = _read_losses(log) if log.is_file() else (np.array([]), np.array([]))
+            steps, loss = _read_losses(run.run_dir)
             if len(steps):
                 span = max(1.0, LOSS_SMOOTHING * len(loss))
                 curves.append((i, method, steps, pd.Series(loss).ewm(span=span).mean().to_numpy()))
