@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.core.errors import BenchError
+from bench.metrics.extractors import check_extractor
 from bench.metrics.registry import Scoring, lookup, metric_names, metric_network, split_name
 from bench.models.expert import ROLES
 
@@ -30,9 +31,12 @@ def classifiers_needed(names) -> list[str]:
 
 
 def check_metric_names(names) -> list[str]:
+    """The metrics `names`, once each; BenchError for an unknown one or one whose network cannot be built."""
     unknown = [n for n in names if n not in metric_names()]
     if unknown:
         raise BenchError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(metric_names())}")
+    for network in dict.fromkeys(split_name(n)[1] for n in names if split_name(n)[1]):
+        check_extractor(network)
     return list(dict.fromkeys(names))
 
 

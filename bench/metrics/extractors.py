@@ -101,9 +101,22 @@ EXTRACTORS: dict[str, Callable[..., FeatureExtractor]] = {
 }
 
 
-def register_extractor(name: str, builder: Callable[..., FeatureExtractor]) -> None:
-    """Make `name` a feature network for every metric computed in one (fid[name], kid[name], ...)."""
+EXTRACTOR_CHECKS: dict[str, Callable[[], object]] = {}   # name -> raises BenchError where it cannot be built
+
+
+def register_extractor(name: str, builder: Callable[..., FeatureExtractor],
+                       check: Callable[[], object] | None = None) -> None:
+    """Make `name` a feature network for every metric computed in one (fid[name], kid[name], ...).
+    `check()` raises BenchError, saying how to fix it, where the network cannot be built (its weights are
+    missing): called when a suite is planned, before anything is written."""
     EXTRACTORS[name] = builder
+    if check is not None:
+        EXTRACTOR_CHECKS[name] = check
+
+
+def check_extractor(name: str) -> None:
+    if name in EXTRACTOR_CHECKS:
+        EXTRACTOR_CHECKS[name]()
 
 
 def extractor_names() -> tuple[str, ...]:
