@@ -96,7 +96,7 @@ def test_effnet_features_and_gray_images(setup):
 def test_bad_requests_are_refused(setup):
     data, _, cache = setup
     with pytest.raises(BenchError, match="unknown metric"):
-        _evaluate(setup, data.val_x, data.val_y, metrics=["fid[clip]"])
+        _evaluate(setup, data.val_x, data.val_y, metrics=["fid[nosuchnet]"])
     with pytest.raises(BenchError, match="channel"):
         _evaluate(setup, data.val_x[..., :1], data.val_y)
     with pytest.raises(BenchError, match="uint8"):
