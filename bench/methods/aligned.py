@@ -103,10 +103,10 @@ class Aligned(ConditioningMethod):
 class AlignedClean(Aligned):
     """The clean variant: the expert sees x0 instead of x_t."""
 
-    name = "aligned-clean"
+    name = f"{Aligned.name}-clean"   # the paper's ablation of `aligned`, named after it
     expert_sees_clean = True
     # The paper's finding is about the noisy input: the clean one is its ablation, worse than it.
     claims = (Claim("the expert seeing the noisy x_t beats it seeing the clean x0 (clean: lower "
                     "expert accuracy)", "acc[expert]", LOWER, None, PAPER_REGIME, PAPER_CITATION,
-                    reference="aligned"),)
+                    reference=Aligned.name),)
 
