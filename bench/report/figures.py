@@ -264,6 +264,11 @@ def loss_curves(data: SuiteData, t: DatasetTables) -> bytes | None:
         labelled.add(method)
     positive = all((c[3] > 0).all() for c in curves)
     ax.set_yscale("log" if positive else "symlog")
+    # Log-scale ticks are mathtext ("$10^{-2}$"), shown raw with mathtext off (_plain_text): plain numbers instead.
+    from matplotlib.ticker import FuncFormatter
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)   # a curve often spans less than a decade: label 0.02, 0.03, ... too
     ax.set_xlabel("step")
     ax.set_ylabel(f"training loss (EMA, span {LOSS_SMOOTHING:.0%} of steps)")
     ax.grid(alpha=0.3, which="both")
