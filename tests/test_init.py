@@ -8,10 +8,11 @@ import pytest
 import torch
 from cli_runner import assert_refused, run_cli
 
+from bench.core.seeds import train_step_seed
 from bench.core.store import INIT_FILE, LOG_FILE
 from bench.datasets.base import PreparedData
 from bench.engine.plan import run_id
-from bench.engine.train import BatchStream, augment, build, load_model, step_seed, train_model
+from bench.engine.train import BatchStream, augment, build, load_model, train_model
 from bench.models.init import load_init_unet
 from bench.models.unet import build_unet
 from bench.testing import tiny_config
@@ -51,7 +52,7 @@ def step0_loss(cfg, data: PreparedData) -> float:
     torch.manual_seed(0)  # train seed 0: what train_model seeds before building
     built = build(cfg, "baseline", data, CPU)
     x0, labels = BatchStream(data, cfg.train.batch_size, 0, CPU)(0)
-    generator = torch.Generator(CPU).manual_seed(step_seed(0, 0))
+    generator = torch.Generator(CPU).manual_seed(train_step_seed(0, 0))
     if data.meta.get("augment") == "dihedral":
         x0 = augment(x0, generator)
     with torch.no_grad():

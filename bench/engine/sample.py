@@ -1,9 +1,8 @@
 """Sampling a trained model with the suite's sampler and a method's sampling hooks.
 
 Paired seeds: for generation seed s, every method draws its initial noise and its sampler's per-step
-noise from the same seeded stream, in chunks of `sample.batch_size` images, so methods differ only in
-how they condition. Condition draws (e.g. an SSL embedding bank) use a separate stream so they never shift
-the noise.
+noise from the same seeded stream, one per chunk of `sample.batch_size` images, and its condition draws
+from a stream of their own (bench/core/seeds.py).
 """
 from __future__ import annotations
 
@@ -17,6 +16,7 @@ from PIL import Image
 from bench.config import Config, SampleConfig
 from bench.core.errors import RunFailed
 from bench.core.pixels import pixel_values
+from bench.core.seeds import sample_condition_seed, sample_noise_seed
 from bench.core.store import atomic_write_bytes
 from bench.diffusion import Sampler
 from bench.engine.train import Built, autocast
@@ -58,8 +58,8 @@ def sample_model_space(built: Built, cfg: Config, labels: np.ndarray, gen_seed: 
     for c, start in enumerate(range(0, len(labels), chunk)):
         y = torch.as_tensor(labels[start:start + chunk], device=device)
         shape = (len(y), *shape1)
-        noise_gen = torch.Generator().manual_seed(gen_seed * 100_003 + c)
-        cond_gen = torch.Generator(device).manual_seed(gen_seed * 100_003 + c + 50_000)
+        noise_gen = torch.Generator().manual_seed(sample_noise_seed(gen_seed, c))
+        cond_gen = torch.Generator(device).manual_seed(sample_condition_seed(gen_seed, c))
         sampler.reset()
         x = sampler.start(method.initial_noise(shape, noise_gen, "cpu").to(device))
         cond = method.sample_condition(model, y, cond_gen)

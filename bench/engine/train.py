@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save
 from bench.config import Config
 from bench.core.errors import RunFailed, StoreDamaged
 from bench.core.pixels import model_space
+from bench.core.seeds import epoch_order_seed, train_step_seed
 from bench.core.store import CHECKPOINT_FILE, INIT_FILE, LOG_FILE, STATE_FILE, atomic_write_bytes, atomic_write_json
 from bench.datasets.base import PreparedData
 from bench.engine.curves import LOSS_EMA_DECAY, write_curves
@@ -143,17 +144,13 @@ class BatchStream:
     def __call__(self, step: int):
         epoch, k = divmod(step, self.per_epoch)
         if epoch != self._epoch:
-            g = torch.Generator().manual_seed(step_seed(self.seed, epoch, salt=1))
+            g = torch.Generator().manual_seed(epoch_order_seed(self.seed, epoch))
             self._epoch, self._order = epoch, torch.randperm(len(self.y), generator=g).to(self.device)
         idx = self._order[k * self.batch_size:(k + 1) * self.batch_size]
         x = self.x[idx]
         if not x.is_floating_point():  # uint8 images; latents are model space already
             x = model_space(x)
         return x, self.y[idx]
-
-
-def step_seed(seed: int, step: int, salt: int = 0) -> int:
-    return (seed * 1_000_003 + step * 7919 + salt * 104_729) % (2**63)
 
 
 def augment(x, generator):
@@ -194,7 +191,7 @@ class Trainer:
     def step(self, step: int) -> dict[str, torch.Tensor]:
         """Training step `step` (0-based); returns the method's loss terms (on the device)."""
         method, model = self.built.method, self.built.model
-        generator = torch.Generator(self.device).manual_seed(step_seed(self.seed, step))
+        generator = torch.Generator(self.device).manual_seed(train_step_seed(self.seed, step))
         x0, labels = self.batches(step)
         if self.dihedral:
             x0 = augment(x0, generator)

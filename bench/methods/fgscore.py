@@ -51,6 +51,7 @@ import torch
 from safetensors.torch import load, save
 
 from bench.core.pixels import pixel_values
+from bench.core.seeds import reference_noise_seed
 from bench.core.store import computed_once
 from bench.methods.base import ConditioningMethod
 from bench.methods.claims import HIGHER, Claim
@@ -271,7 +272,7 @@ class FGScore(ConditioningMethod):
 
     def reference_noise(self, x: torch.Tensor, t: int, draw: int) -> torch.Tensor:
         """The noise of draw `draw` for the references `x` at level t: fixed by (ref_seed, t, draw)."""
-        g = torch.Generator().manual_seed((self.params.ref_seed * 100_003 + int(t)) * 1_009 + draw)
+        g = torch.Generator().manual_seed(reference_noise_seed(self.params.ref_seed, int(t), draw))
         return torch.randn(x.shape, generator=g).to(x.device)
 
     def class_centroids(self, model, t: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
