@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import tomllib
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Literal
 
 from bench.config.presets import preset_tables
 from bench.core.errors import BenchError
-from bench.core.numbers import finite_float
+from bench.core.field_values import NotOfType, from_toml, is_union
 from bench.core.store import EVAL_SPLITS, SUITE_NAME_RULE, is_suite_name
 from bench.datasets.base import DataConfig
 from bench.diffusion import SAMPLERS
@@ -166,7 +165,7 @@ _POSITIVE = (lambda v: v > 0, "a positive number")
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 # Range rules: (section, key) -> (predicate, what a valid value is). Every float is also finite
-# (bench.core.numbers.finite_float, applied to every float key by _coerce).
+# (bench.core.numbers.finite_float, applied to every float key by from_toml).
 _RANGES = {
     ("suite", "name"): (is_suite_name, SUITE_NAME_RULE),
     ("suite", "seeds"): _ints(1, 1000),
@@ -221,52 +220,28 @@ _RANGES = {
 
 
 
+_EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
 def _expected(hint) -> str:
-    """What a value of a config type hint looks like, for a message."""
+    """What a value of a config type hint looks like, for a message: "one of 'a', 'b'", "a number or 'auto'"."""
     if typing.get_origin(hint) is Literal:
-        return " or ".join(map(repr, typing.get_args(hint)))
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[hint]
+        return "one of " + ", ".join(map(repr, typing.get_args(hint)))
+    if typing.get_origin(hint) is tuple:
+        return "a list"
+    if is_union(hint):
+        return " or ".join(" or ".join(map(repr, typing.get_args(arm))) if typing.get_origin(arm) is Literal
+                           else _EXPECTED[arm] for arm in typing.get_args(hint))
+    return _EXPECTED[hint]
 
 
 def _coerce(value, hint, where: str):
     """Check `value` against a type hint from a config dataclass; return it in that type."""
-    origin = typing.get_origin(hint)
-    if origin is Literal:
-        if value not in typing.get_args(hint):
-            raise BenchError(f"{where} must be one of {', '.join(map(repr, typing.get_args(hint)))}, got {value!r}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        for arm in typing.get_args(hint):
-            try:
-                return _coerce(value, arm, where)
-            except BenchError:
-                continue
-        raise BenchError(f"{where} must be {' or '.join(map(_expected, typing.get_args(hint)))}, got {value!r}")
-    if origin is tuple:
-        item = typing.get_args(hint)[0]
-        if not isinstance(value, (list, tuple)):
-            raise BenchError(f"{where} must be a list, got {value!r}")
-        return tuple(_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value))
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise BenchError(f"{where} must be true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise BenchError(f"{where} must be an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise BenchError(f"{where} must be a number, got {value!r}")
-        try:
-            return finite_float(float(value))
-        except ValueError as err:
-            raise BenchError(f"{where} must be {err}, got {value!r}") from None
-    if hint is str:
-        if not isinstance(value, str):
-            raise BenchError(f"{where} must be a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported config type {hint}")
+    try:
+        return from_toml(value, hint)
+    except NotOfType as err:
+        at = where + "".join(f"[{i}]" for i in err.index)
+        raise BenchError(f"{at} must be {err.reason or _expected(err.hint)}, got {err.value!r}") from None
 
 
 def _build_section(cls, table: dict, section: str, source: str):

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bench.core.errors import BenchError
-from bench.core.numbers import finite_float
+from bench.core.field_values import NotOfType, from_text, is_union
 from bench.methods.base import REGISTRY, ConditioningMethod, canonical_variant, method_class_path
 
 ENTRY_POINT_GROUP = "bench.methods"
@@ -94,35 +94,22 @@ def load_plugin(spec: str) -> None:
 
 
 def _parse_value(text: str, hint, key: str, name: str):
-    origin = typing.get_origin(hint)
     try:
-        if origin is typing.Literal:
-            choices = typing.get_args(hint)
-            if text not in choices:
-                raise ValueError(f"one of {', '.join(choices)}")
-            return text
-        if origin is tuple:
-            return tuple(_parse_value(p, typing.get_args(hint)[0], key, name) for p in text.split("/"))
-        if hint is bool:
-            if text.lower() not in ("true", "false", "1", "0"):
-                raise ValueError("true or false")
-            return text.lower() in ("true", "1")
-        if hint is int:
-            return int(text)
-        if hint is float:
-            return finite_float(float(text))
-        if origin in (typing.Union, __import__("types").UnionType):
-            for arm in typing.get_args(hint):
-                try:
-                    return _parse_value(text, arm, key, name)
-                except BenchError:
-                    continue
-            raise ValueError(" or ".join(getattr(a, "__name__", str(a)) for a in typing.get_args(hint)))
-        return text
-    except ValueError as err:
-        expect = str(err) if str(err) and "invalid literal" not in str(err) and "could not convert" not in str(err) \
-            else getattr(hint, "__name__", str(hint))
-        raise BenchError(f"bad value {text!r} for {name}:{key}; expected {expect}") from None
+        return from_text(text, hint)
+    except NotOfType as err:
+        raise BenchError(f"bad value {err.value!r} for {name}:{key}; expected "
+                         f"{err.reason or _expected(err.hint)}") from None
+
+
+def _expected(hint) -> str:
+    """What a value of a parameter's type hint looks like, for a message: "one of eps, shifted", "float"."""
+    if typing.get_origin(hint) is typing.Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(hint)))
+    if hint is bool:
+        return "true or false"
+    if is_union(hint):
+        return " or ".join(getattr(arm, "__name__", str(arm)) for arm in typing.get_args(hint))
+    return getattr(hint, "__name__", str(hint))
 
 
 def method_name(variant: str) -> str:
