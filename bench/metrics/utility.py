@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from bench.core.errors import BenchError
-from bench.core.store import SHORT_LOCK_TIMEOUT_S, FileLock, atomic_write_json, read_json
+from bench.core.store import computed_once, json_bytes, read_json
 from bench.metrics.registry import HIGHER, Metric, Scoring, register_metric
 from bench.models.expert import labelled_model_space
 from bench.models.fitting import FitRecipe, fit_best, predict, stratified_holdout
@@ -128,12 +128,9 @@ def _real_only_accuracy(real_x, real_y, test_x, test_y, classes, cache_dir: Path
     for array in (real_x, real_y, test_x, test_y):
         key.update(np.ascontiguousarray(array).tobytes())
     path = Path(cache_dir) / "utility" / f"real-only-{key.hexdigest()[:16]}.json"
-    if not path.exists():
-        with FileLock(path.with_suffix(".lock"), SHORT_LOCK_TIMEOUT_S):
-            if not path.exists():
-                atomic_write_json(path, {"accuracy": recipe_accuracy(real_x, real_y, test_x, test_y, classes,
-                                                                     device)})
-    return float(read_json(path)["accuracy"])
+    computed_once(path, lambda: json_bytes({"accuracy": recipe_accuracy(real_x, real_y, test_x, test_y, classes,
+                                                                         device)}))
+    return float(read_json(path)["accuracy"])   # read_json: a torn or edited file is a BenchError naming it
 
 
 def utility_scores(fake, fake_labels, real, real_labels, train_images, train_labels, class_names,

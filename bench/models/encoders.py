@@ -20,12 +20,12 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save
+from safetensors.torch import load, save
 from torch import nn
 
 from bench.core.errors import BenchError
 from bench.core.pixels import to_model_space
-from bench.core.store import FileLock, atomic_write_bytes
+from bench.core.store import LONG_LOCK_TIMEOUT_S, computed_once
 from bench.datasets.base import PreparedData
 from bench.models.pretrained import create_backbone, not_weights_file, shipped_weights_path
 
@@ -260,12 +260,11 @@ def simclr_encoder(data: PreparedData, steps: int, cache_dir: Path | None) -> Fr
         net = train_simclr(data, steps)
     else:
         path = Path(cache_dir) / "encoders" / f"simclr-{data.fingerprint()}-steps{steps}.safetensors"
-        with FileLock(path.with_suffix(".lock")):
-            if not path.exists():
-                net = train_simclr(data, steps)
-                atomic_write_bytes(path, save({k: v.contiguous() for k, v in net.state_dict().items()}))
-            net = SmallConvNet(data.channels)
-            net.load_state_dict(load_file(str(path)))
+        weights = computed_once(path, lambda: save({k: v.contiguous()
+                                                    for k, v in train_simclr(data, steps).state_dict().items()}),
+                                LONG_LOCK_TIMEOUT_S)
+        net = SmallConvNet(data.channels)
+        net.load_state_dict(load(weights))   # as cached, in the process that trained it too: every process alike
     channels = data.channels
     # SimCLR trained on model space directly: identity normalisation ((x + 1) / 2 - 0.5) / 0.5 = x
     return FrozenEncoder(net, net.dim, None, (0.5,) * channels, (0.5,) * channels, in_channels=channels)
