@@ -17,13 +17,14 @@ TRAIN_SALT_STRIDE = 104_729
 EPOCH_ORDER_SALT = 1
 
 # Sampling (bench/engine/sample.py): one noise stream and one condition stream per (generation seed,
-# chunk of images); a generation seed spans GEN_SEED_STRIDE consecutive seeds, one per chunk.
+# chunk of images), all distinct while a generation seed has at most CONDITION_STREAM_OFFSET chunks.
 GEN_SEED_STRIDE = 100_003
 CONDITION_STREAM_OFFSET = 50_000
 
-# Reference noise (bench/methods/fgscore.py): one stream per (ref_seed, noise level t, draw).
-REF_SEED_STRIDE = 100_003   # more than any schedule's timesteps t
-REF_LEVEL_STRIDE = 1_009    # more than any n_draws
+# Reference noise (bench/methods/fgscore.py): one stream per (ref_seed, noise level t, draw), distinct
+# for t below REF_SEED_STRIDE (train.num_train_timesteps is at most 100_000) and n_draws up to 1_009.
+REF_SEED_STRIDE = 100_003
+REF_LEVEL_STRIDE = 1_009
 
 
 def _train_mix(train_seed: int, index: int, salt: int) -> int:
