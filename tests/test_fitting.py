@@ -8,8 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from bench.models.fitting import (PLATEAU_LR_FACTOR, FitRecipe, balanced_order, class_weights, fit_best,
-                                  stratified_holdout)
+from fractions import Fraction
+
+from bench.models.fitting import (PLATEAU_LR_FACTOR, FitRecipe, balanced_accuracy, balanced_order, class_weights,
+                                  fit_best, stratified_holdout)
 
 RECIPE = FitRecipe(epochs=20, patience=3, class_balance="none", batch_size=4, lr=1e-2, augment=False)
 
@@ -68,6 +70,50 @@ def test_an_improvement_resets_the_patience_and_the_cap_ends_training():
 def test_an_equal_accuracy_with_a_lower_loss_is_better():
     net, log = _scripted_fit([0.5] * 8, confidences=[5, 4, 3, 3, 3, 3, 3, 3])
     assert len(log) == 3 + RECIPE.patience and int(net.epoch) == 2  # an equal loss is no improvement
+
+
+class ScriptedPredictions(nn.Module):
+    """A classifier whose val predictions in epoch e are predictions[e] (the val input is the image's index)."""
+
+    def __init__(self, predictions: list[list[int]], num_classes: int):
+        super().__init__()
+        self.predictions = torch.tensor(predictions)
+        self.num_classes = num_classes
+        self.weight = nn.Parameter(torch.zeros(1))
+        self.epochs_run = 0
+        self.register_buffer("epoch", torch.tensor(-1))
+
+    def train(self, mode: bool = True):
+        if mode:
+            self.epoch.fill_(self.epochs_run)
+            self.epochs_run += 1
+        return super().train(mode)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            return self.weight * torch.ones(len(x), self.num_classes)
+        chosen = self.predictions[self.epochs_run - 1][x.view(-1).long()]
+        return nn.functional.one_hot(chosen, self.num_classes).float() * 5
+
+
+def test_early_stopping_scores_balanced_accuracy_on_an_imbalanced_val_split():
+    """Val: 9 images of class 0, 1 of class 1. Epoch 0 calls everything class 0 (accuracy 0.9, balanced
+    0.5); epoch 1 finds the small class at the cost of one large-class image (0.9 and 0.94): epoch 1 is kept."""
+    val_y = [0] * 9 + [1]
+    epochs = [[0] * 10, [1] + [0] * 8 + [1]]
+    net = ScriptedPredictions(epochs + [[0] * 10] * 4, 2)
+    train = torch.zeros(8, 1, 1, 1), torch.zeros(8, dtype=torch.long)
+    val = torch.arange(10.0).view(10, 1, 1, 1), torch.tensor(val_y)
+    log = fit_best(net, train, val, RECIPE, torch.Generator().manual_seed(0), 2)
+    assert int(net.epoch) == 1
+    assert [e["val_acc"] for e in log[:2]] == pytest.approx([0.9, 0.9])
+    assert [e["val_balanced_acc"] for e in log[:2]] == pytest.approx([0.5, (8 / 9 + 1) / 2])
+
+
+def test_balanced_accuracy_is_exact_and_equals_accuracy_on_equal_classes():
+    labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    assert balanced_accuracy(torch.tensor([0, 0, 1, 1, 1, 1, 2, 0, 0]), labels) == Fraction(6, 9)
+    assert balanced_accuracy(torch.tensor([0, 1, 2]), torch.tensor([0, 0, 2])) == Fraction(3, 4)  # (1/2 + 1) / 2
 
 
 def test_balanced_sampler_draws_every_class_equally_and_covers_small_classes():
