@@ -5,6 +5,8 @@ import pytest
 import scipy.ndimage
 import torch
 
+from bench.datasets.synth_tissue import generate
+from bench.datasets.synth_tissue_fields import fields
 from bench.metrics.extractors import FeatureExtractor
 from bench.metrics.large_image import crops, patch_fid_kid, seam_score
 
@@ -55,3 +57,14 @@ def test_patch_metrics_compare_crops_at_the_tile_size_at_half_its_stride():
     assert out["provenance"]["kid_subset_size"] == 50
     same = patch_fid_kid(real, real, TILE, _mean_colour(), kid_subset_size=50)["metrics"]
     assert abs(same["patch_fid[toy]"]) < 1e-6
+
+
+def test_synth_tissue_fields_hold_together_where_a_mosaic_of_its_tiles_does_not():
+    real = fields(8, 4, TILE, 777)
+    assert real.shape == (8, 4 * TILE, 4 * TILE, 3) and real.dtype == np.uint8
+    assert np.array_equal(fields(1, 4, TILE, 777)[0], real[0])       # field i does not depend on n
+    order = np.random.default_rng(0).permutation(128)
+    tiles = np.concatenate([generate(c, 16, TILE, 99) for c in range(8)])[order]
+    mosaic = tiles.reshape(8, 4, 4, TILE, TILE, 3).transpose(0, 1, 3, 2, 4, 5).reshape(8, 4 * TILE, 4 * TILE, 3)
+    assert 0.8 < seam_score(real, TILE).mean() < 1.3                   # 1.16 at this seed
+    assert seam_score(mosaic, TILE).mean() > 3                          # 5.3
