@@ -145,4 +145,4 @@ def test_methods_without_a_spatial_condition_and_x0_samplers_are_refused(toy_dat
     with pytest.raises(BenchError, match="method baseline cannot condition on a spatial grid"):
         sample_large(baseline, cfg, torch.zeros(1, 2, 2, 4), LargeImageParams(k=2), 0, CPU)
     with pytest.raises(BenchError, match="sampler 'euler' does not keep samples as x_t"):
-        check_spatial(_built(toy_data, cfg, tmp_path).method, "euler")
+        check_spatial(type(_built(toy_data, cfg, tmp_path).method), SSL, "euler")

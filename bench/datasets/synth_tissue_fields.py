@@ -19,19 +19,25 @@ from bench.datasets.synth_tissue import CLASS_NAMES, SUPERSAMPLE, generate
 
 BORDER_WANDER = 0.15     # tile units: how far a region border strays from the straight bisector of two seeds
 BORDER_SMOOTHNESS = 0.2  # tile units: the spatial std of the noise that bends it
+ALL_CLASSES = tuple(range(len(CLASS_NAMES)))
 
 
 def _optical_density(rgb: np.ndarray) -> np.ndarray:
     return -np.log(np.maximum(rgb, 1) / np.float32(255))
 
 
-def field(rng: np.random.Generator, k: int, size: int, seed: int, classes) -> np.ndarray:
-    """One field, uint8 (k size, k size, 3); tiles drawn with generator seed `seed`."""
+def field(i: int, k: int, size: int, seed: int, classes=ALL_CLASSES) -> np.ndarray:
+    """Field i of k x k tiles of `size` px, uint8 (k size, k size, 3); it depends only on its arguments. Pass a
+    seed no split uses (synth_tissue.seed_of_split) so that no tile is a train tile."""
+    if k < 1 or i < 0 or not len(classes):
+        raise ValueError(f"need k >= 1, i >= 0 and a class, got k={k}, i={i}, classes={classes}")
+    rng = np.random.default_rng([seed, k, size, i])
+    tile_seed = int(rng.integers(2 ** 31))
     regions = k * k
     region_class = rng.choice(np.asarray(classes), regions)
     textures = np.empty((regions, size, size, 3), np.uint8)
     for c in np.unique(region_class):
-        textures[region_class == c] = generate(int(c), int((region_class == c).sum()), size, seed)
+        textures[region_class == c] = generate(int(c), int((region_class == c).sum()), size, tile_seed)
     side = SUPERSAMPLE * k * size                       # decided at twice the resolution, then area-averaged
     centres = (np.arange(side) + 0.5) / (SUPERSAMPLE * size)                  # pixel centres in tile units
     seeds = rng.random((regions, 2)) * k
@@ -49,13 +55,6 @@ def field(rng: np.random.Generator, k: int, size: int, seed: int, classes) -> np
     return np.clip(np.rint(255 * np.exp(-density)), 0, 255).astype(np.uint8)
 
 
-def fields(n: int, k: int, size: int, seed: int, classes=tuple(range(len(CLASS_NAMES)))) -> np.ndarray:
-    """n fields of k x k tiles of `size` px, uint8 (n, k size, k size, 3); field i depends only on (k, size,
-    seed, classes, i). Pass a seed no split uses (synth_tissue.seed_of_split) so no tile is a train tile."""
-    if k < 1 or n < 0 or not classes:
-        raise ValueError(f"need k >= 1, n >= 0 and a class, got k={k}, n={n}, classes={classes}")
-    out = np.empty((n, k * size, k * size, 3), np.uint8)
-    for i in range(n):
-        rng = np.random.default_rng([seed, k, size, i])
-        out[i] = field(rng, k, size, int(rng.integers(2 ** 31)), classes)
-    return out
+def fields(n: int, k: int, size: int, seed: int, classes=ALL_CLASSES) -> np.ndarray:
+    """Fields 0..n-1, uint8 (n, k size, k size, 3)."""
+    return np.stack([field(i, k, size, seed, classes) for i in range(n)])

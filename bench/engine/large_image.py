@@ -137,10 +137,10 @@ def embedding_grid(built: Built, images: torch.Tensor, k: int) -> torch.Tensor:
     return z.unflatten(0, (images.shape[0], k, k))
 
 
-def check_spatial(method, sampler: str) -> None:
-    """BenchError unless the method conditions on embeddings and the sampler keeps x_t = a_t x0 + s_t eps."""
+def check_spatial(method: type, variant: str, sampler: str) -> None:
+    """BenchError unless the method class conditions on embeddings and the sampler keeps x_t = a_t x0 + s_t eps."""
     if not method.spatial_condition:
-        raise BenchError(f"method {method.variant} cannot condition on a spatial grid of embeddings, which large "
+        raise BenchError(f"method {variant} cannot condition on a spatial grid of embeddings, which large "
                          "images need; use a method that can, e.g. ssl")
     if not SAMPLERS[sampler].vp_samples:
         raise BenchError(f"sampler {sampler!r} does not keep samples as x_t = a_t x0 + s_t eps, which "
@@ -151,7 +151,7 @@ def check_spatial(method, sampler: str) -> None:
 def sample_large(built: Built, cfg: Config, grid: torch.Tensor, params: LargeImageParams, gen_seed: int,
                  device: torch.device, on_step=None) -> torch.Tensor:
     """Canvases (B, C, k w, k w) in model space (latents in latent mode), one per grid (B, k, k, E)."""
-    check_spatial(built.method, cfg.sample.sampler)
+    check_spatial(type(built.method), built.method.variant, cfg.sample.sampler)
     method, model, schedule = built.method, built.model, built.schedule
     window, k = method.ctx.image_size, params.k
     if grid.shape[1:3] != (k, k):
