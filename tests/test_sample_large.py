@@ -40,6 +40,17 @@ def test_a_large_image_is_sampled_scored_and_resumed(monkeypatch, capsys, store)
     assert snapshot(folder) == before
 
 
+def test_the_report_shows_the_large_image_beside_the_real_one(monkeypatch, capsys, store):
+    code, _, err = run_cli(monkeypatch, capsys, "sample-large", str(run_dir(store, SSL)), "--k", "2", "--executor",
+                           "local")
+    assert code in (0, None), err
+    code, _, err = run_cli(monkeypatch, capsys, "report", "--results", str(store.parent), "--format", "md")
+    assert code in (0, None), err
+    figure = store / "report" / "figures" / "synth-tissue_large.png"
+    assert figure.read_bytes()[:4] == b"\x89PNG"
+    assert "synth-tissue_large.png" in (store / "report" / "leaderboard.md").read_text()
+
+
 @pytest.mark.parametrize("args, says", [
     (("--k", "0"), "k must be a whole number >= 1"),
     (("--stride", "17"), "stride 17 exceeds the 16-px window"),
