@@ -41,6 +41,7 @@ import torch.nn.functional as F
 
 from bench.config import Config
 from bench.core.errors import BenchError, RunFailed
+from bench.core.seeds import sample_noise_seed
 from bench.diffusion import SAMPLERS, Sampler
 from bench.engine.sample import sampler_settings
 from bench.engine.train import Built, autocast
@@ -161,7 +162,7 @@ def sample_large(built: Built, cfg: Config, grid: torch.Tensor, params: LargeIma
     cond = method.embedding_tokens(model, z.flatten(0, 1))           # (B N, L, D), canvas-major like the windows
     sampler = Sampler.from_config(schedule, sampler_settings(cfg))
     shape = (len(grid), method.ctx.channels, k * window, k * window)
-    noise_gen = torch.Generator().manual_seed(gen_seed * 100_003)      # paired: one stream per generation seed
+    noise_gen = torch.Generator().manual_seed(sample_noise_seed(gen_seed, 0))  # a canvas is one chunk
     x = sampler.start(method.initial_noise(shape, noise_gen, "cpu").to(device))
     finite = torch.ones((), dtype=torch.bool, device=device)
     for i, t in enumerate(sampler.timesteps):
