@@ -9,8 +9,8 @@ from bench.core.errors import BenchError
 from bench.core.seeds import sample_noise_seed
 from bench.core.pixels import to_model_space
 from bench.diffusion import Sampler, Schedule
-from bench.engine.large_image import (LargeImageParams, check_spatial, cut_windows, embedding_grid, merge_windows,
-                                      sample_large, slerp, window_embeddings, window_layout)
+from bench.engine.large_image import (LargeImageParams, centre_weight, check_spatial, cut_windows, embedding_grid,
+                                      merge_windows, sample_large, slerp, window_embeddings, window_layout)
 from bench.engine.sample import sampler_settings
 from bench.engine.tasks import expert_loader
 from bench.engine.train import build
@@ -56,6 +56,8 @@ def test_consistent_window_estimates_merge_to_themselves():
     canvas = torch.randn(2, 3, 40, 40)
     origins = window_layout(40, 16, 8)
     assert torch.allclose(merge_windows(cut_windows(canvas, origins, 16), origins, canvas.shape), canvas, atol=1e-6)
+    weighted = merge_windows(cut_windows(canvas, origins, 16), origins, canvas.shape, centre_weight(16))
+    assert torch.allclose(weighted, canvas, atol=1e-5)                # decoded windows blended towards centres
     window = torch.randn(1, 3, 16, 16)
     same_place = [(0, 0)] * 5
     assert torch.allclose(merge_windows(window.expand(5, -1, -1, -1), same_place, (1, 3, 16, 16)), window, atol=1e-6)
@@ -127,6 +129,7 @@ def test_a_stride_of_the_window_samples_independent_tiles(toy_data, tmp_path):
     (dict(k=2.5), "k must be a whole number >= 1"),
     (dict(stride=0), "stride must be a whole number of pixels >= 1"),
     (dict(interpolation="cubic"), "interpolation must be slerp or lerp"),
+    (dict(decode="tiles"), "decode must be windows or canvas"),
 ])
 def test_bad_parameters_are_refused_in_one_line(params, message):
     with pytest.raises(BenchError, match=message) as err:

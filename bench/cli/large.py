@@ -21,6 +21,8 @@ def sample_large_command(
     stride: Optional[int] = typer.Option(None, help="window stride in pixels, 1 to the window (default: a quarter "
                                          "of the window, as the authors); the window size gives independent tiles"),
     interpolation: str = typer.Option("slerp", help="how a window's embedding blends its grid neighbours: slerp | lerp"),
+    decode: str = typer.Option("windows", help="latent mode: decode each window and blend them towards their "
+                               "centres (the authors') | canvas: decode the whole canvas at once"),
     seeds: int = typer.Option(1, help="large images: generation seeds 0..N-1, seed s on real large image s"),
     network: str = typer.Option("scorer", help="feature network of patch FID/KID: scorer | expert | inception | ..."),
     executor: Optional[str] = typer.Option(None, help="ray | local (default: the run's [execution] executor)"),
@@ -36,7 +38,7 @@ def sample_large_command(
     from bench.metrics.extractors import extractor_names
 
     load_plugins(plugin)
-    params = LargeImageParams(k, stride, interpolation)
+    params = LargeImageParams(k, stride, interpolation, decode)
     if seeds < 1:
         raise BenchError(f"--seeds {seeds}: give at least 1 large image")
     if network not in extractor_names():

@@ -27,8 +27,8 @@ their sampler is their own DDIM (50 steps, noise variance beta_t (1 - abar_prev)
 step's beta though steps lie 20 apart), here `[sample] sampler`; their guidance (1 + 3) eps_c - 3 eps_u is
 `[sample] guidance` = 4 here. Their notebook lays the real image's tiles column-major and reshapes the
 embeddings row-major (a transpose, unless their patch list is ordered otherwise); here the grid and the real
-image come from one array. In latent mode ([model] vae) the caller decodes the whole canvas at once (they
-decode each window and blend them with a Gaussian weight).
+image come from one array. In latent mode ([model] vae) `decode` decodes each window and blends the decoded
+windows weighted towards their centres, exp(-r^2 / 0.8^2), as theirs, or (`decode = "canvas"`) the whole canvas.
 """
 from __future__ import annotations
 
@@ -48,6 +48,7 @@ from bench.engine.train import Built, autocast
 from bench.metrics.large_image import grid_origins
 
 NEARLY_PARALLEL = 0.9995  # cos above which slerp is linear (the authors' DOT_THRESHOLD): sin(theta) ~ 0
+DECODE_SIGMA = 0.8        # width of a decoded window's blending weight, in half-windows (the authors' sigma)
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ class LargeImageParams:
     stride: int | None = None           # window stride in model-space pixels, 1 to w; None: w // 4 (the
     #                                     authors' 16 of 64); s = w gives independent tiles
     interpolation: Literal["slerp", "lerp"] = "slerp"  # how a window's embedding blends its 4 grid neighbours
+    decode: Literal["windows", "canvas"] = "windows"   # latent mode: decode each window and blend them, weighted
+    #                                     to its centre (the authors'), or the whole canvas at once
 
     def __post_init__(self):
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
@@ -65,6 +68,8 @@ class LargeImageParams:
             raise BenchError(f"large-image stride must be a whole number of pixels >= 1, got {self.stride!r}")
         if self.interpolation not in ("slerp", "lerp"):
             raise BenchError(f"large-image interpolation must be slerp or lerp, got {self.interpolation!r}")
+        if self.decode not in ("windows", "canvas"):
+            raise BenchError(f"large-image decode must be windows or canvas, got {self.decode!r}")
 
     def window_stride(self, window: int) -> int:
         """The stride in pixels for w = `window`; BenchError if it exceeds the window (it would leave gaps)."""
@@ -114,16 +119,41 @@ def cut_windows(x: torch.Tensor, origins: list[tuple[int, int]], window: int) ->
     return torch.stack([x[:, :, y:y + window, c:c + window] for y, c in origins], 1).flatten(0, 1)
 
 
-def merge_windows(windows: torch.Tensor, origins: list[tuple[int, int]], canvas_shape) -> torch.Tensor:
-    """The mean over overlapping windows (B N, C, w, w), canvas-major, at each pixel of canvases (B, C, H, W)."""
+def merge_windows(windows: torch.Tensor, origins: list[tuple[int, int]], canvas_shape,
+                  weight: torch.Tensor | None = None) -> torch.Tensor:
+    """The mean over overlapping windows (B N, C, w, w), canvas-major, at each pixel of canvases (B, C, H, W),
+    each window's pixels weighted by `weight` (w, w) if given."""
     window = windows.shape[-1]
+    weight = windows.new_ones((window, window)) if weight is None else weight.to(windows)
     per_canvas = windows.unflatten(0, (canvas_shape[0], len(origins)))
     total = windows.new_zeros(canvas_shape)
     count = windows.new_zeros((1, 1, *canvas_shape[2:]))
     for n, (y, x) in enumerate(origins):
-        total[:, :, y:y + window, x:x + window] += per_canvas[:, n]
-        count[:, :, y:y + window, x:x + window] += 1
+        total[:, :, y:y + window, x:x + window] += per_canvas[:, n] * weight
+        count[:, :, y:y + window, x:x + window] += weight
     return total / count
+
+
+def centre_weight(side: int, sigma: float = DECODE_SIGMA) -> torch.Tensor:
+    """exp(-r^2 / sigma^2), r a pixel's distance from the window's centre in half-sides (the authors'
+    `gaussian_kernel`; their scaling to a maximum of 1 cancels in the weighted mean)."""
+    u = torch.linspace(-1, 1, side)
+    return torch.exp(-(u[:, None] ** 2 + u[None, :] ** 2) / sigma ** 2)
+
+
+def decode(built: Built, canvas: torch.Tensor, params: "LargeImageParams") -> torch.Tensor:
+    """The canvases as images in [-1, 1]: themselves in pixel space; in latent mode the VAE's decode of the
+    whole canvas, or of each window, blended with `centre_weight` (`params.decode`)."""
+    ctx = built.method.ctx
+    if ctx.latents is None or params.decode == "canvas":
+        return ctx.images(canvas)
+    window = ctx.image_size
+    origins = window_layout(canvas.shape[-1], window, params.window_stride(window))
+    decoded = torch.cat([ctx.images(chunk) for chunk in cut_windows(canvas, origins, window).split(64)])
+    factor = decoded.shape[-1] // window                      # pixels per latent
+    shape = (len(canvas), decoded.shape[1], canvas.shape[-2] * factor, canvas.shape[-1] * factor)
+    return merge_windows(decoded, [(y * factor, x * factor) for y, x in origins], shape,
+                         centre_weight(decoded.shape[-1]))
 
 
 def embedding_grid(built: Built, images: torch.Tensor, k: int) -> torch.Tensor:

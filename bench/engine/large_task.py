@@ -27,7 +27,7 @@ from bench.core.store import (LARGE_FIGURE_FILE, LARGE_IMAGES_FILE, PATCH_METRIC
 from bench.datasets.prepare import to_grayscale
 from bench.datasets.synth_tissue_fields import field
 from bench.engine.export import FinishedRun, finished_run_config, load_finished_run
-from bench.engine.large_image import LargeImageParams, check_spatial, embedding_grid, sample_large
+from bench.engine.large_image import LargeImageParams, check_spatial, decode, embedding_grid, sample_large
 from bench.engine.sample import to_uint8
 from bench.engine.tasks import classifier_loader
 from bench.methods import parse_variant
@@ -42,7 +42,7 @@ FIGURE_SIDE = 512                   # px the figure's images are scaled up to (n
 def setting_name(params: LargeImageParams) -> str:
     """The folder name of one setting of large-image sampling."""
     stride = "quarter" if params.stride is None else params.stride
-    return f"k={params.k},stride={stride},{params.interpolation}"
+    return f"k={params.k},stride={stride},{params.interpolation}" + (",canvas" if params.decode == "canvas" else "")
 
 
 def large_dir(run_dir: Path, params: LargeImageParams) -> Path:
@@ -84,7 +84,7 @@ def large_image_task(run_dir: Path, params: LargeImageParams, gen_seed: int) -> 
         real = real_large_image(run, params.k, gen_seed)
         grid = embedding_grid(run.built, to_model_space(real[None]).to(run.device), params.k)
         canvas = sample_large(run.built, run.cfg, grid, params, gen_seed, run.device)
-        generated = to_uint8(run.built.method.ctx.images(canvas))[0]
+        generated = to_uint8(decode(run.built, canvas, params))[0]
         buf = io.BytesIO()
         np.savez_compressed(buf, generated=generated, real=real)
         atomic_write_bytes(out / LARGE_IMAGES_FILE, buf.getvalue())
