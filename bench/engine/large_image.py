@@ -24,8 +24,9 @@ an embedding z of itself (a method with `spatial_condition`), paints a canvas k 
 
 Where bench differs from the authors' notebook, the difference is a suite setting, the same for every image:
 their sampler is their own DDIM (50 steps, noise variance beta_t (1 - abar_prev) / (1 - abar_t) from a single
-step's beta though steps lie 20 apart), here `[sample] sampler`; their guidance (1 + 3) eps_c - 3 eps_u is
-`[sample] guidance` = 4 here. Their notebook lays the real image's tiles column-major and reshapes the
+step's beta though steps lie 20 apart), here `[sample] sampler`; their merged x0 is not clipped, here
+`[sample] clip_x0` applies to it; their guidance (1 + 3) eps_c - 3 eps_u would be `[sample] guidance` = 4 in
+bench's convention, and the suite's g applies here. Their notebook lays the real image's tiles column-major and reshapes the
 embeddings row-major (a transpose, unless their patch list is ordered otherwise); here the grid and the real
 image come from one array. In latent mode ([model] vae) `decode` decodes each window and blends the decoded
 windows weighted towards their centres, exp(-r^2 / 0.8^2), as theirs, or (`decode = "canvas"`) the whole canvas.
