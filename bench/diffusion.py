@@ -65,6 +65,16 @@ class Schedule:
         abar = self._abar_between(t, xt).to(out.dtype)
         return abar.sqrt() * out + (1 - abar).sqrt() * (xt - self.mu(xt)).to(out.dtype)
 
+    def x0_from_eps(self, xt, eps_hat, t):
+        """x0_hat = mu + (x_t - mu - s_t eps_hat) / a_t: the forward process solved for x0."""
+        abar, mu = self._abar_between(t, xt), self.mu(xt)
+        return mu + (xt - mu - (1 - abar).sqrt() * eps_hat) / abar.sqrt()
+
+    def eps_from_x0(self, xt, x0_hat, t):
+        """eps_hat = (x_t - mu - a_t (x0_hat - mu)) / s_t: the forward process solved for eps."""
+        abar, mu = self._abar_between(t, xt), self.mu(xt)
+        return (xt - mu - abar.sqrt() * (x0_hat - mu)) / (1 - abar).sqrt()
+
     def sample_timesteps(self, n: int, generator, device):
         return torch.randint(0, self.num_train_timesteps, (n,), generator=generator, device=device)
 

@@ -22,11 +22,12 @@ from bench.core.pixels import to_model_space
 from bench.datasets.base import PreparedData
 from bench.diffusion import Sampler
 from bench.engine.exported import Exported
+from bench.engine.large_image import LargeImageParams, embedding_grid, sample_large
 from bench.engine.pipeline import rebuild
 from bench.engine.sample import generation_labels, sample_images
 from bench.engine.tasks import expert_loader
 from bench.engine.train import Built, build, load_model, train_model
-from bench.methods import REGISTRY, load_plugin
+from bench.methods import REGISTRY, load_plugin, parse_variant
 
 CPU = torch.device("cpu")
 
@@ -179,10 +180,28 @@ def trains_samples_and_scores_under_bf16_autocast(setup: Setup) -> None:
     _require(not bad, f"evaluation features {bad} after bf16 sampling are not finite")
 
 
+def a_declared_spatial_condition_paints_large_images(setup: Setup) -> None:
+    """A method that declares `spatial_condition` embeds tiles and turns a grid of embeddings into a large image
+    (bench/engine/large_image.py): a 2 x 2-tile canvas from the embeddings of four train tiles. Others: nothing."""
+    if not parse_variant(setup.variant)[0].spatial_condition:
+        return
+    built, data = setup.build(), setup.data
+    built.model.eval()
+    tiles = to_model_space(data.train_x[:4])
+    grid = embedding_grid(built, tiles.unflatten(0, (2, 2)).permute(2, 0, 3, 1, 4).flatten(1, 2).flatten(2, 3)[None], 2)
+    _require(grid.ndim == 4 and grid.shape[:3] == (1, 2, 2), f"the embeddings of 2 x 2 tiles have shape "
+             f"{tuple(grid.shape)}; embed must return one row (B, E) per image")
+    canvas = sample_large(built, setup.cfg, grid, LargeImageParams(k=2), 0, CPU)
+    expected = (1, built.method.ctx.channels, 2 * data.image_size, 2 * data.image_size)
+    _require(tuple(canvas.shape) == expected, f"a 2 x 2-tile large image has shape {tuple(canvas.shape)}, "
+                                              f"expected {expected}")
+    _require(canvas.std() > 0, "every pixel of the large image has the same value")
+
+
 CHECKS: tuple[Callable[[Setup], None], ...] = (
     loss_is_finite_and_falls_on_a_fixed_batch, samples_have_the_right_shape_and_range,
     same_seed_gives_identical_samples, checkpoint_round_trip, export_samples_the_same,
-    trains_samples_and_scores_under_bf16_autocast)
+    trains_samples_and_scores_under_bf16_autocast, a_declared_spatial_condition_paints_large_images)
 
 
 def check_name(check: Callable) -> str:

@@ -90,7 +90,8 @@ def test_check_method_fails_a_broken_plugin_and_refuses_bad_input(monkeypatch, c
     assert code == 1, out + err
     assert "pass global-noise: loss is finite and falls on a fixed batch" in out
     assert "FAIL global-noise: same seed gives identical samples: generation seed 3 gave different" in out
-    assert out.splitlines()[-1] == f"3 of {len(CHECKS)} checks passed"  # the loss, shape and bf16 checks pass
+    # the loss, shape, bf16 and large-image (no spatial condition declared) checks pass
+    assert out.splitlines()[-1] == f"4 of {len(CHECKS)} checks passed"
     for bad, message in (("missing.py", "not found"), ("empty.py", "defines no method")):
         assert_refused(monkeypatch, capsys, "check-method", str(tmp_path / bad), store=tmp_path, says=message)
 

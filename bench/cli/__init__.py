@@ -11,7 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 import typer
 
 from bench import __version__
-from bench.cli import data, eval, export, methods, report, run
+from bench.cli import data, eval, export, large, methods, report, run
 from bench.core.console import make_console
 from bench.core.errors import BenchError
 
@@ -47,6 +47,7 @@ def _register_verbs() -> None:
     app.add_typer(data.data_app, name="data", help="list, verify and fetch data sets")
     app.command(name="eval")(eval.eval_command)
     app.command(name="export")(export.export_command)
+    app.command(name="sample-large")(large.sample_large_command)
 
 
 _register_verbs()

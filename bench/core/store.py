@@ -6,6 +6,9 @@ results/<suite>/                             scored on the test split; <suite>@v
   runs/<dataset>/<method-variant>/train-seed=<k>/<run_id>/
       config.json checkpoint.safetensors train_log.jsonl DONE | FAILED
       eval/seed=<s>/ samples.npz grid.png metrics.json
+      large/<k=..,stride=..,interpolation>/   `bench sample-large`: large images (Graikos et al. 2024)
+          seed=<s>/ large.npz large.png seams.json   the generated and the real image, side by side, seam scores
+          patch_metrics.json                 patch FID/KID over every seed's crops
   report/                                    leaderboard.md/.csv, observations.csv, report.html, figures/
 
 metrics.json (one evaluation = one trained model x one generation seed):
@@ -63,6 +66,11 @@ SAMPLES_FILE = "samples.npz"
 GRID_FILE = "grid.png"
 FEATURES_FILE = "features.npz"
 NEAREST_FILE = "nearest.npz"     # copy_rate's closest generated/training pairs, for the report's figure
+LARGE_DIR = "large"              # a run's large images, one folder per setting (`bench sample-large`)
+LARGE_IMAGES_FILE = "large.npz"  # one generation seed's generated large image and the real one it was conditioned on
+LARGE_FIGURE_FILE = "large.png"  # the two side by side
+SEAMS_FILE = "seams.json"        # their seam scores
+PATCH_METRICS_FILE = "patch_metrics.json"   # patch FID/KID of every seed's large images, beside the seeds' folders
 RUN_LAYOUT = "results/<suite>/runs/<dataset>/<method>/train-seed=<k>/<run_id>/"   # a trained run's folder
 # How long a process waits for a lock another bench process holds before it gives up. Locks guard
 # work that is computed once and shared; the wait lasts as long as that work.
@@ -203,6 +211,11 @@ class SuiteStore:
     @staticmethod
     def eval_dir(run_dir: Path, gen_seed: int) -> Path:
         return run_dir / "eval" / f"seed={gen_seed}"
+
+    @staticmethod
+    def large_dir(run_dir: Path, setting: str) -> Path:
+        """The folder of a run's large images at one setting (e.g. "k=4,stride=4,slerp")."""
+        return run_dir / LARGE_DIR / folder_name(setting)
 
     def run_dirs(self):
         """Every run folder (holding config.json) in the store."""

@@ -2,16 +2,20 @@
 sampled outside the benchmark (no Ray, no results store) by `bench.pipeline.BenchPipeline`.
 
 The folder is written under a temporary name beside OUT and renamed at the end: OUT is whole or absent.
+`load_finished_run` loads a run as both this and `bench sample-large` (bench/engine/large_task.py) sample it.
 """
 from __future__ import annotations
 
 import os
 import secrets
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from bench import __version__
-from bench.config import build_config
+from bench.config import Config, build_config
 from bench.core.errors import BenchError
 from bench.core.shapes import TRAINED_RUN_CONFIG, checked
 from bench.core.store import (CHECKPOINT_FILE, DONE, FAILED, PLAN_FILE, RUNS_DIR, RUN_CONFIG_FILE, RUN_LAYOUT,
@@ -24,16 +28,16 @@ from bench.engine.pipeline import BenchPipeline
 from bench.engine.pretrain import with_init_resolved
 from bench.engine.sample import sampler_settings
 from bench.engine.tasks import method_resources
-from bench.engine.train import load_model, resolve_device
-from bench.models.latent import weights_hash
+from bench.engine.train import Built, load_model, resolve_device
+from bench.models.latent import Latents, weights_hash
 
 
 def export_run(run_dir: Path, out: Path) -> Path:
     """Write the export of `run_dir` to `out` (whole, or not at all); return `out`."""
     run_dir, out = Path(run_dir).resolve(), Path(out).resolve()
-    store = _suite_store(run_dir)
+    _suite_store(run_dir)
     _check_out(out)
-    pipeline, files = _contents(run_dir, store)
+    pipeline, files = _contents(run_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.{secrets.token_hex(6)}.tmp"
     tmp.mkdir()
@@ -49,11 +53,32 @@ def export_run(run_dir: Path, out: Path) -> Path:
     return out
 
 
-def _contents(run_dir: Path, store: SuiteStore):
-    """The run's pipeline (U-Net with EMA weights, scheduler) and the other files of its export, by name."""
+@dataclass
+class FinishedRun:
+    """A finished run, loaded to sample: its config, prepared data, store and model (EMA weights)."""
+    cfg: Config
+    config: dict                # its config.json
+    data: PreparedData
+    store: SuiteStore
+    built: Built
+    latents: Latents | None
+    device: torch.device
+
+
+def finished_run_config(run_dir: Path) -> tuple[SuiteStore, dict, Config]:
+    """The store, config.json and resolved config of the finished run at `run_dir`, nothing loaded nor written;
+    BenchError naming the fix unless it is a finished run folder of a store."""
+    run_dir = Path(run_dir).resolve()
+    store = _suite_store(run_dir)
     config = checked(read_json(run_dir / RUN_CONFIG_FILE), TRAINED_RUN_CONFIG, run_dir / RUN_CONFIG_FILE,
                      f"delete the run folder {run_dir} and run `bench run` again to retrain it")
-    cfg = build_config(config["config"], str(run_dir / RUN_CONFIG_FILE))
+    return store, config, build_config(config["config"], str(run_dir / RUN_CONFIG_FILE))
+
+
+def load_finished_run(run_dir: Path) -> FinishedRun:
+    """The run at `run_dir`, loaded (finished_run_config's refusals first)."""
+    run_dir = Path(run_dir).resolve()
+    store, config, cfg = finished_run_config(run_dir)
     if cfg.model.vae:   # before prepare_data, which would encode the data with another VAE
         _check_vae(cfg.model.vae, config.get("vae_weights"), run_dir)
     data_path = prepare_data(cfg, store.cache, reused_runs=[run_dir])
@@ -63,11 +88,18 @@ def _contents(run_dir: Path, store: SuiteStore):
     latents = latents_of(cfg, data_path, device)
     built = load_model(with_init_resolved(cfg, store.cache), variant, data, run_dir, device,
                        *method_resources(cfg, variant, data, store, device), latents)
+    return FinishedRun(cfg, config, data, store, built, latents, device)
+
+
+def _contents(run_dir: Path):
+    """The run's pipeline (U-Net with EMA weights, scheduler) and the other files of its export, by name."""
+    run = load_finished_run(run_dir)
+    cfg, config, built = run.cfg, run.config, run.built
     source = {"run_dir": str(run_dir), "run_id": config["run_id"], "train_seed": config["train_seed"],
               "code_version": config.get("code_version", ""), "exported_by": __version__}
     sampler = Sampler.from_config(built.schedule, sampler_settings(cfg))
-    exported = Exported.of(built, sampler, cfg, data, source)
-    vae = None if latents is None else latents.vae.model
+    exported = Exported.of(built, sampler, cfg, run.data, source)
+    vae = None if run.latents is None else run.latents.vae.model
     scheduler = sampler.scheduler   # bench feeds it eps_hat; the saved one says what the U-Net predicts
     if built.schedule.prediction == "v":
         scheduler = type(scheduler).from_config(scheduler.config, prediction_type="v_prediction")

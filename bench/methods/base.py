@@ -59,6 +59,8 @@ class ConditioningMethod:
     Params: ClassVar[type] = NoParams
     classifier_free_guidance: ClassVar[bool] = True  # False: the suite's p_uncond and guidance do not apply
     claims: ClassVar[tuple[Claim, ...]] = ()  # the paper's findings, checked by the report's claims section
+    spatial_condition: ClassVar[bool] = False  # True: it conditions on an embedding of the image itself (`embed`,
+    #   `embedding_tokens`), so a grid of embeddings conditions a large image (bench/engine/large_image.py)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -197,6 +199,17 @@ class ConditioningMethod:
     @classmethod
     def check_sampler(cls, params, kind: "SamplerKind") -> None:
         """Raise ValueError naming what is missing if this method cannot sample with `kind`."""
+
+    # ---- large images (spatial_condition methods only) ----------------------------------------
+    def embed(self, images) -> torch.Tensor:
+        """Embeddings z (B, E) of images (B, C, H, W) in [-1, 1] at the data set's size, pixels in latent mode
+        too: a grid of them, one per tile of a real large image, conditions a large one."""
+        raise NotImplementedError(f"method {self.name} sets spatial_condition but does not override embed")
+
+    def embedding_tokens(self, model: "Denoiser", z) -> torch.Tensor:
+        """The cross-attention tokens (B, L, D) of embeddings z (B, E), as training made them."""
+        raise NotImplementedError(f"method {self.name} sets spatial_condition but does not override "
+                                  "embedding_tokens")
 
     # ---- export ------------------------------------------------------------------------------
     def export_state(self, model: "Denoiser", sampler: "Sampler") -> dict[str, torch.Tensor]:

@@ -14,7 +14,8 @@ rebuilt identically on load. The default is the in-project SimCLR encoder, which
 mode ([model] vae) the VAE's decodes of the latents (MethodContext.images), in training and in the bank
 alike, so z at sampling is drawn from embeddings of the kind of image the network was conditioned on in
 training (the decoded train latents: the VAE's reconstructions of the train images). The paper's large-image
-patch-grid sampling is not part of this method.
+patch-grid sampling (bench/engine/large_image.py) conditions each window on an embedding interpolated from a
+grid of them (`spatial_condition`); it is not part of the leaderboard.
 """
 from __future__ import annotations
 
@@ -58,6 +59,7 @@ class SSL(ConditioningMethod):
                     "aug_gain", HIGHER, None, "an ImageNet-pretrained latent diffusion model fine-tuned on "
                     "histopathology patches, SSL-encoder embeddings", "Graikos et al. 2024, CVPR"),)
     Params = SSLParams
+    spatial_condition = True  # the paper's large images: a grid of tile embeddings (bench/engine/large_image.py)
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
@@ -85,24 +87,27 @@ class SSL(ConditioningMethod):
         dim = self.encoder.dim if self._bank is None else self._bank[0].shape[1]
         return {"projection": nn.Linear(dim, self.ctx.token_dim)}  # W
 
-    def tokens(self, model, z: torch.Tensor) -> torch.Tensor:
+    def embed(self, images):
+        return self.encoder(images)
+
+    def embedding_tokens(self, model, z: torch.Tensor) -> torch.Tensor:
         """z -> z / ||z|| -> W -> one token (B, 1, D); z = 0 stays 0 and gives the null token."""
         return model.modules_["projection"](F.normalize(z.float(), dim=-1))[:, None, :]
 
     def train_condition(self, model, x0, labels, generator):
-        return self.tokens(model, self.encoder(self.ctx.images(x0)))
+        return self.embedding_tokens(model, self.embed(self.ctx.images(x0)))
 
     def null_condition(self, model, n):
         """W 0: the token of a zero embedding."""
         projection = model.modules_["projection"]
-        return self.tokens(model, projection.weight.new_zeros(n, projection.in_features))
+        return self.embedding_tokens(model, projection.weight.new_zeros(n, projection.in_features))
 
     # ---- sampling ------------------------------------------------------------------------------
     def bank(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Embeddings (N, E) and labels (N,) of the train split, computed once per method object."""
         if self._bank is None:
             x, y = self.ctx.train_images()
-            self._bank = torch.cat([self.encoder(self.ctx.images(chunk)) for chunk in x.split(256)]), y
+            self._bank = torch.cat([self.embed(self.ctx.images(chunk)) for chunk in x.split(256)]), y
         return self._bank
 
     def draw_embeddings(self, labels: torch.Tensor, generator) -> torch.Tensor:
@@ -124,7 +129,7 @@ class SSL(ConditioningMethod):
         return out
 
     def sample_condition(self, model, labels, generator):
-        return self.tokens(model, self.draw_embeddings(labels, generator))
+        return self.embedding_tokens(model, self.draw_embeddings(labels, generator))
 
     def export_state(self, model, sampler):
         z, y = self.bank()

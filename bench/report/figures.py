@@ -15,6 +15,7 @@ from bench.core.store import FEATURES_FILE, LOG_FILE, NEAREST_FILE, SAMPLES_FILE
 from bench.engine.curves import read_curves
 from bench.datasets.base import PreparedData
 from bench.report.collect import Evaluation, SuiteData
+from bench.report.large_figure import large_images
 from bench.report.tables import DatasetTables, arrow
 
 GRID_COLUMNS = 8          # sample-grid images per class row
@@ -366,4 +367,6 @@ FIGURES = (("samples", "Samples (one row per class, same seeds for every method)
            ("loss", "Training loss", loss_curves),
            ("phi_pca", "PCA of a method's features phi of held-out real images, by class", feature_pca),
            ("nearest", "Memorisation: generated images closest to a training image (copy_rate), each beside its "
-            "nearest training image", nearest_pairs))
+            "nearest training image", nearest_pairs),
+           ("large", "Large images (bench sample-large, Graikos et al. 2024): a real large image beside one generated "
+            "on the embeddings of its tiles; seam score 1 = tile borders like interiors, above 1 = seams", large_images))

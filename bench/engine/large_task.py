@@ -1,0 +1,141 @@
+"""`bench sample-large`: large images of a finished run (Graikos et al. 2024; the sampler is
+bench/engine/large_image.py), each conditioned on the embeddings of a real large image and scored against it.
+
+1. `large_image_task`, one per generation seed s, on any executor: real large image s of the data set (synth-tissue
+   renders them: bench/datasets/synth_tissue_fields.py) -> the k x k grid of the method's embeddings of its tiles
+   -> a large image sampled on that grid -> large.npz (both images), large.png (real | generated) and seams.json
+   (both images' seam scores at the tile borders), written last: its presence marks the seed done.
+2. `score_patches`, once every seed is done: patch FID/KID (bench/metrics/large_image.py) of all seeds' generated
+   images against the real ones, in one feature network -> patch_metrics.json.
+Each output is written atomically and found again on a re-run, which skips it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from bench import __version__
+from bench.core.errors import BenchError
+from bench.core.pixels import to_model_space
+from bench.core.store import (LARGE_FIGURE_FILE, LARGE_IMAGES_FILE, PATCH_METRICS_FILE, SEAMS_FILE, FileLock,
+                              SuiteStore, atomic_write_bytes, atomic_write_json, read_json)
+from bench.datasets.prepare import to_grayscale
+from bench.datasets.synth_tissue_fields import field
+from bench.engine.export import FinishedRun, finished_run_config, load_finished_run
+from bench.engine.large_image import LargeImageParams, check_spatial, decode, embedding_grid, sample_large
+from bench.engine.sample import to_uint8
+from bench.engine.tasks import classifier_loader
+from bench.methods import parse_variant
+from bench.metrics.extractors import build_extractor
+from bench.metrics.large_image import patch_fid_kid, seam_score
+
+LARGE_SOURCES = ("synth-tissue",)   # the data sets that render real large images
+FIELD_SEED_OFFSET = 2_000_003       # real fields' tissue: no split's (3 split_seed + 0..2) nor synth-tissue-ihc's
+FIGURE_SIDE = 512                   # px the figure's images are scaled up to (nearest neighbour), at most
+
+
+def setting_name(params: LargeImageParams) -> str:
+    """The folder name of one setting of large-image sampling."""
+    stride = "quarter" if params.stride is None else params.stride
+    return f"k={params.k},stride={stride},{params.interpolation}" + (",canvas" if params.decode == "canvas" else "")
+
+
+def large_dir(run_dir: Path, params: LargeImageParams) -> Path:
+    return SuiteStore.large_dir(Path(run_dir), setting_name(params))
+
+
+def check_large_source(source: str) -> None:
+    if source not in LARGE_SOURCES:
+        raise BenchError(f"data set {source!r} has no real large images to condition on and compare with; "
+                         f"large-image sampling runs on a suite of {' or '.join(LARGE_SOURCES)}")
+
+
+def check_large_run(run_dir: Path, params: LargeImageParams):
+    """The run's resolved config, once the run can sample large images at `params`; else BenchError naming the
+    fix. Reads config.json only: nothing is loaded or written."""
+    _, config, cfg = finished_run_config(run_dir)
+    check_spatial(parse_variant(config["method"])[0], config["method"], cfg.sample.sampler)
+    check_large_source(cfg.data.name)
+    if not cfg.model.vae:           # in latent mode the window is the latents' side, known once the VAE is loaded
+        params.window_stride(cfg.data.image_size)
+    return cfg
+
+
+def real_large_image(run: FinishedRun, k: int, index: int) -> np.ndarray:
+    """Real large image `index` of the run's data set: uint8 (k S, k S, C), S its tile size, of its scored classes."""
+    check_large_source(run.data.meta.get("source", run.data.name))
+    image = field(index, k, run.data.image_size, FIELD_SEED_OFFSET + run.cfg.data.split_seed, run.data.scored_classes)
+    return to_grayscale(image[None])[0] if run.data.channels == 1 else image
+
+
+def large_image_task(run_dir: Path, params: LargeImageParams, gen_seed: int) -> dict:
+    """One generation seed's large image of the run at `run_dir`, beside the real one it was conditioned on."""
+    out = large_dir(run_dir, params) / f"seed={gen_seed}"
+    with FileLock(out / ".lock"):
+        if (out / SEAMS_FILE).exists():
+            return {"status": "done", "path": str(out), "reused": True}
+        run = load_finished_run(run_dir)
+        torch.set_num_threads(run.cfg.execution.threads)
+        real = real_large_image(run, params.k, gen_seed)
+        grid = embedding_grid(run.built, to_model_space(real[None]).to(run.device), params.k)
+        canvas = sample_large(run.built, run.cfg, grid, params, gen_seed, run.device)
+        generated = to_uint8(decode(run.built, canvas, params))[0]
+        buf = io.BytesIO()
+        np.savez_compressed(buf, generated=generated, real=real)
+        atomic_write_bytes(out / LARGE_IMAGES_FILE, buf.getvalue())
+        save_side_by_side(real, generated, out / LARGE_FIGURE_FILE)
+        tile = run.data.image_size
+        scores = seam_score(np.stack([generated, real]), tile)
+        atomic_write_json(out / SEAMS_FILE, {
+            "seam_score": {"generated": float(scores[0]), "real": float(scores[1])},
+            "provenance": {"period_px": tile, "definition": "mean squared neighbour difference across the tile "
+                           "borders over that elsewhere (bench/metrics/large_image.py)"},
+            "method": run.config["method"], "run_id": run.config["run_id"], "gen_seed": gen_seed,
+            "params": dataclasses.asdict(params), "window_stride_px": params.window_stride(run.built.method.ctx.image_size),
+            "real_image": {"source": "bench.datasets.synth_tissue_fields.field", "index": gen_seed,
+                           "seed": FIELD_SEED_OFFSET + run.cfg.data.split_seed,
+                           "classes": [run.data.class_names[c] for c in run.data.scored_classes]},
+            "sample_config": dataclasses.asdict(run.cfg.sample), "code_version": __version__})
+    return {"status": "done", "path": str(out), "reused": False}
+
+
+def save_side_by_side(real: np.ndarray, generated: np.ndarray, path: Path) -> None:
+    """real | generated, uint8 (H, W, C) each, a white gap between, scaled up by a whole factor."""
+    gap = np.full((real.shape[0], max(2, real.shape[1] // 32), real.shape[2]), 255, np.uint8)
+    canvas = np.concatenate([real, gap, generated], 1)
+    scale = max(1, FIGURE_SIDE // real.shape[0])
+    pil = Image.fromarray(canvas[..., 0] if canvas.shape[-1] == 1 else canvas)
+    pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
+    buf = io.BytesIO()
+    pil.save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def score_patches(run_dir: Path, params: LargeImageParams, seeds: list[int], network: str = "scorer") -> dict:
+    """Patch FID/KID in `network` of the seeds' generated large images against their real ones, with the seam
+    scores of both; computed once per (seeds, network) and kept in patch_metrics.json."""
+    folder = large_dir(run_dir, params)
+    path = folder / PATCH_METRICS_FILE
+    if path.exists():
+        kept = read_json(path)
+        if kept.get("gen_seeds") == seeds and kept.get("network") == network:
+            return kept
+    images = [np.load(folder / f"seed={s}" / LARGE_IMAGES_FILE) for s in seeds]
+    generated, real = np.stack([i["generated"] for i in images]), np.stack([i["real"] for i in images])
+    run = load_finished_run(run_dir)
+    classifiers = {role: classifier_loader(run.cfg, role, run.data, run.store.cache, run.device)()
+                   for role in ("scorer", "expert") if network == role}
+    # inception: its weights from $BENCH_INCEPTION_WEIGHTS or the cache, as a suite's evaluation finds them
+    extractor = build_extractor(network, classifiers=classifiers, cache_dir=run.store.cache, device=run.device)
+    result = patch_fid_kid(generated, real, run.data.image_size, extractor, run.device, run.cfg.metrics.kid_subset_size)
+    seams = [read_json(folder / f"seed={s}" / SEAMS_FILE)["seam_score"] for s in seeds]
+    result.update(network=network, gen_seeds=seeds, method=run.config["method"], run_id=run.config["run_id"],
+                  seam_score={side: [s[side] for s in seams] for side in ("generated", "real")},
+                  params=dataclasses.asdict(params), code_version=__version__)
+    atomic_write_json(path, result)
+    return result
