@@ -16,16 +16,14 @@ from bench.models.fitting import (PLATEAU_LR_FACTOR, FitRecipe, balanced_accurac
 RECIPE = FitRecipe(epochs=20, patience=3, class_balance="none", batch_size=4, lr=1e-2, augment=False)
 
 
-class ScriptedValidation(nn.Module):
-    """A classifier whose val accuracy in epoch e is val_accuracies[e]: a val image (its index as the
-    input) is classified right when its index is below that fraction of the val set, with logits of
-    size confidences[e] (the larger, the larger the val loss at a given accuracy of 0.5). The epoch that
-    last changed its weights is a buffer, so loading a state dict shows which epoch was kept."""
+class ScriptedEpochs(nn.Module):
+    """A classifier whose val outputs follow a script by epoch (`val_logits`, the val input being the image's
+    index); in training it outputs a learnable constant. The epoch that last changed its weights is a
+    buffer, so loading a state dict shows which epoch was kept."""
 
-    def __init__(self, val_accuracies: list[float], confidences: list[float] | None = None):
+    def __init__(self, num_classes: int):
         super().__init__()
-        self.val_accuracies = val_accuracies
-        self.confidences = confidences or [5.0] * len(val_accuracies)
+        self.num_classes = num_classes
         self.weight = nn.Parameter(torch.zeros(1))
         self.epochs_run = 0
         self.register_buffer("epoch", torch.tensor(-1))
@@ -38,10 +36,24 @@ class ScriptedValidation(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
-            return self.weight * torch.ones(len(x), 2)
-        right = x.view(-1) < self.val_accuracies[self.epochs_run - 1] * 10
+            return self.weight * torch.ones(len(x), self.num_classes)
+        return self.val_logits(x.view(-1), self.epochs_run - 1)
+
+
+class ScriptedValidation(ScriptedEpochs):
+    """Val accuracy in epoch e is val_accuracies[e]: a val image is classified right (label 0) when its
+    index is below that fraction of the val set, with logits of size confidences[e] (the larger, the larger
+    the val loss at a given accuracy of 0.5)."""
+
+    def __init__(self, val_accuracies: list[float], confidences: list[float] | None = None):
+        super().__init__(2)
+        self.val_accuracies = val_accuracies
+        self.confidences = confidences or [5.0] * len(val_accuracies)
+
+    def val_logits(self, index: torch.Tensor, epoch: int) -> torch.Tensor:
+        right = index < self.val_accuracies[epoch] * 10
         logits = torch.stack([right.float(), (~right).float()], 1)  # label 0 is right
-        return logits * self.confidences[self.epochs_run - 1]
+        return logits * self.confidences[epoch]
 
 
 def _scripted_fit(val_accuracies: list[float], recipe: FitRecipe = RECIPE,
@@ -72,28 +84,15 @@ def test_an_equal_accuracy_with_a_lower_loss_is_better():
     assert len(log) == 3 + RECIPE.patience and int(net.epoch) == 2  # an equal loss is no improvement
 
 
-class ScriptedPredictions(nn.Module):
-    """A classifier whose val predictions in epoch e are predictions[e] (the val input is the image's index)."""
+class ScriptedPredictions(ScriptedEpochs):
+    """Val predictions in epoch e are predictions[e]."""
 
     def __init__(self, predictions: list[list[int]], num_classes: int):
-        super().__init__()
+        super().__init__(num_classes)
         self.predictions = torch.tensor(predictions)
-        self.num_classes = num_classes
-        self.weight = nn.Parameter(torch.zeros(1))
-        self.epochs_run = 0
-        self.register_buffer("epoch", torch.tensor(-1))
 
-    def train(self, mode: bool = True):
-        if mode:
-            self.epoch.fill_(self.epochs_run)
-            self.epochs_run += 1
-        return super().train(mode)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            return self.weight * torch.ones(len(x), self.num_classes)
-        chosen = self.predictions[self.epochs_run - 1][x.view(-1).long()]
-        return nn.functional.one_hot(chosen, self.num_classes).float() * 5
+    def val_logits(self, index: torch.Tensor, epoch: int) -> torch.Tensor:
+        return nn.functional.one_hot(self.predictions[epoch][index.long()], self.num_classes).float() * 5
 
 
 def test_early_stopping_scores_balanced_accuracy_on_an_imbalanced_val_split():
