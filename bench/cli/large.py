@@ -23,7 +23,8 @@ def sample_large_command(
     interpolation: str = typer.Option("slerp", help="how a window's embedding blends its grid neighbours: slerp | lerp"),
     decode: str = typer.Option("windows", help="latent mode: decode each window and blend them towards their "
                                "centres (the authors') | canvas: decode the whole canvas at once"),
-    seeds: int = typer.Option(1, help="large images: generation seeds 0..N-1, seed s on real large image s"),
+    seeds: int = typer.Option(1, help="large images: generation seeds 0..N-1, seed s on real large image s of the "
+                              "scored split"),
     network: str = typer.Option("scorer", help="feature network of patch FID/KID: scorer | expert | inception | ..."),
     executor: Optional[str] = typer.Option(None, help="ray | local (default: the run's [execution] executor)"),
     plugin: list[str] = typer.Option([], help="a .py file or module defining the run's method, if a plug-in"),
@@ -43,7 +44,7 @@ def sample_large_command(
         raise BenchError(f"--seeds {seeds}: give at least 1 large image")
     if network not in extractor_names():
         raise BenchError(f"--network {network!r} is not a feature network; use one of {', '.join(extractor_names())}")
-    cfg = check_large_run(run_dir, params)
+    cfg = check_large_run(run_dir, params, seeds)
     execution = cfg.execution if executor is None else dataclasses.replace(
         cfg.execution, executor=check_value("execution", "executor", executor, "--executor"))
     pool = make_executor(execution)

@@ -57,6 +57,9 @@ def known_sources() -> list[str]:
 
 def load_prepared(cfg: DataConfig) -> PreparedData:
     spec = parse_spec(cfg.name)
+    if cfg.tile_large_images and spec.kind != "folder":
+        raise BenchError(f"data.tile_large_images tiles the images of a folder: data set, and {cfg.name} is none; "
+                         "set it to false, or give data.name = \"folder:PATH\"")
     if spec.kind == "synth-tissue":
         from bench.datasets import synth_tissue
         return synth_tissue.load(cfg)

@@ -6,6 +6,7 @@ raw source again.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -17,6 +18,7 @@ from typing import Literal
 import numpy as np
 
 SPLITS = ("train", "val", "test")
+LARGE_PREFIX = "large_"     # the saved arrays of PreparedData.large: large_<split>_x, large_<split>_y
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,17 @@ class DataConfig:
     root: str = ""                      # where downloaded/extracted files live ("" = default)
     augment: Literal["source", "none", "dihedral"] = "source"  # training flips/rotations: "source" =
     #                                     what the data source declares (dihedral only for orientation-free sets)
+    tile_large_images: bool = False     # folder: sets only: cut each image into non-overlapping image_size
+    #                                     tiles of its class instead of resizing it, split by image, and keep the
+    #                                     images as the set's real large images (bench sample-large); off: resize
+
+    def content_key(self) -> dict:
+        """The options as content hashes see them (run ids, data caches, pretrain recipes): tile_large_images
+        off is left out, so suites from before it existed keep their run ids and caches."""
+        key = dataclasses.asdict(self)
+        if not self.tile_large_images:
+            del key["tile_large_images"]
+        return key
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,9 @@ class PreparedData:
     test_x: np.ndarray
     test_y: np.ndarray
     meta: dict = field(default_factory=dict)
+    large: dict = field(default_factory=dict)   # split -> (uint8 (n, m S, m S, C), int64 (n,)): a tiled folder:
+    #                                             set's untiled images, centre-cropped to m x m tiles of S px (m
+    #                                             from its smallest image), and their labels; empty for any other
 
     @property
     def num_classes(self) -> int:
@@ -81,6 +97,7 @@ class PreparedData:
         header = {"name": self.name, "class_names": list(self.class_names),
                   "scored_classes": list(self.scored_classes), "meta": self.meta}
         arrays = {f"{s}_{k}": getattr(self, f"{s}_{k}") for s in SPLITS for k in ("x", "y")}
+        arrays.update({f"{LARGE_PREFIX}{s}_{k}": a for s, pair in self.large.items() for k, a in zip("xy", pair)})
         buf = io.BytesIO()
         np.savez(buf, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")
@@ -91,7 +108,9 @@ class PreparedData:
     def load(cls, path: str | Path) -> "PreparedData":
         with np.load(path, allow_pickle=False) as z:
             header = json.loads(bytes(z["header"]).decode())
-            arrays = {k: z[k] for k in z.files if k != "header"}
+            arrays = {k: z[k] for k in z.files if k != "header" and not k.startswith(LARGE_PREFIX)}
+            large = {s: (z[f"{LARGE_PREFIX}{s}_x"], z[f"{LARGE_PREFIX}{s}_y"]) for s in SPLITS
+                     if f"{LARGE_PREFIX}{s}_x" in z.files}
         return cls(name=header["name"], class_names=tuple(header["class_names"]),
-                   scored_classes=tuple(header["scored_classes"]), meta=header.get("meta", {}),
+                   scored_classes=tuple(header["scored_classes"]), meta=header.get("meta", {}), large=large,
                    **arrays)

@@ -2,7 +2,8 @@
 
 A folder with images and no sub-folders is one class. Hidden files (.DS_Store, ._x) are
 skipped; any other file must be an image. There is no given split: a stratified split with
-cfg.split fractions and cfg.split_seed.
+cfg.split fractions and cfg.split_seed. Images are resized to cfg.image_size, or with
+cfg.tile_large_images cut into tiles of that size, split by image (bench/datasets/tiles.py).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from bench.core.errors import BenchError
 from bench.datasets.base import DataConfig, PreparedData
 from bench.datasets.images import decode
 from bench.datasets.prepare import assemble, scored_classes, stratified_split
+from bench.datasets.tiles import load_tiled
 
 
 def _files(folder: Path) -> list[Path]:
@@ -42,9 +44,11 @@ def load(cfg: DataConfig, path: str) -> PreparedData:
     root = Path(path).expanduser()
     class_names, items = class_tree(root)
     scored_classes(class_names, cfg.exclude_classes, f"folder:{path}")   # fail before decoding
+    meta = {"source": f"folder:{root.resolve()}", "split": list(cfg.split), "split_seed": cfg.split_seed}
+    if cfg.tile_large_images:
+        return load_tiled(cfg, f"folder:{path}", class_names, items, meta)
     x, y, notes = decode(items, cfg.image_size)
     train, val, test = stratified_split(y, cfg.split, cfg.split_seed)
     splits = {"train": (x[train], y[train]), "val": (x[val], y[val]), "test": (x[test], y[test])}
-    meta = {"source": f"folder:{root.resolve()}", "split": list(cfg.split),
-            "split_seed": cfg.split_seed, **notes}
+    meta = {**meta, **notes}
     return assemble(cfg, f"folder:{path}", class_names, splits, meta, augment="none")  # orientation unknown

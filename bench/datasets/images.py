@@ -2,8 +2,9 @@
 
 Shared by `folder:PATH` and `kather2016`. Every file must decode with PIL; what can be converted
 is converted and reported in the returned notes (mixed modes -> RGB or L, 16-bit -> 8-bit,
-non-square -> centre crop, any size -> PIL bicubic to the target size); what cannot (a file that
-is not an image, 32-bit or float pixels) is a BenchError naming the file.
+non-square -> centre crop, any size -> PIL bicubic to the target size; `decode_native` keeps each
+file's own size and shape, for tiling); what cannot (a file that is not an image, 32-bit or float
+pixels) is a BenchError naming the file.
 """
 from __future__ import annotations
 
@@ -41,6 +42,33 @@ def _square(img: Image.Image) -> tuple[Image.Image, bool]:
     return img.crop((left, top, left + s, top + s)), True
 
 
+def _read(name: str, opener: Opener, modes: Counter, sizes: Counter) -> Image.Image:
+    """One file as an 8-bit L or RGB image, its mode and size counted; BenchError naming the file."""
+    try:
+        with Image.open(io.BytesIO(opener())) as img:
+            img.load()
+            modes[img.mode] += 1
+            sizes[f"{img.width}x{img.height}"] += 1
+            return _to_8bit(img, name)
+    except Image.DecompressionBombError as err:
+        raise BenchError(f"{name}: {str(err).rstrip('.')}; downscale it or remove it") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise BenchError(f"{name}: not a readable image ({type(err).__name__}: {err}); "
+                         "remove it or replace it with a PNG/JPEG/TIFF") from None
+
+
+def _arrays(images: list[Image.Image], modes: Counter) -> tuple[list[np.ndarray], dict]:
+    """uint8 (H, W, C) arrays: 1 channel if every image is grey, else RGB; the notes on modes."""
+    if not images:
+        raise BenchError("no images found")
+    gray = all(im.mode == "L" for im in images)
+    arrays = [np.asarray(im if gray or im.mode == "RGB" else im.convert("RGB")) for im in images]
+    notes: dict = {"modes": dict(modes)}
+    if len(modes) > 1 or not set(modes) <= {"RGB", "L"}:
+        notes["converted"] = f"modes {dict(modes)} converted to {'L' if gray else 'RGB'}"
+    return [a[..., None] if gray else a for a in arrays], notes
+
+
 def decode(items: Iterable[tuple[int, str, Opener]], size: int | None
            ) -> tuple[np.ndarray, np.ndarray, dict]:
     """(label, display name, opener) items -> uint8 (N, S, S, C), int64 labels, notes.
@@ -51,35 +79,31 @@ def decode(items: Iterable[tuple[int, str, Opener]], size: int | None
     modes, sizes = Counter(), Counter()
     cropped = 0
     for label, name, opener in items:
-        try:
-            with Image.open(io.BytesIO(opener())) as img:
-                img.load()
-                modes[img.mode] += 1
-                sizes[f"{img.width}x{img.height}"] += 1
-                img = _to_8bit(img, name)
-        except Image.DecompressionBombError as err:
-            raise BenchError(f"{name}: {str(err).rstrip('.')}; downscale it or remove it") from None
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-            raise BenchError(f"{name}: not a readable image ({type(err).__name__}: {err}); "
-                             "remove it or replace it with a PNG/JPEG/TIFF") from None
-        img, was_cropped = _square(img)
+        img, was_cropped = _square(_read(name, opener, modes, sizes))
         cropped += was_cropped
         if size is not None and img.size != (size, size):
             img = img.resize((size, size), Image.Resampling.BICUBIC)
         images.append(img)
         labels.append(label)
-    if not images:
-        raise BenchError("no images found")
     if size is None and len({im.size for im in images}) > 1:
         raise BenchError(f"images of mixed sizes {sorted(sizes)}; give an image size to resize them")
-    gray = all(im.mode == "L" for im in images)
-    arrays = [np.asarray(im if gray or im.mode == "RGB" else im.convert("RGB")) for im in images]
-    x = np.stack(arrays)[..., None] if gray else np.stack(arrays)
-    notes: dict = {"modes": dict(modes), "native_sizes": dict(sizes)}
-    if len(modes) > 1 or not set(modes) <= {"RGB", "L"}:
-        notes["converted"] = f"modes {dict(modes)} converted to {'L' if gray else 'RGB'}"
+    arrays, notes = _arrays(images, modes)
+    notes["native_sizes"] = dict(sizes)
     if cropped:
         notes["center_cropped"] = f"{cropped} non-square images centre-cropped to square"
     if size is not None and set(sizes) != {f"{size}x{size}"}:
         notes["resized"] = f"PIL bicubic from {sorted(sizes)} to {size}x{size}"
-    return x, np.asarray(labels, np.int64), notes
+    return np.stack(arrays), np.asarray(labels, np.int64), notes
+
+
+def decode_native(items: Iterable[tuple[int, str, Opener]]) -> tuple[list[np.ndarray], np.ndarray, dict]:
+    """(label, display name, opener) items -> uint8 (H, W, C) arrays at each file's own size and shape (one
+    channel count for all), int64 labels, notes."""
+    images, labels = [], []
+    modes, sizes = Counter(), Counter()
+    for label, name, opener in items:
+        images.append(_read(name, opener, modes, sizes))
+        labels.append(label)
+    arrays, notes = _arrays(images, modes)
+    notes["native_sizes"] = dict(sizes)
+    return arrays, np.asarray(labels, np.int64), notes

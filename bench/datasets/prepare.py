@@ -94,9 +94,11 @@ def _some(names: list[str], limit: int = 8) -> str:
 
 
 def assemble(cfg: DataConfig, name: str, class_names: tuple[str, ...],
-             splits: dict[str, tuple[np.ndarray, np.ndarray]], meta: dict, augment: str) -> PreparedData:
+             splits: dict[str, tuple[np.ndarray, np.ndarray]], meta: dict, augment: str,
+             large: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> PreparedData:
     """Check the splits, resize (if needed), grayscale (if asked), and build the PreparedData. `augment`
-    is the source's declared training augmentation ("none" or "dihedral"); cfg.augment overrides it."""
+    is the source's declared training augmentation ("none" or "dihedral"); cfg.augment overrides it.
+    `large`: a tiled set's large images per split (PreparedData.large), grayscaled as the tiles are."""
     if cfg.image_size < 4:
         raise BenchError(f"image_size {cfg.image_size} is too small; use 4 or more (e.g. 32)")
     scored = scored_classes(tuple(class_names), cfg.exclude_classes, name)
@@ -112,10 +114,12 @@ def assemble(cfg: DataConfig, name: str, class_names: tuple[str, ...],
             x = to_grayscale(x)
         arrays[f"{s}_x"] = np.ascontiguousarray(x)
         arrays[f"{s}_y"] = np.asarray(y, np.int64).reshape(-1)
+    large = {s: (to_grayscale(x) if cfg.grayscale else x, y) for s, (x, y) in (large or {}).items()}
     meta = {**meta, "augment": augment if cfg.augment == "source" else cfg.augment,
             "augment_from": "the data source" if cfg.augment == "source" else "data.augment",
             "image_size": cfg.image_size, "grayscale": cfg.grayscale,
             "counts": {s: int(len(arrays[f"{s}_y"])) for s in SPLITS}}
     if cfg.grayscale:
         meta["grayscale_formula"] = "ITU-R BT.601 luma 0.299 R + 0.587 G + 0.114 B"
-    return PreparedData(name=name, class_names=tuple(class_names), scored_classes=scored, meta=meta, **arrays)
+    return PreparedData(name=name, class_names=tuple(class_names), scored_classes=scored, meta=meta, large=large,
+                        **arrays)

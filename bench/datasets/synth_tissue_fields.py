@@ -15,8 +15,11 @@ from __future__ import annotations
 import numpy as np
 import scipy.ndimage
 
+from bench.datasets.base import DataConfig, PreparedData
+from bench.datasets.prepare import to_grayscale
 from bench.datasets.synth_tissue import CLASS_NAMES, SUPERSAMPLE, generate
 
+FIELD_SEED_OFFSET = 2_000_003   # real fields' tissue: no split's (3 split_seed + 0..2) nor synth-tissue-ihc's
 BORDER_WANDER = 0.15     # tile units: how far a region border strays from the straight bisector of two seeds
 BORDER_SMOOTHNESS = 0.2  # tile units: the spatial std of the noise that bends it
 ALL_CLASSES = tuple(range(len(CLASS_NAMES)))
@@ -58,3 +61,13 @@ def field(i: int, k: int, size: int, seed: int, classes=ALL_CLASSES) -> np.ndarr
 def fields(n: int, k: int, size: int, seed: int, classes=ALL_CLASSES) -> np.ndarray:
     """Fields 0..n-1, uint8 (n, k size, k size, 3)."""
     return np.stack([field(i, k, size, seed, classes) for i in range(n)])
+
+
+def real_field(cfg: DataConfig, data: PreparedData, k: int, index: int) -> tuple[np.ndarray, dict]:
+    """Field `index` of k x k tiles as the prepared synth-tissue set's real large image: its tile size, scored
+    classes and channels, on tissue of no split; with where it came from."""
+    seed = FIELD_SEED_OFFSET + cfg.split_seed
+    image = field(index, k, data.image_size, seed, data.scored_classes)
+    return (to_grayscale(image[None])[0] if data.channels == 1 else image,
+            {"source": "bench.datasets.synth_tissue_fields.field", "index": index, "seed": seed,
+             "classes": [data.class_names[c] for c in data.scored_classes]})

@@ -2,7 +2,6 @@
 against the suite's metrics, encoded to latents in latent mode ([model] vae)."""
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from collections.abc import Sequence
@@ -43,7 +42,7 @@ def prepare_data(cfg: Config, cache: Path, check: bool = True, reused_runs: Sequ
     latent mode their latents, once per VAE: bench/models/latent.py); `check`: that they can feed the
     suite's metrics (not for a pretrain's source, which is never scored); `reused_runs`: run folders that
     will be resumed or evaluated, refused unless trained on the same classes."""
-    key = _hash([dataclasses.asdict(cfg.data), source_stamp(cfg.data.name)])
+    key = _hash([cfg.data.content_key(), source_stamp(cfg.data.name)])
     path = Path(cache) / f"data-{folder_name(cfg.data.name)}-{key}.npz"
     # bad input raises here, before anything is written; a cached copy is checked against these metrics too
     data = PreparedData.load(path) if path.exists() else load_prepared(cfg.data)

@@ -1,10 +1,11 @@
 """`bench sample-large`: large images of a finished run (Graikos et al. 2024; the sampler is
 bench/engine/large_image.py), each conditioned on the embeddings of a real large image and scored against it.
 
-1. `large_image_task`, one per generation seed s, on any executor: real large image s of the data set (synth-tissue
-   renders them: bench/datasets/synth_tissue_fields.py) -> the k x k grid of the method's embeddings of its tiles
-   -> a large image sampled on that grid -> large.npz (both images), large.png (real | generated) and seams.json
-   (both images' seam scores at the tile borders), written last: its presence marks the seed done.
+1. `large_image_task`, one per generation seed s, on any executor: real large image s of the data set's scored
+   split (bench/datasets/large.py: synth-tissue renders them, a tiled folder: set holds them) -> the k x k grid of
+   the method's embeddings of its tiles -> a large image sampled on that grid -> large.npz (both images), large.png
+   (real | generated) and seams.json (both images' seam scores at the tile borders, and where the real image came
+   from), written last: its presence marks the seed done.
 2. `score_patches`, once every seed is done: patch FID/KID (bench/metrics/large_image.py) of all seeds' generated
    images against the real ones, in one feature network -> patch_metrics.json.
 Each output is written atomically and found again on a re-run, which skips it.
@@ -20,13 +21,13 @@ import torch
 from PIL import Image
 
 from bench import __version__
-from bench.core.errors import BenchError
 from bench.core.pixels import to_model_space
 from bench.core.store import (LARGE_FIGURE_FILE, LARGE_IMAGES_FILE, PATCH_METRICS_FILE, SEAMS_FILE, FileLock,
                               SuiteStore, atomic_write_bytes, atomic_write_json, read_json)
-from bench.datasets.prepare import to_grayscale
-from bench.datasets.synth_tissue_fields import field
-from bench.engine.export import FinishedRun, finished_run_config, load_finished_run
+from bench.datasets.base import PreparedData
+from bench.datasets.large import check_large_images, check_large_source, real_large_image
+from bench.engine.data import prepare_data
+from bench.engine.export import finished_run_config, load_finished_run
 from bench.engine.large_image import LargeImageParams, check_spatial, decode, embedding_grid, sample_large
 from bench.engine.sample import to_uint8
 from bench.engine.tasks import classifier_loader
@@ -34,8 +35,6 @@ from bench.methods import parse_variant
 from bench.metrics.extractors import build_extractor
 from bench.metrics.large_image import patch_fid_kid, seam_score
 
-LARGE_SOURCES = ("synth-tissue",)   # the data sets that render real large images
-FIELD_SEED_OFFSET = 2_000_003       # real fields' tissue: no split's (3 split_seed + 0..2) nor synth-tissue-ihc's
 FIGURE_SIDE = 512                   # px the figure's images are scaled up to (nearest neighbour), at most
 
 
@@ -49,28 +48,18 @@ def large_dir(run_dir: Path, params: LargeImageParams) -> Path:
     return SuiteStore.large_dir(Path(run_dir), setting_name(params))
 
 
-def check_large_source(source: str) -> None:
-    if source not in LARGE_SOURCES:
-        raise BenchError(f"data set {source!r} has no real large images to condition on and compare with; "
-                         f"large-image sampling runs on a suite of {' or '.join(LARGE_SOURCES)}")
-
-
-def check_large_run(run_dir: Path, params: LargeImageParams):
-    """The run's resolved config, once the run can sample large images at `params`; else BenchError naming the
-    fix. Reads config.json only: nothing is loaded or written."""
-    _, config, cfg = finished_run_config(run_dir)
+def check_large_run(run_dir: Path, params: LargeImageParams, seeds: int):
+    """The run's resolved config, once the run can sample large images at `params` for generation seeds
+    0..seeds-1; else BenchError naming the fix. Reads config.json, then the run's prepared data (cached when it
+    trained): no model is loaded, nothing is written."""
+    store, config, cfg = finished_run_config(run_dir)
     check_spatial(parse_variant(config["method"])[0], config["method"], cfg.sample.sampler)
-    check_large_source(cfg.data.name)
+    check_large_source(cfg.data)
     if not cfg.model.vae:           # in latent mode the window is the latents' side, known once the VAE is loaded
         params.window_stride(cfg.data.image_size)
+    data = PreparedData.load(prepare_data(cfg, store.cache, check=False, reused_runs=[Path(run_dir).resolve()]))
+    check_large_images(cfg.data, data, cfg.suite.eval_split, params.k, seeds)
     return cfg
-
-
-def real_large_image(run: FinishedRun, k: int, index: int) -> np.ndarray:
-    """Real large image `index` of the run's data set: uint8 (k S, k S, C), S its tile size, of its scored classes."""
-    check_large_source(run.data.meta.get("source", run.data.name))
-    image = field(index, k, run.data.image_size, FIELD_SEED_OFFSET + run.cfg.data.split_seed, run.data.scored_classes)
-    return to_grayscale(image[None])[0] if run.data.channels == 1 else image
 
 
 def large_image_task(run_dir: Path, params: LargeImageParams, gen_seed: int) -> dict:
@@ -81,7 +70,7 @@ def large_image_task(run_dir: Path, params: LargeImageParams, gen_seed: int) -> 
             return {"status": "done", "path": str(out), "reused": True}
         run = load_finished_run(run_dir)
         torch.set_num_threads(run.cfg.execution.threads)
-        real = real_large_image(run, params.k, gen_seed)
+        real, real_from = real_large_image(run.cfg.data, run.data, run.cfg.suite.eval_split, params.k, gen_seed)
         grid = embedding_grid(run.built, to_model_space(real[None]).to(run.device), params.k)
         canvas = sample_large(run.built, run.cfg, grid, params, gen_seed, run.device)
         generated = to_uint8(decode(run.built, canvas, params))[0]
@@ -97,9 +86,7 @@ def large_image_task(run_dir: Path, params: LargeImageParams, gen_seed: int) -> 
                            "borders over that elsewhere (bench/metrics/large_image.py)"},
             "method": run.config["method"], "run_id": run.config["run_id"], "gen_seed": gen_seed,
             "params": dataclasses.asdict(params), "window_stride_px": params.window_stride(run.built.method.ctx.image_size),
-            "real_image": {"source": "bench.datasets.synth_tissue_fields.field", "index": gen_seed,
-                           "seed": FIELD_SEED_OFFSET + run.cfg.data.split_seed,
-                           "classes": [run.data.class_names[c] for c in run.data.scored_classes]},
+            "real_image": real_from,
             "sample_config": dataclasses.asdict(run.cfg.sample), "code_version": __version__})
     return {"status": "done", "path": str(out), "reused": False}
 

@@ -40,6 +40,7 @@ def run_id(cfg: Config, variant: str, train_seed: int) -> str:
     are, in latent mode, the VAE's weights."""
     cls, params = parse_variant(variant)
     key = {k: v for k, v in cfg.to_dict().items() if k not in ("suite", "execution")}
+    key["data"] = cfg.data.content_key()
     # the backbone's identity: the pretrain artefact's content key, or a folder's or cache entry's files
     # (replaced weights retrain); a [pretrain] recipe no run starts from shapes nothing, and a run from
     # scratch keeps the id it had before [model] init existed

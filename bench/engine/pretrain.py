@@ -39,9 +39,11 @@ def check_source(cfg: Config) -> None:
 
 
 def source_data_config(cfg: Config) -> DataConfig:
-    """The suite's data options with the pretrain's source in place of the target."""
-    return dataclasses.replace(cfg.data, name=cfg.pretrain.data, root="" if cfg.pretrain.data != cfg.data.name
-                               else cfg.data.root)
+    """The suite's data options with the pretrain's source in place of the target (the target's location and
+    tiling stay with it)."""
+    same = cfg.pretrain.data == cfg.data.name
+    return dataclasses.replace(cfg.data, name=cfg.pretrain.data, root=cfg.data.root if same else "",
+                               tile_large_images=cfg.data.tile_large_images and same)
 
 
 def pretrain_suite_config(cfg: Config) -> Config:
@@ -59,7 +61,7 @@ def recipe(cfg: Config) -> dict:
     vae = {}
     if cfg.model.vae:  # latent mode: the backbone diffuses this VAE's latents
         vae = {"vae_weights": weights_hash(cfg.model.vae)}
-    return {**vae, "version": PRETRAIN_VERSION, "data": dataclasses.asdict(pre_cfg.data),
+    return {**vae, "version": PRETRAIN_VERSION, "data": pre_cfg.data.content_key(),
             "source_stamp": source_stamp(pre_cfg.data.name), "model": dataclasses.asdict(pre_cfg.model),
             "train": dataclasses.asdict(pre_cfg.train), "seed": cfg.pretrain.seed,
             "condition": "one learned token for every image: unconditional, the source's labels are not used"}

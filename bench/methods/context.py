@@ -27,7 +27,7 @@ class MethodContext:
     token_dim: int                       # the U-Net's cross_attention_dim
     device: torch.device
     data: PreparedData                   # train split only (SSL embedding banks, same-class conditioners):
-    #                                      val and test are emptied on construction
+    #                                      val, test and the large images are emptied on construction
     schedule: Schedule                   # the suite's forward process (sampling hooks noise references with it)
     expert_loader: Callable[[], torch.nn.Module] | None = None  # lazy: only methods that need it pay
     cache_dir: Path | None = None
@@ -39,7 +39,8 @@ class MethodContext:
 
     def __post_init__(self):
         empty_x, empty_y = self.data.train_x[:0], self.data.train_y[:0]
-        self.data = dataclasses.replace(self.data, val_x=empty_x, val_y=empty_y, test_x=empty_x, test_y=empty_y)
+        self.data = dataclasses.replace(self.data, val_x=empty_x, val_y=empty_y, test_x=empty_x, test_y=empty_y,
+                                        large={})
         if self.latents is not None:
             self.latents = self.latents.train_only()
 
