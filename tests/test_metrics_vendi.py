@@ -7,7 +7,10 @@ from bench.metrics import evaluate_samples, metric_names
 from bench.metrics.extractors import EXTRACTORS, build_extractor, extractor_names
 from bench.metrics.registry import CLOSEST_TO_REAL, direction_of
 from bench.metrics.vendi import vendi_score
+from bench.report import build_report
+from bench.report.tables import DISTANCE_TO_REAL
 from bench.testing import toy_data
+import test_report
 from test_metrics_registry import pooled
 
 
@@ -37,6 +40,16 @@ def test_vendi_is_every_networks_and_judged_against_the_real_images():
     assert {f"vendi[{n}]" for n in extractor_names()} <= set(metric_names())
     assert {"vendi[scorer]", "vendi[inception]"} <= set(metric_names())
     assert direction_of("vendi[scorer]") == CLOSEST_TO_REAL
+
+
+def test_the_report_judges_vendi_by_its_distance_to_the_real_images(monkeypatch, tmp_path):
+    monkeypatch.setattr(test_report, "METRICS", [*test_report.METRICS, "vendi[scorer]"])
+    monkeypatch.setattr(test_report, "REFERENCE", {**test_report.REFERENCE, "vendi[scorer]": 0.36})
+    t = build_report(test_report.make_store(tmp_path)).tables[0]
+    rows = t.leaderboard[t.leaderboard.metric == "vendi[scorer]"]
+    means = dict(zip(rows.method, rows["mean"]))   # about 0.33, 0.38, 0.43, 0.48: the highest is not the best
+    assert t.best("vendi[scorer]") == {min(means, key=lambda m: abs(means[m] - 0.36))} == {"drift:delta=-0.05"}
+    assert set(rows.delta_of) == {DISTANCE_TO_REAL}
 
 
 def test_the_evaluation_scores_all_images_each_class_and_as_many_real_ones(monkeypatch, tmp_path):
