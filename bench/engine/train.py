@@ -37,9 +37,9 @@ from bench.models.latent import Latents
 from bench.models.unet import SIZES, build_unet
 
 # Val images of the loss at each checkpoint. On the default suite (small U-Net, 16 px, batch 32, one CPU
-# thread; benchmarks/train_step.py) a checkpoint's costs 0.70-0.86 of a training step (baseline 144 ms
-# against 206 ms, aligned 245 against 285, fgscore 322 against 391): its 4 checkpoints add 0.7-0.9% to
-# the 400 steps.
+# thread; benchmarks/train_step.py) it costs 0.70-0.86 of a training step (baseline 144 ms against
+# 206 ms, aligned 245 against 285, fgscore 322 against 391): at its 4 checkpoints, 0.7-0.9% of the 400
+# steps' time.
 VAL_LOSS_IMAGES = 64
 
 
@@ -162,8 +162,8 @@ class BatchStream:
 def val_subset(data: PreparedData, device, latents: Latents | None = None):
     """At most VAL_LOSS_IMAGES val images in model space (latents in latent mode) and their labels, evenly
     spaced through the split: every class in proportion where the split is ordered by class, and no draw."""
-    n = len(data.val_y)
-    rows = torch.arange(min(n, VAL_LOSS_IMAGES)) * n // min(n, VAL_LOSS_IMAGES)
+    n, k = len(data.val_y), min(len(data.val_y), VAL_LOSS_IMAGES)
+    rows = torch.arange(k) * n // k
     x = model_space(torch.from_numpy(data.val_x).permute(0, 3, 1, 2)[rows]) if latents is None else latents.val[rows]
     return x.to(device), torch.from_numpy(data.val_y)[rows].long().to(device)
 
