@@ -4,6 +4,8 @@
    augmentation, checkpoints, logging) vs a bare diffusers loop on the same U-Net, batch and data
    (DDPMScheduler.add_noise, MSE, AdamW). Target: ratio <= 1.05.
 2. Every method's step time relative to baseline on the same config. Target: aligned <= 1.5x.
+3. The val loss at a checkpoint (`Trainer.val_loss`) against a training step, per method, and its share
+   of the config's training (its checkpoints' val losses over its steps). Target: <= 1%.
 
 Blocks of steps alternate between the contenders and the median per-step time is reported, so
 drift in machine load hits both alike.
@@ -26,7 +28,7 @@ from diffusers import DDPMScheduler
 from bench.config import DEFAULT_SUITE, load_config
 from bench.datasets import load_prepared
 from bench.engine.tasks import expert_loader
-from bench.engine.train import BatchStream, build, train_model
+from bench.engine.train import BatchStream, Trainer, build, train_model
 
 
 def bare_diffusers_steps(cfg, data, steps: int) -> list[float]:
@@ -64,6 +66,25 @@ def bench_steps(cfg, data, variant: str, steps: int, cache: Path) -> list[float]
     return [b - a for a, b in zip([t_first] + stamps[:-1], stamps)][1:]  # first step includes set-up
 
 
+def val_loss_times(cfg, data, variant: str, steps: int, rounds: int, cache: Path) -> tuple[list[float], list[float]]:
+    """Per-step times and per-call times of the val loss of one trainer: `steps` steps, then a val loss, `rounds`
+    times (the first step of all, set-up included, left out)."""
+    device = torch.device("cpu")
+    torch.manual_seed(0)
+    built = build(cfg, variant, data, device, expert_loader(cfg, data, cache, device), cache)
+    trainer, step_s, val_s = Trainer(cfg, built, data, 0, device), [], []
+    built.model.train()
+    for r in range(rounds):
+        for k in range(r * steps, (r + 1) * steps):
+            t0 = time.perf_counter()
+            trainer.step(k)
+            step_s.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        trainer.val_loss()
+        val_s.append(time.perf_counter() - t0)
+    return step_s[1:], val_s
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=str(DEFAULT_SUITE))
@@ -95,6 +116,13 @@ def main() -> None:
     for m in methods:
         t = statistics.median(per_method[m])
         print(f"  {m:<16} {t * 1e3:8.1f} ms/step   {t / base:6.2f}x")
+    train = cfg.train
+    checkpoints = train.steps // train.checkpoint_every + (train.steps % train.checkpoint_every != 0)
+    print(f"val loss at a checkpoint ({checkpoints} in {train.steps} steps) against a step (target: share <= 1%)")
+    for m in methods:
+        step_s, val_s = map(statistics.median, val_loss_times(cfg, data, m, args.steps, args.rounds, cache))
+        print(f"  {m:<16} {val_s * 1e3:8.1f} ms = {val_s / step_s:5.2f} steps   "
+              f"share {100 * checkpoints * val_s / (train.steps * step_s):5.2f}%")
 
 
 if __name__ == "__main__":

@@ -50,12 +50,14 @@ def test_each_source_declares_its_augmentation(tmp_path, npz_source):
 
 
 def _recorded_batches(monkeypatch) -> list[torch.Tensor]:
-    """The x0 of every training step, as the method's loss receives it."""
+    """The x0 of every training step, as the method's loss receives it (not the checkpoints' val loss, which
+    runs without gradients)."""
     seen = []
     original = ConditioningMethod.loss
 
     def recording_loss(self, model, schedule, x0, labels, generator):
-        seen.append(x0.detach().clone())
+        if torch.is_grad_enabled():
+            seen.append(x0.detach().clone())
         return original(self, model, schedule, x0, labels, generator)
 
     monkeypatch.setattr(ConditioningMethod, "loss", recording_loss)

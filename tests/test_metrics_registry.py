@@ -79,10 +79,13 @@ def test_the_report_judges_a_registered_metric_by_its_direction_and_shows_its_pr
     assert STATISTIC in (folder / "report.html").read_text()   # its provenance, with every built-in one's
 
 
+def pooled(**_) -> FeatureExtractor:
+    """A feature network in a line: 2 x 2 mean-pooled pixels, 12-d features of RGB images."""
+    return FeatureExtractor("pooled", None, False, lambda x: F.adaptive_avg_pool2d(x.float(), 2).flatten(1),
+                            {"network": "2 x 2 mean pool of the pixels"})
+
+
 def test_a_registered_extractor_gives_every_feature_metric_in_its_space(tmp_path):
-    def pooled(**_):   # 2 x 2 mean-pooled pixels: 12-d features of RGB images
-        return FeatureExtractor("pooled", None, False, lambda x: F.adaptive_avg_pool2d(x.float(), 2).flatten(1),
-                                {"network": "2 x 2 mean pool of the pixels"})
     register_extractor("pooled", pooled)
     try:
         assert {"fid[pooled]", "kid[pooled]", "coverage[pooled]"} <= set(metric_names())

@@ -21,6 +21,11 @@ EPOCH_ORDER_SALT = 1
 GEN_SEED_STRIDE = 100_003
 CONDITION_STREAM_OFFSET = 50_000
 
+# The validation loss at checkpoints (bench/engine/train.py): one stream named by no integer, so every
+# checkpoint of every run and method is scored on the same timesteps and noise; a generator of its own,
+# so no training stream is drawn from.
+VAL_LOSS_SEED = 2**61 - 1
+
 # Reference noise (bench/methods/fgscore.py): one stream per (ref_seed, noise level t, draw), distinct
 # for t below REF_SEED_STRIDE (train.num_train_timesteps is at most 100_000) and n_draws up to 1_009.
 REF_SEED_STRIDE = 100_003

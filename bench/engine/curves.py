@@ -2,9 +2,10 @@
 results/<suite>` shows every run of a suite, named by its folder (data set / method / train seed / run).
 
 Each logged step's scalars (the loss and the method's other loss terms, lr, the gradient norm, the EMA
-of the loss) are written when the training checkpoints, together with train_log.jsonl and after the
-resumable state: a training killed between two checkpoints resumes from the last one having written
-no step beyond it, so a resumed run's curves continue without a duplicated step.
+of the loss; at a checkpoint the val loss, `val/loss`: bench/engine/train.py) are written when the
+training checkpoints, together with train_log.jsonl and after the resumable state: a training killed
+between two checkpoints resumes from the last one having written no step beyond it, so a resumed run's
+curves (the val loss's too) continue without a duplicated step.
 """
 from __future__ import annotations
 

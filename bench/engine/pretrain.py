@@ -99,8 +99,9 @@ def pretrain_backbone(cfg: Config, cache: Path, on_step=None) -> Path:
     with FileLock(folder.with_suffix(".lock")):
         if (folder / RECIPE_FILE).exists():  # another process finished it while we waited
             return folder
+        # one class in both splits training reads (its val loss's labels too)
         one_class = dataclasses.replace(source, class_names=("source",), scored_classes=(0,),
-                                        train_y=np.zeros_like(source.train_y))
+                                        train_y=np.zeros_like(source.train_y), val_y=np.zeros_like(source.val_y))
         latents = latents_of(pre_cfg, source_path, resolve_device(cfg.execution.device))  # latent mode: the source's
         if not (folder / CHECKPOINT_FILE).exists():  # else trained already, stopped before the folder was finished
             with torch.random.fork_rng(devices=[]):  # its seeding leaves the caller's RNG alone
