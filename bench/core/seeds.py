@@ -26,8 +26,9 @@ CONDITION_STREAM_OFFSET = 50_000
 # so no training stream is drawn from.
 VAL_LOSS_SEED = 2**61 - 1
 
-# Reference noise (bench/methods/fgscore.py): one stream per (ref_seed, noise level t, draw), distinct
-# for t below REF_SEED_STRIDE (train.num_train_timesteps is at most 100_000) and n_draws up to 1_009.
+# Reference noise of a method that keeps fixed reference images (its `ref_seed` parameter): one stream per
+# (ref_seed, noise level t, draw), distinct for t below REF_SEED_STRIDE (train.num_train_timesteps is at most
+# 100_000) and n_draws up to 1_009.
 REF_SEED_STRIDE = 100_003
 REF_LEVEL_STRIDE = 1_009
 

@@ -14,7 +14,7 @@ results/<suite>/                             scored on the test split; <suite>@v
 metrics.json (one evaluation = one trained model x one generation seed):
 {
   "schema": 1,
-  "dataset": "synth-tissue", "method": "drift:delta=-0.05", "run_id": "ab12cd34",
+  "dataset": "synth-tissue", "method": "my-method:scale=0.5", "run_id": "ab12cd34",
   "train_seed": 0, "gen_seed": 3, "code_version": "0.1.0",
   "class_names": [...], "scored_classes": [...],
   "metrics": {"acc[scorer]": 0.38, "acc[expert]": 0.41, "ssim": 0.12, "fid[scorer]": 35.2,

@@ -10,8 +10,8 @@ OUT/
   scheduler/bench_sampling.json     the run's [sample] settings (sampler, steps, eta, guidance, classes' image
                                     count, batch size) and the data-centring mean mu ([train] center_data; 0 off)
   conditioning/modules.safetensors  the method's modules besides the U-Net (EMA): class embeddings, projections
-  conditioning/state.safetensors    the method's sampling state (`export_state`: ssl's embedding bank,
-                                    fgscore's centroids at the sampler's timesteps)
+  conditioning/state.safetensors    the method's sampling state (`export_state`: e.g. an embedding bank,
+                                    or class centroids at the sampler's timesteps)
   conditioning/bench.json           method variant, class names, scored classes, [train] settings, the source run
 """
 from __future__ import annotations

@@ -37,9 +37,9 @@ from bench.models.latent import Latents
 from bench.models.unet import SIZES, build_unet
 
 # Val images of the loss at each checkpoint. On the default suite (small U-Net, 16 px, batch 32, one CPU
-# thread; benchmarks/train_step.py) it costs 0.70-0.86 of a training step (baseline 144 ms against
-# 206 ms, aligned 245 against 285, fgscore 322 against 391): at its 4 checkpoints, 0.7-0.9% of the 400
-# steps' time.
+# thread; benchmarks/train_step.py) it costs 0.70-0.86 of a training step across the built-in methods
+# (144 ms against 206 ms for the baseline, 322 against 391 for the costliest): at its 4 checkpoints,
+# 0.7-0.9% of the 400 steps' time.
 VAL_LOSS_IMAGES = 64
 
 
