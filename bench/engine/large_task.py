@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from bench import __version__
 from bench.core.pixels import to_model_space
@@ -29,7 +28,7 @@ from bench.datasets.large import check_large_images, check_large_source, real_la
 from bench.engine.data import prepare_data
 from bench.engine.export import finished_run_config, load_finished_run
 from bench.engine.large_image import LargeImageParams, check_spatial, decode, embedding_grid, sample_large
-from bench.engine.sample import to_uint8
+from bench.engine.sample import save_png, to_uint8
 from bench.engine.tasks import classifier_loader
 from bench.methods import parse_variant
 from bench.metrics.extractors import build_extractor
@@ -94,13 +93,7 @@ def large_image_task(run_dir: Path, params: LargeImageParams, gen_seed: int) -> 
 def save_side_by_side(real: np.ndarray, generated: np.ndarray, path: Path) -> None:
     """real | generated, uint8 (H, W, C) each, a white gap between, scaled up by a whole factor."""
     gap = np.full((real.shape[0], max(2, real.shape[1] // 32), real.shape[2]), 255, np.uint8)
-    canvas = np.concatenate([real, gap, generated], 1)
-    scale = max(1, FIGURE_SIDE // real.shape[0])
-    pil = Image.fromarray(canvas[..., 0] if canvas.shape[-1] == 1 else canvas)
-    pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
-    buf = io.BytesIO()
-    pil.save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
+    save_png(np.concatenate([real, gap, generated], 1), path, max(1, FIGURE_SIDE // real.shape[0]))
 
 
 def score_patches(run_dir: Path, params: LargeImageParams, seeds: list[int], network: str = "scorer") -> dict:

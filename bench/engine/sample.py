@@ -92,7 +92,12 @@ def save_grid(images: np.ndarray, labels: np.ndarray, path, scale: int = 2) -> N
     for r, row in enumerate(rows):
         for c, img in enumerate(row):
             canvas[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = img
-    pil = Image.fromarray(canvas[..., 0] if ch == 1 else canvas)
+    save_png(canvas, path, scale)
+
+
+def save_png(canvas: np.ndarray, path, scale: int) -> None:
+    """uint8 (H, W, C) written atomically as a PNG, each pixel a scale x scale block (nearest neighbour)."""
+    pil = Image.fromarray(canvas[..., 0] if canvas.shape[-1] == 1 else canvas)
     pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
     buf = io.BytesIO()
     pil.save(buf, format="PNG")

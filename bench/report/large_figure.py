@@ -28,20 +28,17 @@ def _rows(data: SuiteData, t: DatasetTables) -> list[tuple[str, str, np.ndarray,
                 if patch_text:
                     patch_text += (f" ({scores['provenance']['n_gen']} crops against "
                                    f"{scores['provenance']['n_ref']})")
-                seeds = sorted((p for p in setting.glob("seed=*") if (p / SEAMS_FILE).is_file()),
-                               key=lambda p: int(p.name.partition("=")[2]))
-                seams = {int(p.name.partition("=")[2]): json.loads((p / SEAMS_FILE).read_text())["seam_score"]
-                         for p in seeds}
+                seeds = {int(p.name.partition("=")[2]): p for p in setting.glob("seed=*") if (p / SEAMS_FILE).is_file()}
+                seams = {s: json.loads((p / SEAMS_FILE).read_text())["seam_score"] for s, p in sorted(seeds.items())}
                 test = paired_test(*({(run.train_seed, s): v[side] for s, v in seams.items()}
                                      for side in ("generated", "real")))
                 if test.n_units >= 2:
                     patch_text += (f"; seam score generated - real {test.delta:+.3g} [{test.ci_low:.3g}, "
                                    f"{test.ci_high:.3g}], p {test.p:.2g} ({test.n_units} seeds, {test.test})")
-                for seed in seeds:
-                    with np.load(seed / LARGE_IMAGES_FILE) as npz:
+                for s, score in seams.items():
+                    with np.load(seeds[s] / LARGE_IMAGES_FILE) as npz:
                         real, generated = npz["real"], npz["generated"]
-                    score = seams[int(seed.name.partition("=")[2])]
-                    title = f"{method}, train seed {run.train_seed}, {setting.name}, gen {seed.name}: real | generated"
+                    title = f"{method}, train seed {run.train_seed}, {setting.name}, gen seed={s}: real | generated"
                     caption = (f"seam score real {score['real']:.3g}, generated {score['generated']:.3g}"
                                + (f"; {patch_text.lstrip('; ')}" if patch_text else ""))
                     rows.append((title, caption, real, generated))
